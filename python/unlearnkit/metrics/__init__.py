@@ -1,0 +1,15 @@
+"""Metrics, scikit-learn style: arrays in (numpy or torch), floats or dicts out.
+
+Output space (``output``, ``membership``): accuracy, membership-inference attacks, gaps to
+the gold model. Feature space (``clustering``, ``kmeans``, ``neighbors``, ``alignment``): the
+heavy ones run in the Rust engine ``unlearnkit._core``.
+"""
+
+from .clustering import *  # noqa: F401,F403
+from .clustering import __all__ as _clustering_all
+from .kmeans import *  # noqa: F401,F403
+from .kmeans import __all__ as _kmeans_all
+from .neighbors import *  # noqa: F401,F403
+from .neighbors import __all__ as _neighbors_all
+
+__all__ = [*_clustering_all, *_kmeans_all, *_neighbors_all]

@@ -1,0 +1,3 @@
+"""k-means clustering (Rust engine)."""
+
+__all__: list[str] = []
