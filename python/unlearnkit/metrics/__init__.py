@@ -11,5 +11,9 @@ from .kmeans import *  # noqa: F401,F403
 from .kmeans import __all__ as _kmeans_all
 from .neighbors import *  # noqa: F401,F403
 from .neighbors import __all__ as _neighbors_all
+from .membership import *  # noqa: F401,F403
+from .membership import __all__ as _membership_all
+from .output import *  # noqa: F401,F403
+from .output import __all__ as _output_all
 
-__all__ = [*_clustering_all, *_kmeans_all, *_neighbors_all]
+__all__ = [*_clustering_all, *_kmeans_all, *_neighbors_all, *_membership_all, *_output_all]

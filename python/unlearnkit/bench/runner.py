@@ -1,0 +1,143 @@
+"""The runner: data + models + methods + metrics for one scenario and several seeds.
+
+For each seed: choose the forget set, train (or load from the cache) the original model on the
+whole training set and the gold model on the retain set only, run every method on a copy of
+the original, evaluate every model on the same sets, and compute each row's gap to gold.
+Each finished (seed, model) unit is written to ``<out>/units/`` at once, so an interrupted run
+started again with the same arguments resumes after its last finished unit.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .. import __version__, io
+from ..checkpoints import cache_key, cached_train, default_cache_dir
+from ..data import load_dataset, make_split
+from ..data.forget import UnlearningSplit
+from ..methods import get_method
+from ..models import build_model
+from ..progress import ProgressBars
+from ..training import TrainConfig, fit
+from .evaluate import add_gaps, evaluate_model
+from .recipes import dataset_recipe, method_recipe
+
+DEFAULT_METHODS = ("finetune", "neggrad", "random_labels")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What one run compares.
+
+    Attributes:
+        dataset: a name from ``unlearnkit.data.DATASETS``.
+        forget: ``"random"`` or ``"class"``; fraction / forget_class as ``make_split`` takes them.
+        seeds: one full experiment per seed (split of forget set, initialisation, data order).
+        methods: registry names of the methods to run.
+        overrides: ``{method: {field: value}}`` on top of the recipe.
+        device: torch device for training and unlearning.
+    """
+
+    dataset: str = "digits"
+    forget: str = "random"
+    fraction: float = 0.1
+    forget_class: int | None = None
+    seeds: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    overrides: dict = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def scenario(self) -> str:
+        return f"random-{self.fraction * 100:g}" if self.forget == "random" else f"class-{self.forget_class}"
+
+
+def environment(device: str) -> dict:
+    """What every report carries: versions and the device."""
+    dev = device
+    if device.startswith("cuda") and torch.cuda.is_available():
+        dev = f"{device} ({torch.cuda.get_device_name()})"
+    return {"unlearnkit": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "device": dev, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+
+def _train_reference(kind: str, split: UnlearningSplit, model_name: str, train_cfg: TrainConfig, seed: int,
+                     cache_dir: pathlib.Path, device: str, bars) -> tuple[torch.nn.Module, dict]:
+    """Trains (or loads) the original model (``kind="original"``, whole training set) or the gold
+    model (``kind="gold"``, retain set only: it never sees a forget sample)."""
+    data = split.data
+    idx = np.arange(len(data.y_train)) if kind == "original" else split.retain_idx
+    if kind == "gold":
+        assert np.intersect1d(idx, split.forget_idx).size == 0, "the gold model must never see a forget sample"
+    key = cache_key(kind=kind, data=data.fingerprint(), forget=split.fingerprint() if kind == "gold" else None,
+                    model=model_name, train=train_cfg.to_dict(), seed=seed)
+    torch.manual_seed(seed)
+    model = build_model(model_name, data).to(device)
+    x, y = data.x_train[torch.from_numpy(idx)], data.y_train[torch.from_numpy(idx)]
+    return cached_train(model, lambda m: fit(m, x, y, train_cfg, seed=seed, callbacks=[bars], source=kind),
+                        cache_dir=cache_dir, key=key, name=f"{data.name}-{kind}")
+
+
+def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | pathlib.Path | None = None,
+        progress: bool = True, recipes: str | None = None) -> dict:
+    """Runs the comparison and returns ``{"meta": ..., "rows": [...]}`` (also written as units)."""
+    out_dir = pathlib.Path(out_dir)
+    units_dir = out_dir / "units"
+    units_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
+    recipe = dataset_recipe(config.dataset, recipes)
+    train_cfg = TrainConfig(**recipe["train"])
+    for m in config.methods:
+        get_method(m)  # fail before any training on a misspelt name
+    data = load_dataset(config.dataset)
+    bars = ProgressBars(disable=not progress)
+    meta = {"config": asdict(config), "scenario": config.scenario, "dataset": config.dataset,
+            "model": recipe["model"], "train": train_cfg.to_dict(), "env": environment(config.device)}
+    rows = []
+    for seed in config.seeds:
+        split = make_split(data, forget=config.forget, fraction=config.fraction, forget_class=config.forget_class,
+                           seed=seed)
+        original, o_meta = _train_reference("original", split, recipe["model"], train_cfg, seed, cache_dir,
+                                            config.device, bars)
+        gold, g_meta = _train_reference("gold", split, recipe["model"], train_cfg, seed, cache_dir,
+                                        config.device, bars)
+        retrain_s = g_meta["seconds"]
+        gold_row = evaluate_model(gold, split, seed=seed)
+        units = [("original", None), ("gold", None)] + [(m, m) for m in config.methods]
+        for name, method_name in units:
+            hparams = {}
+            if method_name is not None:
+                hparams = {**method_recipe(config.dataset, method_name, recipes),
+                           **config.overrides.get(method_name, {})}
+            # A unit is identified by everything that decides its result, so resuming never
+            # reuses a row computed under other settings.
+            unit_key = cache_key(split=split.fingerprint(), original=o_meta["key"], gold=g_meta["key"],
+                                 method=name, hparams=hparams, seed=seed)
+            unit_path = units_dir / f"seed{seed}-{name}-{unit_key}.json"
+            if unit_path.exists():
+                rows.append(json.loads(unit_path.read_text()))
+                continue
+            if method_name is None:
+                model, seconds = (original, o_meta["seconds"]) if name == "original" else (gold, retrain_s)
+            else:
+                method = get_method(method_name)(**hparams)
+                t0 = time.perf_counter()
+                model = method.unlearn(original, split.forget, split.retain, test=split.test, seed=seed,
+                                       callbacks=[bars])
+                seconds = time.perf_counter() - t0
+            bars.close()
+            row = add_gaps(evaluate_model(model, split, seed=seed), gold_row)
+            row.pop("_probs_forget")
+            row.update(model=name, seed=seed, scenario=config.scenario, seconds=seconds,
+                       rte=seconds / retrain_s, hparams=hparams, n_forget=len(split.forget_idx))
+            io.write_json(unit_path, row)
+            rows.append(row)
+    bars.close()
+    return {"meta": meta, "rows": rows}

@@ -1,0 +1,151 @@
+"""Datasets, loaded offline into memory as tensors.
+
+Every dataset is returned as an :class:`ImageDataset`: images as float32 in [0, 1] (the
+*unnormalised* pixel range, which DLFD's and TMU's pixel-unit step sizes refer to) with shape
+(n, channels, height, width), and int64 labels. The per-channel mean and std travel with it so
+that the model, not the data, normalises (see ``unlearnkit.models``).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .idx import read_idx
+
+FASHION_MNIST_SYSTEM_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A labelled image dataset with an official (or seeded) train/test split.
+
+    Attributes:
+        name: dataset name, e.g. ``"digits"``.
+        x_train: (n_train, C, H, W) float32 in [0, 1].
+        y_train: (n_train,) int64 in [0, num_classes).
+        x_test: (n_test, C, H, W) float32 in [0, 1].
+        y_test: (n_test,) int64.
+        num_classes: number of classes.
+        mean, std: per-channel statistics of x_train, used by the model's input normalisation.
+        classes: class names.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        """A short content hash of the data (part of every checkpoint's cache key)."""
+        import hashlib
+
+        h = hashlib.sha256(self.name.encode())
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def _stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _make(name, x_train, y_train, x_test, y_test, classes) -> ImageDataset:
+    x_train = torch.as_tensor(x_train, dtype=torch.float32)
+    x_test = torch.as_tensor(x_test, dtype=torch.float32)
+    mean, std = _stats(x_train)
+    return ImageDataset(name, x_train, torch.as_tensor(y_train, dtype=torch.int64), x_test,
+                        torch.as_tensor(y_test, dtype=torch.int64), len(classes), mean, std, tuple(classes))
+
+
+def load_digits(*, test_fraction: float = 0.2, split_seed: int = 0) -> ImageDataset:
+    """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), the embedded default.
+
+    Digits has no official split: a stratified split with ``split_seed`` makes one.
+    """
+    from sklearn.datasets import load_digits as _load
+    from sklearn.model_selection import train_test_split
+
+    bunch = _load()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None]  # pixel values are 0..16
+    y = bunch.target.astype(np.int64)
+    idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=test_fraction,
+                                           random_state=split_seed, stratify=y)
+    idx_train.sort(), idx_test.sort()
+    return _make("digits", x[idx_train], y[idx_train], x[idx_test], y[idx_test],
+                 [str(i) for i in range(10)])
+
+
+def _fashion_dirs(root: str | os.PathLike | None) -> list[pathlib.Path]:
+    if root is not None:
+        return [pathlib.Path(root)]
+    dirs = []
+    env = os.environ.get("UNLEARNKIT_DATA")
+    if env:
+        dirs += [pathlib.Path(env) / "fashion-mnist", pathlib.Path(env)]
+    return dirs + [FASHION_MNIST_SYSTEM_DIR]
+
+
+def _find(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
+    for name in (stem + ".gz", stem):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def fashion_mnist_available(root=None) -> bool:
+    """True when the four IDX files are found (in ``root``, $UNLEARNKIT_DATA or Debian's folder)."""
+    return any(_find(d, "train-images-idx3-ubyte") for d in _fashion_dirs(root))
+
+
+def load_fashion_mnist(root: str | os.PathLike | None = None) -> ImageDataset:
+    """Fashion-MNIST (60000 train / 10000 test, 28x28 grayscale) from its official IDX files.
+
+    Searched in ``root`` if given, else ``$UNLEARNKIT_DATA`` (and its ``fashion-mnist/``
+    sub-folder), then ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``).
+    """
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    searched = _fashion_dirs(root)
+    for d in searched:
+        paths = [_find(d, s) for s in stems]
+        if all(paths):
+            xtr, ytr, xte, yte = (read_idx(p) for p in paths)
+            if xtr.shape[0] != ytr.shape[0] or xte.shape[0] != yte.shape[0]:
+                raise ValueError(f"root: Fashion-MNIST files in {d} disagree: "
+                                 f"{xtr.shape[0]} train images vs {ytr.shape[0]} labels")
+            return _make("fashion-mnist", xtr[:, None] / np.float32(255), ytr,
+                         xte[:, None] / np.float32(255), yte, FASHION_MNIST_CLASSES)
+    raise FileNotFoundError(
+        "Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz] and the three others) were not found in "
+        + ", ".join(str(d) for d in searched)
+        + ". Install Debian's package (`apt-get install dataset-fashion-mnist`) or set UNLEARNKIT_DATA "
+        "to a folder holding the official files."
+    )
+
+
+DATASETS = {"digits": load_digits, "fashion-mnist": load_fashion_mnist}
+
+
+def load_dataset(name: str, **kwargs) -> ImageDataset:
+    """Loads a dataset by name: one of ``DATASETS``."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset: expected one of {sorted(DATASETS)}, got {name!r}")
+    return DATASETS[name](**kwargs)

@@ -1,0 +1,35 @@
+"""NegGrad (gradient ascent): maximise the cross-entropy on the forget set.
+Thudi et al., Unrolling SGD, EuroS&P 2022; Golatkar et al., CVPR 2020."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..training import sgd
+from ._loops import run_epochs
+from .base import Method, register
+
+
+@dataclass(frozen=True)
+class NegGradParams:
+    """epochs: passes over the forget set; lr: SGD step (small: ascent diverges fast)."""
+
+    epochs: int = 5
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+
+
+@register
+class NegGrad(Method):
+    name = "neggrad"
+    paper = "Thudi et al., Unrolling SGD: Understanding Factors Influencing Machine Unlearning, EuroS&P 2022"
+    Params = NegGradParams
+
+    def _unlearn(self, model, data, ctx):
+        p = self.params
+        opt = sgd(model, p.lr, p.momentum, p.weight_decay)
+        run_epochs(model, data.x_forget, data.y_forget, epochs=p.epochs, batch_size=p.batch_size,
+                   optimizer=opt, ctx=ctx, phase="forget-ascent", sign=-1.0)
+        return model
