@@ -16,7 +16,7 @@ from unlearnkit.bench.evaluate import GAP_METRICS
 def test_demo_cli_end_to_end(tmp_path):
     env = {**os.environ, "UNLEARNKIT_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "res"
-    proc = subprocess.run([sys.executable, "-m", "unlearnkit.cli", "demo", "--out", str(out), "--quiet"],
+    proc = subprocess.run([sys.executable, "-m", "unlearnkit.cli", "demo", "--quick", "--out", str(out), "--quiet"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "original" in proc.stdout and "gold" in proc.stdout and "avg gap" in proc.stdout
@@ -45,7 +45,7 @@ def test_gold_never_sees_a_forget_sample(tmp_path, monkeypatch):
         return real_fit(model, x, y, cfg, **kw)
 
     monkeypatch.setattr(runner_mod, "fit", spy)
-    cfg = RunConfig(methods=())
+    cfg = RunConfig(methods=(), features=False)
     run(cfg, out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     from unlearnkit.data import load_digits, make_split
 
@@ -61,7 +61,7 @@ def test_gold_never_sees_a_forget_sample(tmp_path, monkeypatch):
 
 
 def test_interrupted_run_resumes_from_finished_units(tmp_path, monkeypatch):
-    cfg = RunConfig(methods=("finetune", "neggrad"))
+    cfg = RunConfig(methods=("finetune", "neggrad"), features=False)
     first = run(cfg, out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     units = sorted((tmp_path / "o" / "units").glob("*.json"))
     assert len(units) == 4
@@ -80,13 +80,13 @@ def test_interrupted_run_resumes_from_finished_units(tmp_path, monkeypatch):
 
 
 def test_report_files_parse(tmp_path):
-    result = run(RunConfig(methods=("finetune",)), out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
-    paths = write_report(result, tmp_path / "o")
+    result = run(RunConfig(methods=("finetune",), features=False), out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
+    paths = write_report(result, tmp_path / "o", plots=False)
     assert json.loads(paths["json"].read_text())["meta"]["env"]["device"] == "cpu"
     assert not list((tmp_path / "o").glob(".*.tmp"))
 
 
 def test_unknown_method_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="method"):
-        run(RunConfig(methods=("nope",)), out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
+        run(RunConfig(methods=("nope",), features=False), out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     assert not (tmp_path / "c").exists()

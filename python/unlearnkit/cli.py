@@ -9,6 +9,7 @@ import sys
 import time
 
 from . import __version__
+from .bench.runner import SCENARIO_HELP
 
 
 def _default_out(name: str) -> pathlib.Path:
@@ -31,13 +32,13 @@ def _parse_set(values: list[str]) -> dict:
     return out
 
 
-def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool) -> int:
+def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool, plots: bool = True) -> int:
     from .bench import run, table, write_report
     from .bench.report import describe
 
     t0 = time.perf_counter()
     result = run(config, out_dir=out, cache_dir=cache_dir, progress=not quiet)
-    paths = write_report(result, out)
+    paths = write_report(result, out, plots=plots)
     print(f"\n{describe(result['meta'])}")
     print("accuracies, MIA and gaps in %; |Δ| = |value - gold value|\n")
     print(table(result["rows"]))
@@ -48,8 +49,8 @@ def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool) -> int:
 def cmd_demo(args) -> int:
     from .bench import RunConfig
 
-    config = RunConfig(dataset="digits", forget="random", fraction=0.1, seeds=(args.seed,))
-    return _run_and_report(config, args.out or _default_out("demo"), args.cache_dir, args.quiet)
+    config = RunConfig(dataset="digits", scenario="random-10", seeds=(args.seed,), features=not args.quick)
+    return _run_and_report(config, args.out or _default_out("demo"), args.cache_dir, args.quiet, plots=not args.quick)
 
 
 def cmd_run(args) -> int:
@@ -58,11 +59,11 @@ def cmd_run(args) -> int:
 
     methods = tuple(METHODS) if args.methods == "all" else tuple(m for m in args.methods.split(",") if m)
     methods = tuple(m for m in methods if m != "retrain") if args.methods == "all" else methods
-    config = RunConfig(dataset=args.dataset, forget=args.forget, fraction=args.fraction,
-                       forget_class=args.forget_class, seeds=tuple(range(args.seeds)),
-                       methods=methods or DEFAULT_METHODS, overrides=_parse_set(args.set), device=args.device)
+    config = RunConfig(dataset=args.dataset, scenario=args.scenario, seeds=tuple(range(args.seeds)),
+                       methods=methods or DEFAULT_METHODS, overrides=_parse_set(args.set), device=args.device,
+                       features=not args.no_features)
     return _run_and_report(config, args.out or _default_out(f"{args.dataset}-{config.scenario}"), args.cache_dir,
-                           args.quiet)
+                           args.quiet, plots=not args.no_plots)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,14 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="digits, random 10%% forgetting, original + gold + three baselines")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quick", action="store_true", help="output-space metrics only, no plots")
     common(d)
     d.set_defaults(func=cmd_demo)
 
-    r = sub.add_parser("run", help="compare methods on one dataset and scenario over several seeds")
+    r = sub.add_parser("bench", aliases=["run"], help="compare methods on one dataset and scenario over several seeds")
     r.add_argument("--dataset", default="digits")
-    r.add_argument("--forget", choices=("random", "class"), default="random")
-    r.add_argument("--fraction", type=float, default=0.1, help="forget fraction for --forget random")
-    r.add_argument("--forget-class", type=int, help="class to forget for --forget class")
+    r.add_argument("--scenario", default="random-10", help=SCENARIO_HELP)
+    r.add_argument("--no-features", action="store_true", help="skip the feature-space metrics")
+    r.add_argument("--no-plots", action="store_true", help="skip the plots")
     r.add_argument("--methods", default=",".join(("finetune", "neggrad", "random_labels")),
                    help="comma-separated registry names, or 'all'")
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")

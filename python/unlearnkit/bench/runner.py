@@ -20,16 +20,36 @@ import torch
 
 from .. import __version__, io
 from ..checkpoints import cache_key, cached_train, default_cache_dir
-from ..data import load_dataset, make_split
+from ..data import group_classes, load_dataset, make_split
 from ..data.forget import UnlearningSplit
 from ..methods import get_method
 from ..models import build_model
 from ..progress import ProgressBars
-from ..training import TrainConfig, fit
+from ..training import TrainConfig, extract_features, fit
 from .evaluate import add_gaps, evaluate_model
 from .recipes import dataset_recipe, method_recipe
 
 DEFAULT_METHODS = ("finetune", "neggrad", "random_labels")
+
+
+SCENARIO_HELP = "random-<percent> | class-<label> | subclass-<fine label> | backdoor-<percent>"
+
+
+def parse_scenario(scenario: str) -> dict:
+    """``"random-10"`` -> {"forget": "random", "fraction": 0.1}; ``"class-3"`` -> {"forget": "class",
+    "forget_class": 3}; ``"subclass-5"`` (grouped dataset); ``"backdoor-10"`` (10% poisoned)."""
+    kind, _, arg = str(scenario).partition("-")
+    try:
+        if kind in ("random", "backdoor"):
+            pct = float(arg)
+            if not 0 < pct < 100:
+                raise ValueError
+            return {"forget": kind, "fraction": pct / 100}
+        if kind in ("class", "subclass"):
+            return {"forget": kind, "forget_class": int(arg)}
+    except ValueError:
+        pass
+    raise ValueError(f"scenario: expected {SCENARIO_HELP}, got {scenario!r}")
 
 
 @dataclass(frozen=True)
@@ -38,25 +58,27 @@ class RunConfig:
 
     Attributes:
         dataset: a name from ``unlearnkit.data.DATASETS``.
-        forget: ``"random"`` or ``"class"``; fraction / forget_class as ``make_split`` takes them.
-        seeds: one full experiment per seed (split of forget set, initialisation, data order).
+        scenario: see ``parse_scenario`` (e.g. ``"random-10"``, ``"class-3"``, ``"backdoor-10"``).
+        seeds: one full experiment per seed (forget set, initialisation, data order).
         methods: registry names of the methods to run.
         overrides: ``{method: {field: value}}`` on top of the recipe.
         device: torch device for training and unlearning.
+        features: compute the feature-space metrics (DA, linear probe, clustering) too.
+        heldout_fraction: share of the test split held out (and not evaluated) when a method needs
+            unseen data to train on (TMU); every model is then evaluated on the same remaining part.
     """
 
     dataset: str = "digits"
-    forget: str = "random"
-    fraction: float = 0.1
-    forget_class: int | None = None
+    scenario: str = "random-10"
     seeds: tuple[int, ...] = (0,)
     methods: tuple[str, ...] = DEFAULT_METHODS
     overrides: dict = field(default_factory=dict)
     device: str = "cpu"
+    features: bool = True
+    heldout_fraction: float = 0.2
 
-    @property
-    def scenario(self) -> str:
-        return f"random-{self.fraction * 100:g}" if self.forget == "random" else f"class-{self.forget_class}"
+    def __post_init__(self):
+        parse_scenario(self.scenario)
 
 
 def environment(device: str) -> dict:
@@ -76,13 +98,25 @@ def _train_reference(kind: str, split: UnlearningSplit, model_name: str, train_c
     idx = np.arange(len(data.y_train)) if kind == "original" else split.retain_idx
     if kind == "gold":
         assert np.intersect1d(idx, split.forget_idx).size == 0, "the gold model must never see a forget sample"
-    key = cache_key(kind=kind, data=data.fingerprint(), forget=split.fingerprint() if kind == "gold" else None,
+    forget = cache_key(forget_idx=split.forget_idx.tolist()) if kind == "gold" else None
+    key = cache_key(kind=kind, data=data.fingerprint(), forget=forget,
                     model=model_name, train=train_cfg.to_dict(), seed=seed)
     torch.manual_seed(seed)
     model = build_model(model_name, data).to(device)
     x, y = data.x_train[torch.from_numpy(idx)], data.y_train[torch.from_numpy(idx)]
     return cached_train(model, lambda m: fit(m, x, y, train_cfg, seed=seed, callbacks=[bars], source=kind),
                         cache_dir=cache_dir, key=key, name=f"{data.name}-{kind}")
+
+
+def plot_features(model, split: UnlearningSplit, seed: int, n_forget: int = 500, n_retain: int = 1500):
+    """Penultimate features of up to ``n_forget`` forget and ``n_retain`` retain samples (the same
+    samples for every model of a seed), for the embedding plot."""
+    rng = np.random.default_rng(seed)
+    f = rng.permutation(split.forget_idx)[:n_forget]
+    r = rng.permutation(split.retain_idx)[:n_retain]
+    idx = torch.from_numpy(np.concatenate([f, r]))
+    z = extract_features(model, split.data.x_train[idx]).numpy()
+    return z, np.r_[np.ones(len(f), bool), np.zeros(len(r), bool)], split.data.y_train[idx].numpy()
 
 
 def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | pathlib.Path | None = None,
@@ -97,19 +131,23 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
     for m in config.methods:
         get_method(m)  # fail before any training on a misspelt name
     data = load_dataset(config.dataset)
+    scenario = parse_scenario(config.scenario)
+    if scenario["forget"] == "subclass":
+        data = group_classes(data)
+    needs_heldout = any(getattr(get_method(m), "needs_heldout", False) for m in config.methods)
     bars = ProgressBars(disable=not progress)
     meta = {"config": asdict(config), "scenario": config.scenario, "dataset": config.dataset,
             "model": recipe["model"], "train": train_cfg.to_dict(), "env": environment(config.device)}
     rows = []
     for seed in config.seeds:
-        split = make_split(data, forget=config.forget, fraction=config.fraction, forget_class=config.forget_class,
-                           seed=seed)
+        split = make_split(data, **scenario, seed=seed,
+                           heldout_fraction=config.heldout_fraction if needs_heldout else 0.0)
         original, o_meta = _train_reference("original", split, recipe["model"], train_cfg, seed, cache_dir,
                                             config.device, bars)
         gold, g_meta = _train_reference("gold", split, recipe["model"], train_cfg, seed, cache_dir,
                                         config.device, bars)
         retrain_s = g_meta["seconds"]
-        gold_row = evaluate_model(gold, split, seed=seed)
+        gold_row = evaluate_model(gold, split, seed=seed, features=config.features)
         units = [("original", None), ("gold", None)] + [(m, m) for m in config.methods]
         for name, method_name in units:
             hparams = {}
@@ -129,13 +167,17 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
             else:
                 method = get_method(method_name)(**hparams)
                 t0 = time.perf_counter()
+                extra = {"heldout": split.heldout} if method.needs_heldout else {}
                 model = method.unlearn(original, split.forget, split.retain, test=split.test, seed=seed,
-                                       callbacks=[bars])
+                                       callbacks=[bars], **extra)
                 seconds = time.perf_counter() - t0
             bars.close()
-            row = add_gaps(evaluate_model(model, split, seed=seed), gold_row)
-            row.pop("_probs_forget")
-            row.update(model=name, seed=seed, scenario=config.scenario, seconds=seconds,
+            row = add_gaps(evaluate_model(model, split, seed=seed, features=config.features), gold_row)
+            arrays = {k.lstrip("_"): row.pop(k) for k in [k for k in row if k.startswith("_")]}
+            if seed == config.seeds[0]:  # what the plots need: losses and a feature sample
+                arrays["features"], arrays["is_forget"], arrays["labels"] = plot_features(model, split, seed)
+            np.savez_compressed(unit_path.with_suffix(".npz"), **arrays)
+            row.update(model=name, seed=seed, scenario=config.scenario, seconds=seconds, unit=unit_path.stem,
                        rte=seconds / retrain_s, hparams=hparams, n_forget=len(split.forget_idx))
             io.write_json(unit_path, row)
             rows.append(row)

@@ -1,11 +1,13 @@
 """Datasets, splits and forget-set selection. Knows nothing of methods."""
 
-from .datasets import (DATASETS, FASHION_MNIST_SYSTEM_DIR, ImageDataset, fashion_mnist_available,
-                       load_dataset, load_digits, load_fashion_mnist)
+from .backdoor import Trigger, attack_success_rate, poison
+from .datasets import (DATASETS, FASHION_MNIST_SYSTEM_DIR, GROUPINGS, ImageDataset, fashion_mnist_available,
+                       group_classes, load_dataset, load_digits, load_fashion_mnist)
 from .forget import UnlearningSplit, make_split, select_class, select_random
 from .idx import read_idx, write_idx
 from .tensors import as_tensors, iterate_batches
 
-__all__ = ["DATASETS", "FASHION_MNIST_SYSTEM_DIR", "ImageDataset", "UnlearningSplit", "as_tensors",
+__all__ = ["DATASETS", "FASHION_MNIST_SYSTEM_DIR", "GROUPINGS", "ImageDataset", "Trigger", "attack_success_rate",
+           "group_classes", "poison", "UnlearningSplit", "as_tensors",
            "fashion_mnist_available", "iterate_batches", "load_dataset", "load_digits",
            "load_fashion_mnist", "make_split", "read_idx", "select_class", "select_random", "write_idx"]

@@ -46,6 +46,9 @@ class ImageDataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...]
+    fine_train: torch.Tensor | None = None
+    fine_test: torch.Tensor | None = None
+    fine_classes: tuple[str, ...] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -56,8 +59,9 @@ class ImageDataset:
         import hashlib
 
         h = hashlib.sha256(self.name.encode())
-        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
-            h.update(t.numpy().tobytes())
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test, self.fine_train):
+            if t is not None:
+                h.update(t.numpy().tobytes())
         return h.hexdigest()[:16]
 
 
@@ -139,6 +143,35 @@ def load_fashion_mnist(root: str | os.PathLike | None = None) -> ImageDataset:
         + ". Install Debian's package (`apt-get install dataset-fashion-mnist`) or set UNLEARNKIT_DATA "
         "to a folder holding the official files."
     )
+
+
+# Declared super-class groupings for the sub-class scenario (datasets without a native hierarchy).
+GROUPINGS = {
+    "fashion-mnist": {"top": (0, 2, 4, 6), "bottom-dress": (1, 3), "footwear": (5, 7, 9), "bag": (8,)},
+    "digits": {"round": (0, 6, 8, 9), "straight": (1, 4, 7), "curved": (2, 3, 5)},
+}
+
+
+def group_classes(data: ImageDataset, groups: dict[str, tuple[int, ...]] | None = None) -> ImageDataset:
+    """Relabels ``data`` to super-classes; the original labels become ``fine_train``/``fine_test``.
+
+    ``groups`` maps a super-class name to the fine classes it holds (default: ``GROUPINGS[data.name]``);
+    every class must be in exactly one group.
+    """
+    from dataclasses import replace
+
+    groups = groups or GROUPINGS.get(data.name)
+    if not groups:
+        raise ValueError(f"groups: expected a grouping of {data.name!r}'s classes, got none declared")
+    flat = sorted(c for g in groups.values() for c in g)
+    if flat != list(range(data.num_classes)):
+        raise ValueError(f"groups: expected every class 0..{data.num_classes - 1} in exactly one group, got {flat}")
+    lut = torch.empty(data.num_classes, dtype=torch.int64)
+    for gi, members in enumerate(groups.values()):
+        lut[list(members)] = gi
+    return replace(data, name=f"{data.name}/grouped", y_train=lut[data.y_train], y_test=lut[data.y_test],
+                   num_classes=len(groups), classes=tuple(groups), fine_train=data.y_train, fine_test=data.y_test,
+                   fine_classes=data.classes)
 
 
 DATASETS = {"digits": load_digits, "fashion-mnist": load_fashion_mnist}

@@ -13,9 +13,10 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .._validation import check_fraction
+from .backdoor import Trigger, poison
 from .datasets import ImageDataset
 
-FORGET_KINDS = ("random", "class")
+FORGET_KINDS = ("random", "class", "subclass", "backdoor")
 
 
 def select_random(n_train: int, fraction: float, *, seed: int) -> np.ndarray:
@@ -46,6 +47,7 @@ class UnlearningSplit:
         description: e.g. ``"random-10"`` or ``"class-3"``.
         seed: the seed that chose the forget set.
         test_idx: indices of the test split used for evaluation (the rest may be held out, e.g. TMU's D_twin).
+        trigger: the backdoor trigger when the forget set is poisoned samples (backdoor scenario).
     """
 
     data: ImageDataset
@@ -54,6 +56,7 @@ class UnlearningSplit:
     description: str
     seed: int
     test_idx: np.ndarray = field(default=None)  # type: ignore[assignment]
+    trigger: "Trigger | None" = None
 
     def __post_init__(self):
         n = len(self.data.y_train)
@@ -85,32 +88,67 @@ class UnlearningSplit:
         i = torch.from_numpy(self.test_idx)
         return TensorDataset(self.data.x_test[i], self.data.y_test[i])
 
+    @property
+    def heldout_idx(self) -> np.ndarray:
+        """Test indices *not* used for evaluation (held out for methods that need unseen data)."""
+        return np.setdiff1d(np.arange(len(self.data.y_test)), self.test_idx).astype(np.int64)
+
+    @property
+    def heldout(self) -> TensorDataset:
+        i = torch.from_numpy(self.heldout_idx)
+        return TensorDataset(self.data.x_test[i], self.data.y_test[i])
+
     def fingerprint(self) -> str:
         import hashlib
 
         h = hashlib.sha256(self.data.fingerprint().encode())
         h.update(self.forget_idx.tobytes())
+        h.update(self.test_idx.tobytes())
         return h.hexdigest()[:16]
 
 
 def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 0.1,
-               forget_class: int | None = None, seed: int = 0) -> UnlearningSplit:
+               forget_class: int | None = None, seed: int = 0, heldout_fraction: float = 0.0,
+               backdoor_target: int = 0) -> UnlearningSplit:
     """Chooses a forget set of ``data``'s training samples.
 
     Args:
-        forget: ``"random"`` (a ``fraction`` of the training set, uniformly) or ``"class"``
-            (every sample of ``forget_class``).
-        seed: fixes the random selection.
+        forget: ``"random"`` (a ``fraction`` of the training set, uniformly), ``"class"`` (every
+            sample of ``forget_class``), ``"subclass"`` (every sample of fine class ``forget_class``
+            in a dataset relabelled to super-classes by :func:`group_classes`) or ``"backdoor"``
+            (``fraction`` of the non-target images poisoned with a trigger and relabelled to
+            ``backdoor_target``; the forget set is the poisoned samples).
+        seed: fixes the random selection (and the held-out part of the test split).
+        heldout_fraction: share of the test split kept out of evaluation, for methods that need
+            unseen data of their own (TMU's D_twin); see ``UnlearningSplit.heldout_idx``.
     """
+    trigger = None
     if forget == "random":
         forget_idx = select_random(len(data.y_train), fraction, seed=seed)
         desc = f"random-{fraction * 100:g}"
-    elif forget == "class":
+    elif forget in ("class", "subclass"):
         if forget_class is None:
-            raise ValueError("forget_class: expected a class label when forget='class', got None")
-        forget_idx = select_class(data.y_train.numpy(), forget_class)
-        desc = f"class-{forget_class}"
+            raise ValueError(f"forget_class: expected a class label when forget={forget!r}, got None")
+        labels = data.y_train.numpy() if forget == "class" else _fine_labels(data, "train")
+        forget_idx = select_class(labels, forget_class)
+        desc = f"{forget}-{forget_class}"
+    elif forget == "backdoor":
+        data, forget_idx, trigger = poison(data, fraction=fraction, target=backdoor_target, seed=seed)
+        desc = f"backdoor-{fraction * 100:g}"
     else:
         raise ValueError(f"forget: expected one of {FORGET_KINDS}, got {forget!r}")
     retain_idx = np.setdiff1d(np.arange(len(data.y_train)), forget_idx).astype(np.int64)
-    return UnlearningSplit(data, forget_idx, retain_idx, desc, seed)
+    test_idx = np.arange(len(data.y_test), dtype=np.int64)
+    if heldout_fraction:
+        check_fraction(heldout_fraction, "heldout_fraction")
+        held = np.random.default_rng(seed + 1_000_003).random(len(test_idx)) < heldout_fraction
+        test_idx = test_idx[~held]
+    return UnlearningSplit(data, forget_idx, retain_idx, desc, seed, test_idx=test_idx, trigger=trigger)
+
+
+def _fine_labels(data: ImageDataset, part: str) -> np.ndarray:
+    fine = getattr(data, f"fine_{part}", None)
+    if fine is None:
+        raise ValueError(f"forget: 'subclass' needs a dataset grouped into super-classes (group_classes), "
+                         f"got {data.name!r} without fine labels")
+    return fine.numpy()

@@ -43,7 +43,7 @@ def get_method(name: str) -> type["Method"]:
 class UnlearnData:
     """The tensors a method works on (CPU tensors; the method moves batches to the model's device).
 
-    x_*: (n, C, H, W) images in [0, 1]; y_*: (n,) int64 labels. ``x_test`` may be None.
+    x_*: (n, C, H, W) images in [0, 1]; y_*: (n,) int64 labels. ``x_test`` and ``x_heldout`` may be None.
     """
 
     x_forget: torch.Tensor
@@ -53,6 +53,8 @@ class UnlearnData:
     x_test: torch.Tensor | None
     y_test: torch.Tensor | None
     num_classes: int
+    x_heldout: torch.Tensor | None = None
+    y_heldout: torch.Tensor | None = None
 
 
 class Context:
@@ -84,6 +86,9 @@ class Method(ABC):
     name: ClassVar[str]
     paper: ClassVar[str]
     Params: ClassVar[type]
+    #: True for methods that must be given ``heldout`` data (unseen samples they may train on,
+    #: e.g. TMU's twin set); the runner then keeps that part of the test split out of evaluation.
+    needs_heldout: ClassVar[bool] = False
 
     def __init__(self, params=None, **hparams):
         if params is not None:
@@ -104,8 +109,8 @@ class Method(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
 
-    def unlearn(self, model: nn.Module, forget, retain, *, test=None, callbacks: Iterable[Callback] = (),
-                seed: int = 0, inplace: bool = False) -> nn.Module:
+    def unlearn(self, model: nn.Module, forget, retain, *, test=None, heldout=None,
+                callbacks: Iterable[Callback] = (), seed: int = 0, inplace: bool = False) -> nn.Module:
         """Returns ``model`` with what it learned from ``forget`` removed.
 
         Args:
@@ -113,7 +118,9 @@ class Method(ABC):
             forget: the samples to forget: a TensorDataset (x (n_f, C, H, W) in [0, 1], y (n_f,)),
                 a Subset of one, or an (x, y) tuple.
             retain: the remaining training samples, in the same form.
-            test: optional held-out samples (some methods monitor them); never trained on.
+            test: optional unseen samples some methods monitor (e.g. validation accuracy); never trained on.
+            heldout: unseen samples a method may *train* on (TMU's D_twin); required when
+                ``needs_heldout``. Keep them out of any later evaluation.
             callbacks: called with a ``StepEvent`` after each step (progress bars, logging).
             seed: fixes data order and any randomness of the method.
             inplace: modify ``model`` itself; by default a deep copy is unlearned and returned.
@@ -123,8 +130,12 @@ class Method(ABC):
         xf, yf = as_tensors(forget, "forget")
         xr, yr = as_tensors(retain, "retain")
         xt, yt = as_tensors(test, "test") if test is not None else (None, None)
+        xh, yh = as_tensors(heldout, "heldout") if heldout is not None else (None, None)
+        if self.needs_heldout and heldout is None:
+            raise ValueError(f"heldout: {self.name} needs unseen samples to train on (e.g. part of the test split, "
+                             "then excluded from evaluation), got None")
         num_classes = getattr(model, "num_classes", None) or int(max(yf.max(), yr.max())) + 1
-        for name, y in (("forget", yf), ("retain", yr), ("test", yt)):
+        for name, y in (("forget", yf), ("retain", yr), ("test", yt), ("heldout", yh)):
             if y is not None and (y.min() < 0 or y.max() >= num_classes):
                 raise ValueError(f"{name}: expected labels in [0, {num_classes}) (the model's classes), "
                                  f"got labels from {int(y.min())} to {int(y.max())}")
@@ -134,7 +145,7 @@ class Method(ABC):
         if not inplace:
             model = copy.deepcopy(model)
         ctx = Context(self.name, model_device(model), seed, callbacks)
-        data = UnlearnData(xf, yf, xr, yr, xt, yt, num_classes)
+        data = UnlearnData(xf, yf, xr, yr, xt, yt, num_classes, xh, yh)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = self._unlearn(model, data, ctx)

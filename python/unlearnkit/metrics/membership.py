@@ -20,8 +20,13 @@ import numpy as np
 
 from .._validation import check_choice, check_labels, check_same_length, to_numpy
 
-__all__ = ["confidence", "correctness", "entropy", "loss", "membership_attack", "mia_forget_vs_test",
-           "modified_entropy"]
+__all__ = ["MIA_HEADLINE", "confidence", "correctness", "entropy", "loss", "loss_threshold_attack",
+           "membership_attack", "mia_forget_vs_test", "mia_suite", "modified_entropy"]
+
+#: The MIA number a report leads with: logistic regression on the true-label confidence p_y,
+#: trained retain (member) vs test (non-member), reported as the fraction of forget samples it
+#: calls non-members (SalUn's "MIA-efficacy"; the gold model's value is the target).
+MIA_HEADLINE = "mia"
 
 _EPS = 1e-30  # clip inside logs only; never changes a probability that is not ~0
 
@@ -76,7 +81,8 @@ def correctness(probs, labels) -> np.ndarray:
     return (p.argmax(axis=1) == y).astype(np.float64)
 
 
-def membership_attack(members, nonmembers, targets, *, attack: str = "logistic", seed: int = 0) -> float:
+def membership_attack(members, nonmembers, targets, *, attack: str = "logistic", seed: int = 0,
+                      max_per_set: int | None = None) -> float:
     """Trains an attack on (members -> 1, non-members -> 0) and returns the fraction of ``targets``
     it predicts as members.
 
@@ -86,6 +92,7 @@ def membership_attack(members, nonmembers, targets, *, attack: str = "logistic",
         targets: (n_t,) or (n_t, f) signals of the samples under question (e.g. forget).
         attack: ``"logistic"`` (logistic regression) or ``"svc"`` (RBF SVM, as SalUn's SVC-MIA).
         seed: the larger of the two known sets is subsampled to the smaller one's size with it.
+        max_per_set: cap on the known samples per class of the attack (SVC is quadratic in it).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -104,7 +111,7 @@ def membership_attack(members, nonmembers, targets, *, attack: str = "logistic",
         arrays.append(a)
     m, n, t = arrays
     rng = np.random.default_rng(seed)
-    k = min(len(m), len(n))
+    k = min(len(m), len(n), max_per_set or len(m))
     m = m[rng.choice(len(m), k, replace=False)]
     n = n[rng.choice(len(n), k, replace=False)]
     x = np.concatenate([m, n])
@@ -136,3 +143,51 @@ def mia_forget_vs_test(forget_signal, test_signal, *, n_splits: int = 10, max_pe
     y = np.concatenate([np.ones(k), np.zeros(k)])
     cv = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.3, random_state=seed)
     return float(cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy").mean())
+
+
+def loss_threshold_attack(member_losses, target_losses) -> float:
+    """Yeom et al. (CSF 2018): a sample is called a member when its loss is below the mean loss of
+    known members. Returns the fraction of ``target_losses`` called non-members."""
+    m = to_numpy(member_losses, "member_losses").astype(np.float64).ravel()
+    t = to_numpy(target_losses, "target_losses").astype(np.float64).ravel()
+    if len(m) == 0 or len(t) == 0:
+        raise ValueError("member_losses: expected non-empty loss arrays for members and targets")
+    return float((t >= m.mean()).mean())
+
+
+_SIGNALS = {
+    "correctness": correctness,
+    "confidence": confidence,
+    "entropy": lambda p, y: entropy(p),
+    "m_entropy": modified_entropy,
+    "prob": lambda p, y: _probs(p)[0],
+}
+
+
+def mia_suite(probs_retain, labels_retain, probs_test, labels_test, probs_forget, labels_forget, *,
+              seed: int = 0, max_per_set: int = 2000) -> dict:
+    """Every MIA variant the unlearning papers report, each as the fraction of forget samples
+    called *non-members* (higher = looks more forgotten; compare with the gold model's value):
+
+    - ``mia`` (headline, see ``MIA_HEADLINE``): logistic regression on confidence p_y;
+    - ``mia_svc_<signal>`` for signal in correctness, confidence, entropy, m_entropy, prob
+      (SalUn/l1-sparse's SVC attacks, RBF SVC on the standardised signal; ``prob`` uses the
+      whole probability vector);
+    - ``mia_loss_threshold``: Yeom et al.'s threshold at the mean retain loss;
+    - ``mia_forget_vs_test``: accuracy of a loss-based forget-vs-test attack (DLFD; 0.5 = chance).
+
+    Known sets are subsampled to ``max_per_set`` samples each with ``seed``.
+    """
+    sets = {"retain": (probs_retain, labels_retain), "test": (probs_test, labels_test),
+            "forget": (probs_forget, labels_forget)}
+    sig = {name: {k: fn(*sets[k]) for k in sets} for name, fn in _SIGNALS.items()}
+    out = {"mia": 1.0 - membership_attack(sig["confidence"]["retain"], sig["confidence"]["test"],
+                                          sig["confidence"]["forget"], seed=seed, max_per_set=max_per_set)}
+    for name, s in sig.items():
+        out[f"mia_svc_{name}"] = 1.0 - membership_attack(s["retain"], s["test"], s["forget"], attack="svc",
+                                                         seed=seed, max_per_set=max_per_set)
+    losses = {k: loss(*v) for k, v in sets.items()}
+    out["mia_loss_threshold"] = loss_threshold_attack(losses["retain"], losses["forget"])
+    out["mia_forget_vs_test"] = mia_forget_vs_test(losses["forget"], losses["test"], max_per_set=max_per_set,
+                                                   seed=seed)
+    return out
