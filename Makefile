@@ -49,5 +49,9 @@ bench: setup fashion-data
 	$(BIN)/python -m pip install -q -r $(VENV)/requirements-bench.txt
 	$(BIN)/python benchmarks/run_all.py
 
+# Release artefacts: an abi3 wheel (one for every CPython >= 3.10) and an sdist, in dist/.
+wheel: $(DEPS)
+	$(BIN)/maturin build --release --sdist -o dist
+
 clean:
 	rm -rf target $(VENV) dist
