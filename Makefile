@@ -15,7 +15,7 @@ $(DEPS): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "maturin>=1.7,<2"
-	$(PYTHON) scripts/list_deps.py dev plot > $(VENV)/requirements.txt
+	$(PYTHON) scripts/list_deps.py dev plot docs cluster > $(VENV)/requirements.txt
 	$(BIN)/python -m pip install -q -r $(VENV)/requirements.txt
 	touch $@
 
@@ -48,6 +48,10 @@ bench: setup fashion-data
 	$(PYTHON) scripts/list_deps.py bench > $(VENV)/requirements-bench.txt
 	$(BIN)/python -m pip install -q -r $(VENV)/requirements-bench.txt
 	$(BIN)/python benchmarks/run_all.py
+
+# The documentation site (mkdocs-material + mkdocstrings; method and metric pages generated from the code).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --site-dir site
 
 # Release artefacts: an abi3 wheel (one for every CPython >= 3.10) and an sdist, in dist/.
 wheel: $(DEPS)
