@@ -3,11 +3,12 @@
 from .backdoor import Trigger, attack_success_rate, poison
 from .datasets import (DATASETS, FASHION_MNIST_SYSTEM_DIR, GROUPINGS, ImageDataset, fashion_mnist_available,
                        group_classes, load_dataset, load_digits, load_fashion_mnist)
+from .formats import load_cifar10, load_cifar100, load_face_folder, load_svhn
 from .forget import UnlearningSplit, make_split, select_class, select_random
 from .idx import read_idx, write_idx
 from .tensors import as_tensors, iterate_batches
 
 __all__ = ["DATASETS", "FASHION_MNIST_SYSTEM_DIR", "GROUPINGS", "ImageDataset", "Trigger", "attack_success_rate",
-           "group_classes", "poison", "UnlearningSplit", "as_tensors",
+           "group_classes", "load_cifar10", "load_cifar100", "load_face_folder", "load_svhn", "poison", "UnlearningSplit", "as_tensors",
            "fashion_mnist_available", "iterate_batches", "load_dataset", "load_digits",
            "load_fashion_mnist", "make_split", "read_idx", "select_class", "select_random", "write_idx"]

@@ -174,7 +174,18 @@ def group_classes(data: ImageDataset, groups: dict[str, tuple[int, ...]] | None 
                    fine_classes=data.classes)
 
 
-DATASETS = {"digits": load_digits, "fashion-mnist": load_fashion_mnist}
+def _formats(name):
+    def load(**kwargs):
+        from . import formats
+
+        return getattr(formats, name)(**kwargs)
+
+    return load
+
+
+DATASETS = {"digits": load_digits, "fashion-mnist": load_fashion_mnist, "cifar10": _formats("load_cifar10"),
+            "cifar100": _formats("load_cifar100"), "svhn": _formats("load_svhn"),
+            "faces": _formats("load_face_folder")}
 
 
 def load_dataset(name: str, **kwargs) -> ImageDataset:
