@@ -22,6 +22,6 @@ def digits_models(seed: int = 0, fraction: float = 0.1):
     models = []
     for idx in (torch.arange(len(data.y_train)), torch.from_numpy(split.retain_idx)):
         torch.manual_seed(seed)
-        m = build_model(recipe["model"], data)
+        m = build_model(recipe["model"], data, **recipe.get("model_kwargs", {}))
         models.append(fit(m, data.x_train[idx], data.y_train[idx], cfg, seed=seed))
     return split, models[0], models[1]

@@ -27,7 +27,7 @@ def _parse_set(values: list[str]) -> dict:
             method, fieldname = lhs.split(".", 1)
             value = tomllib.loads(f"v = {rhs}")["v"]
         except (ValueError, tomllib.TOMLDecodeError):
-            raise SystemExit(f"--set: expected METHOD.FIELD=VALUE (e.g. neggrad.lr=0.001), got {item!r}")
+            raise ValueError(f"--set: expected METHOD.FIELD=VALUE (e.g. neggrad.lr=0.001), got {item!r}") from None
         out.setdefault(method, {})[fieldname] = value
     return out
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"unlearnkit: error: {exc}", file=sys.stderr)
         return 2
 

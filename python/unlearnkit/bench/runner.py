@@ -90,8 +90,8 @@ def environment(device: str) -> dict:
             "device": dev, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
 
 
-def _train_reference(kind: str, split: UnlearningSplit, model_name: str, train_cfg: TrainConfig, seed: int,
-                     cache_dir: pathlib.Path, device: str, bars) -> tuple[torch.nn.Module, dict]:
+def _train_reference(kind: str, split: UnlearningSplit, model_name: str, model_kwargs: dict, train_cfg: TrainConfig,
+                     seed: int, cache_dir: pathlib.Path, device: str, bars) -> tuple[torch.nn.Module, dict]:
     """Trains (or loads) the original model (``kind="original"``, whole training set) or the gold
     model (``kind="gold"``, retain set only: it never sees a forget sample)."""
     data = split.data
@@ -100,9 +100,9 @@ def _train_reference(kind: str, split: UnlearningSplit, model_name: str, train_c
         assert np.intersect1d(idx, split.forget_idx).size == 0, "the gold model must never see a forget sample"
     forget = cache_key(forget_idx=split.forget_idx.tolist()) if kind == "gold" else None
     key = cache_key(kind=kind, data=data.fingerprint(), forget=forget,
-                    model=model_name, train=train_cfg.to_dict(), seed=seed)
+                    model=model_name, model_kwargs=model_kwargs, train=train_cfg.to_dict(), seed=seed)
     torch.manual_seed(seed)
-    model = build_model(model_name, data).to(device)
+    model = build_model(model_name, data, **model_kwargs).to(device)
     x, y = data.x_train[torch.from_numpy(idx)], data.y_train[torch.from_numpy(idx)]
     return cached_train(model, lambda m: fit(m, x, y, train_cfg, seed=seed, callbacks=[bars], source=kind),
                         cache_dir=cache_dir, key=key, name=f"{data.name}-{kind}")
@@ -142,10 +142,9 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
     for seed in config.seeds:
         split = make_split(data, **scenario, seed=seed,
                            heldout_fraction=config.heldout_fraction if needs_heldout else 0.0)
-        original, o_meta = _train_reference("original", split, recipe["model"], train_cfg, seed, cache_dir,
-                                            config.device, bars)
-        gold, g_meta = _train_reference("gold", split, recipe["model"], train_cfg, seed, cache_dir,
-                                        config.device, bars)
+        ref = (recipe["model"], recipe.get("model_kwargs", {}), train_cfg, seed, cache_dir, config.device, bars)
+        original, o_meta = _train_reference("original", split, *ref)
+        gold, g_meta = _train_reference("gold", split, *ref)
         retrain_s = g_meta["seconds"]
         gold_row = evaluate_model(gold, split, seed=seed, features=config.features)
         units = [("original", None), ("gold", None)] + [(m, m) for m in config.methods]

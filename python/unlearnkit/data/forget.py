@@ -60,6 +60,17 @@ class UnlearningSplit:
 
     def __post_init__(self):
         n = len(self.data.y_train)
+        for name in ("forget_idx", "retain_idx"):
+            idx = np.asarray(getattr(self, name))
+            if idx.dtype.kind not in "iu":
+                raise TypeError(f"{name}: expected integer indices into the training set, got dtype {idx.dtype}")
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(f"{name}: expected indices of training samples in [0, {n}), got values from "
+                                 f"{idx.min()} to {idx.max()} (a forget set must be part of the training set)")
+            if np.unique(idx).size != idx.size:
+                raise ValueError(f"{name}: expected each training index once, got duplicates")
+        if len(self.forget_idx) == 0:
+            raise ValueError("forget_idx: expected at least one sample to forget, got none")
         if np.intersect1d(self.forget_idx, self.retain_idx).size:
             raise ValueError("forget_idx: expected indices disjoint from retain_idx, got an overlap")
         if len(self.forget_idx) + len(self.retain_idx) != n:
