@@ -15,7 +15,7 @@ $(DEPS): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "maturin>=1.7,<2"
-	$(PYTHON) scripts/list_deps.py dev plot docs cluster > $(VENV)/requirements.txt
+	$(PYTHON) scripts/list_deps.py dev plot docs cluster eval > $(VENV)/requirements.txt
 	$(BIN)/python -m pip install -q -r $(VENV)/requirements.txt
 	touch $@
 
