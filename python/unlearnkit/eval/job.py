@@ -1,0 +1,501 @@
+"""``unlearnkit.eval.run``: every feature-space metric of forget/retain/test feature banks.
+
+Two streamed passes over each bank (see ``docs/eval.md``):
+
+1. **scan**: validate every chunk (shape, NaN/Inf), count labels, accumulate the retain
+   bank's float64 moments, copy out the seeded sample rows (k-means fit rows, the probe's
+   training rows, the k-NN query rows).
+2. **fit** (driver, in memory): retain eigenspace (eigh of the merged second moment /
+   covariance), logistic-regression probe, one k-means per set (k = number of classes).
+3. **score**: probe hits on every row, dimensional-alignment sum on every row, nearest-
+   centroid assignment of every row into a contingency table (when k-means was fit on a
+   sample), k-NN candidates of the query rows in the retain and test banks.
+4. **attack**: k-NN membership features of the query rows, and the attack score.
+
+Shards are runs of whole chunks; partial results are merged in shard order, so the single-
+process and Ray paths (``ray=``) add the same numbers in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import os
+import pathlib
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from . import _engine as E
+from .memory import Plan, current_rss, format_size, make_plan, parse_size, peak_rss, reset_peak_rss
+from .readers import Bank, BankSpec, open_bank, resolve_spec
+from .shards import KnnQueries, Moments, ScoreModels, scan_shard, score_shard, shard_ranges
+
+__all__ = ["SETS", "run", "format_table"]
+
+SETS = ("forget", "retain", "test")
+_PURPOSES = {"kmeans": 1, "probe": 2, "knn": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    n_classes: int | None = None
+    energy: float = 0.9
+    da_k: int | None = None
+    center: bool = False
+    knn_k: int = 5
+    kmeans_n_init: int = 1
+    kmeans_max_iter: int = 100
+    kmeans_tol: float = 1e-4
+    probe_max_iter: int = 300
+
+
+# ----------------------------------------------------------------------------------------------
+# Executors: who runs the shard functions
+
+
+class LocalExecutor:
+    """Runs shard tasks one after another in this process."""
+
+    name = "local"
+
+    def put(self, obj):
+        return obj
+
+    def map(self, fn, tasks: list[tuple], bar) -> list[dict]:
+        out = []
+        for args in tasks:
+            out.append(fn(*args, on_rows=bar.update))
+        return out
+
+    def describe(self) -> dict | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _check_out(out) -> pathlib.Path | None:
+    """Fails early (before any work) when the result file could not be written."""
+    if out is None:
+        return None
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out: expected a file path, got {type(out).__name__}")
+    path = pathlib.Path(out).expanduser()
+    if path.is_dir():
+        raise ValueError(f"out: expected a file path, got the directory {path}")
+    parent = path.parent
+    if not parent.exists():
+        raise FileNotFoundError(f"out: the folder {parent} does not exist (for {path})")
+    if not parent.is_dir():
+        raise ValueError(f"out: {parent} is not a folder (for {path})")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"out: cannot write in the folder {parent} ({exc.strerror or exc})") from None
+    return path
+
+
+def _positive(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _sample(n: int, size: int, seed: int, set_id: int, purpose: str) -> np.ndarray:
+    """Sorted row indices: all rows if n <= size, else a seeded sample without replacement."""
+    if n <= size:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng([seed, set_id, _PURPOSES[purpose]])
+    return np.sort(rng.choice(n, size, replace=False)).astype(np.int64)
+
+
+def _specs(prefix: str, f, r, t, bank, keys: dict) -> dict[str, BankSpec] | None:
+    names = {s: f"{prefix}{s}" for s in SETS}
+    given = {s: v for s, v in zip(SETS, (f, r, t)) if v is not None}
+    bank_name = f"{prefix}bank"
+    if bank is not None:
+        if given:
+            raise ValueError(f"{bank_name}: expected either one file with a split column or separate "
+                             f"{'/'.join(names.values())} banks, got both")
+        return {s: resolve_spec(bank, names[s], split=s, **keys) for s in SETS}
+    if not given:
+        return None
+    missing = [names[s] for s in SETS if s not in given]
+    if missing:
+        raise ValueError(f"{missing[0]}: expected a bank for each of {', '.join(names.values())}, "
+                         f"missing {', '.join(missing)}")
+    return {s: resolve_spec(given[s], names[s], **keys) for s in SETS}
+
+
+class _Stages:
+    """Wall time, rows, vectors/s and peak RSS of each stage; a tqdm bar per streamed stage."""
+
+    def __init__(self, progress: bool):
+        self.progress = progress
+        self.records: dict[str, dict] = {}
+        self.overall = peak_rss()  # folded in before every reset: the peak since the job started
+
+    def peak(self) -> int:
+        self.overall = max(self.overall, peak_rss())
+        return self.overall
+
+    @contextlib.contextmanager
+    def stage(self, name: str, rows: int | None = None, unit: str = "vec"):
+        from tqdm.auto import tqdm
+
+        self.peak()
+        reset_peak_rss()
+        t0 = time.perf_counter()
+        bar = tqdm(total=rows, desc=name, unit=unit, unit_scale=True, disable=not self.progress, leave=False,
+                   dynamic_ncols=True, mininterval=0.5)
+        rec = {"rows": rows}
+        try:
+            yield bar, rec
+        finally:
+            bar.close()
+        dt = time.perf_counter() - t0
+        rec.update(seconds=dt, peak_rss_bytes=peak_rss())
+        self.peak()
+        if rows:
+            rec["vectors_per_s"] = rows / dt if dt > 0 else float("inf")
+        self.records[name] = rec
+
+
+# ----------------------------------------------------------------------------------------------
+# One evaluation (the unlearned model's banks, or the gold model's)
+
+
+def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stages, tag: str) -> dict:
+    n = {s: banks[s].n_rows for s in SETS}
+    for s in SETS:
+        if n[s] < 1:
+            raise ValueError(f"{banks[s].name}: expected at least one row, got an empty bank")
+    for s in ("retain", "test"):
+        if n[s] <= cfg.knn_k:
+            raise ValueError(f"{banks[s].name}: expected more than knn_k={cfg.knn_k} rows for the k-NN "
+                             f"membership features, got {n[s]}")
+    idx = {s: {p: _sample(n[s], size, cfg.seed, i, p) for p, size in
+               (("kmeans", plan.kmeans_rows), ("knn", plan.knn_queries))} for i, s in enumerate(SETS)}
+    idx["retain"]["probe"] = _sample(n["retain"], plan.probe_rows, cfg.seed, 1, "probe")
+    want = {s: np.unique(np.concatenate(list(idx[s].values()))) for s in SETS}
+
+    # ---- pass 1: scan
+    with stages.stage(f"{tag}scan", sum(n.values())) as (bar, rec):
+        tasks, owners = [], []
+        for s in SETS:
+            for lo, hi in shard_ranges(n[s], plan.shard_rows):
+                w = want[s][(want[s] >= lo) & (want[s] < hi)]
+                tasks.append((banks[s], lo, hi, plan.chunk_rows, w, s == "retain"))
+                owners.append(s)
+        parts = ex.map(scan_shard, tasks, bar)
+    labels = {s: {} for s in SETS}
+    xs = {s: [] for s in SETS}
+    ys = {s: [] for s in SETS}
+    mom = None
+    for s, p in zip(owners, parts):
+        for a, c in p["labels"].items():
+            labels[s][a] = labels[s].get(a, 0) + c
+        xs[s].append(p["x"])
+        ys[s].append(p["y"])
+        if p["moments"] is not None:
+            mom = p["moments"] if mom is None else mom.merge(p["moments"])
+    sample = {s: (np.concatenate(xs[s]), np.concatenate(ys[s])) for s in SETS}
+    del xs, ys, parts
+
+    def rows_of(s, purpose):  # sample rows of one purpose, in index order
+        pos = np.searchsorted(want[s], idx[s][purpose])
+        return sample[s][0][pos], sample[s][1][pos]
+
+    # ---- fit: eigenspace, probe, k-means
+    classes = np.array(sorted(set().union(*[labels[s].keys() for s in SETS])), dtype=np.int64)
+    n_classes = cfg.n_classes or len(classes)
+    details: dict[str, Any] = {"rows": dict(n), "classes": classes.tolist(),
+                               "label_counts": {s: {str(a): c for a, c in sorted(labels[s].items())} for s in SETS}}
+    with stages.stage(f"{tag}fit", None) as (_, rec):
+        d = banks["retain"].dim
+        s_mat = mom.m2 / mom.n if cfg.center else mom.m2 / mom.n + np.outer(mom.mean, mom.mean)
+        lam, u = np.linalg.eigh(s_mat)
+        lam, u = lam[::-1], u[:, ::-1]
+        if cfg.da_k is not None:
+            if not 1 <= cfg.da_k <= d:
+                raise ValueError(f"k: expected an integer in [1, {d}] (the feature dimension), got {cfg.da_k}")
+            kk = cfg.da_k
+        else:
+            kk = _choose_k(lam, cfg.energy)
+        total = float(np.clip(lam, 0, None).sum())
+        basis = np.ascontiguousarray(u[:, :kk])
+        details["da"] = {"k": kk, "energy_held": float(np.clip(lam[:kk], 0, None).sum()) / total if total > 0 else 0.0,
+                         "center": cfg.center}
+
+        xp, yp = rows_of("retain", "probe")
+        if len(np.unique(yp)) < 2:
+            raise ValueError(f"{banks['retain'].name}: the linear probe needs at least two classes in the retain "
+                             f"bank, got {np.unique(yp).tolist()}")
+        probe = _fit_probe(xp, yp, cfg)
+        details["probe"] = {"train_rows": int(len(yp)), "sampled": bool(len(yp) < n["retain"])}
+        del xp, yp
+
+        centroids, tables, km_info = {}, {}, {}
+        for s in SETS:
+            xk, yk = rows_of(s, "kmeans")
+            k_s = min(n_classes, len(xk))
+            km = E.fit_kmeans(xk, k_s, n_init=cfg.kmeans_n_init, max_iter=cfg.kmeans_max_iter, tol=cfg.kmeans_tol,
+                              seed=cfg.seed)
+            full = len(xk) == n[s]
+            km_info[s] = {"n_clusters": k_s, "fit_rows": int(len(xk)), "sampled": not full,
+                          "inertia": float(km.inertia), "n_iter": int(km.n_iter)}
+            if full:  # the fit saw every row: its own labels are the clustering
+                tables[s] = _table(classes, yk, np.asarray(km.labels, dtype=np.int64), k_s)
+            else:
+                centroids[s] = np.ascontiguousarray(km.centroids, dtype=banks[s].compute_dtype)
+        details["kmeans"] = km_info
+
+        queries = {s: rows_of(s, "knn")[0] for s in SETS}
+        details["knn"] = {"k": cfg.knn_k, "queries": {s: int(len(queries[s])) for s in SETS}}
+
+    # ---- pass 2: score
+    mean = mom.mean if cfg.center else None
+    models = {}
+    for s in SETS:
+        knn = {}
+        if s in ("retain", "test"):
+            for q in SETS:
+                own = idx[q]["knn"] if q == s else None
+                knn[q] = KnnQueries(np.ascontiguousarray(queries[q], dtype=banks[s].compute_dtype), own)
+        models[s] = ex.put(ScoreModels(classes=classes, probe=probe, basis=basis, mean=mean,
+                                       centroids=centroids.get(s), knn=knn, knn_k=cfg.knn_k,
+                                       knn_block_rows=plan.knn_block_rows))
+    with stages.stage(f"{tag}score", sum(n.values())) as (bar, rec):
+        tasks, owners = [], []
+        for s in SETS:
+            for lo, hi in shard_ranges(n[s], plan.shard_rows):
+                tasks.append((banks[s], lo, hi, plan.chunk_rows, models[s]))
+                owners.append(s)
+        parts = ex.map(score_shard, tasks, bar)
+
+    out: dict[str, float] = {}
+    correct = {s: 0 for s in SETS}
+    da_sum = {s: 0.0 for s in SETS}
+    knn = {b: {q: None for q in SETS} for b in ("retain", "test")}
+    for s, p in zip(owners, parts):
+        correct[s] += p["correct"]
+        da_sum[s] += p["da_sum"]
+        if s in centroids:
+            tables[s] = p["table"] if s not in tables else tables[s] + p["table"]
+        for q, cand in p["knn"].items():
+            knn[s][q] = cand if knn[s][q] is None else E.merge_candidates(knn[s][q], cand, cfg.knn_k)
+    for s in SETS:
+        out[f"da_{s}"] = da_sum[s] / n[s]
+    for s in SETS:
+        out[f"lp_{s}"] = correct[s] / n[s]
+    for s in SETS:
+        km_info[s]["scores"] = E.scores(tables[s])
+    for key in ("nmi", "pair_f1"):
+        for s in SETS:
+            out[f"{key}_{s}"] = km_info[s]["scores"][key]
+    details["probe"]["correct"] = dict(correct)
+    details["contingency"] = {s: tables[s].tolist() for s in SETS}
+
+    # ---- attack: k-NN membership features and score
+    with stages.stage(f"{tag}attack", None):
+        mia = E.knn_mia_from_candidates(knn, k=cfg.knn_k, seed=cfg.seed)
+    out.update(mia["metrics"])
+    details["knn"].update(mia["details"])
+    return {"metrics": out, "details": details}
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(n), user_api="blas"):
+        yield
+
+
+def _choose_k(lam_desc: np.ndarray, energy: float) -> int:
+    """Smallest k whose eigenvalues hold ``energy`` of the trace (as ``unlearnkit.losses.alignment``)."""
+    vals = np.clip(lam_desc, 0, None)
+    total = float(vals.sum())
+    if total <= 0.0:
+        return 1
+    frac = np.cumsum(vals) / total
+    return min(int((frac < energy - 1e-12).sum()) + 1, len(vals))
+
+
+def _fit_probe(x: np.ndarray, y: np.ndarray, cfg: Config):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=cfg.probe_max_iter)).fit(x, y)
+
+
+def _table(classes: np.ndarray, y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    t = np.zeros((len(classes), k), np.int64)
+    np.add.at(t, (np.searchsorted(classes, y), pred), 1)
+    return t
+
+
+# ----------------------------------------------------------------------------------------------
+# The public entry point
+
+
+def run(forget=None, retain=None, test=None, *, gold_forget=None, gold_retain=None, gold_test=None,
+        bank=None, gold_bank=None, features_key: str = "features", labels_key: str = "labels",
+        split_key: str = "split", memory_limit=None, ray: str | None = None, ray_num_cpus: int | None = None,
+        out=None, seed: int = 0, n_classes: int | None = None, energy: float = 0.9, k: int | None = None,
+        center: bool = False, knn_k: int = 5, knn_queries: int = 1000, kmeans_rows: int = 100_000,
+        probe_rows: int = 50_000, kmeans_n_init: int = 1, kmeans_max_iter: int = 100,
+        chunk_rows: int | None = None, blas_threads: int | None = 1, progress: bool = False) -> dict:
+    """Evaluates feature banks of the forget, retain and test sets (and of the gold model's).
+
+    Args:
+        forget, retain, test: a path (``.npy`` + labels file, a directory, ``.npz``,
+            ``.safetensors``, ``.parquet``) or an in-memory ``(features, labels)`` pair.
+        gold_forget, gold_retain, gold_test: the retrained (gold) model's banks; with them the
+            result has ``gold`` metrics and ``gaps`` = |metric - gold metric|.
+        bank, gold_bank: instead of three paths, one Parquet file whose ``split_key`` column
+            says ``forget``/``retain``/``test`` for every row.
+        features_key, labels_key: array / tensor / column names in .npz, safetensors, Parquet
+            (and the labels file suffix for .npy).
+        memory_limit: peak resident memory of this process (and of each Ray worker), e.g.
+            ``"4GiB"`` or bytes; chunk sizes (and if needed the sample sizes) derive from it.
+        ray: None (this process only), ``"auto"`` (join the Ray cluster this machine knows of,
+            else start a local one) or a Ray address (``"host:6379"``, ``"ray://host:10001"``).
+        ray_num_cpus: CPUs of a locally started Ray (default: all).
+        out: JSON result path, written atomically (checked writable before any work).
+        seed: fixes every sample (k-means fit rows, probe rows, k-NN queries) and k-means.
+        n_classes: k of k-means (default: number of distinct labels over the three sets).
+        energy, k, center: dimensional alignment (see ``unlearnkit.metrics.dimensional_alignment``).
+        knn_k: neighbours per query for the k-NN membership features.
+        knn_queries: query rows sampled per set for the k-NN membership attack.
+        kmeans_rows: rows per set k-means is fit on; larger sets are assigned to the fitted
+            centroids chunk by chunk.
+        probe_rows: retain rows the logistic-regression probe is trained on.
+        kmeans_n_init, kmeans_max_iter: k-means restarts and iterations.
+        chunk_rows: rows per streamed chunk (default: derived from ``memory_limit``).
+        blas_threads: BLAS threads while the job runs (default 1; None leaves the library's own
+            setting). The per-chunk products are thin (rows x d by d x k); threads gain little
+            there and a multi-threaded OpenBLAS slows down many-fold when another process
+            holds a core. Parallelism comes from the Rust engine and from Ray workers.
+        progress: tqdm bars per stage on stderr.
+
+    Returns:
+        dict with ``metrics``, ``gold`` and ``gaps`` (when gold banks are given), ``details``
+        (integer counts, contingency tables, sample sizes), ``plan``, ``stages`` (seconds,
+        rows, vectors/s, peak RSS per stage), ``inputs`` and ``meta``.
+    """
+    from .. import __version__
+
+    t_start = time.perf_counter()
+    out_path = _check_out(out)
+    limit = None if memory_limit is None else parse_size(memory_limit)
+    cfg = Config(seed=int(seed), n_classes=None if n_classes is None else _positive(n_classes, "n_classes", 2),
+                 energy=float(energy), da_k=None if k is None else _positive(k, "k"), center=bool(center),
+                 knn_k=_positive(knn_k, "knn_k"), kmeans_n_init=_positive(kmeans_n_init, "kmeans_n_init"),
+                 kmeans_max_iter=_positive(kmeans_max_iter, "kmeans_max_iter"))
+    if not 0.0 < cfg.energy <= 1.0:
+        raise ValueError(f"energy: expected a fraction in (0, 1], got {energy!r}")
+    for name, v in (("knn_queries", knn_queries), ("kmeans_rows", kmeans_rows), ("probe_rows", probe_rows)):
+        _positive(v, name, 2)
+    if chunk_rows is not None:
+        _positive(chunk_rows, "chunk_rows")
+
+    keys = dict(features_key=features_key, labels_key=labels_key, split_key=split_key)
+    specs = _specs("", forget, retain, test, bank, keys)
+    if specs is None:
+        raise ValueError("forget: expected forget, retain and test banks (or bank=), got none")
+    gold_specs = _specs("gold_", gold_forget, gold_retain, gold_test, gold_bank, keys)
+
+    banks = {s: open_bank(specs[s]) for s in SETS}
+    gold = {s: open_bank(gold_specs[s]) for s in SETS} if gold_specs else None
+    every = list(banks.values()) + (list(gold.values()) if gold else [])
+    ref = banks["forget"]
+    for b in every[1:]:
+        if b.dim != ref.dim:
+            raise ValueError(f"{b.name}: expected {ref.dim} feature columns like {ref.name}, got {b.dim}")
+
+    plan = make_plan(dim=ref.dim, itemsize=max(b.source_itemsize for b in every),
+                     n_rows_max=max(b.n_rows for b in every), limit_bytes=limit, kmeans_rows=kmeans_rows,
+                     probe_rows=probe_rows, knn_queries=knn_queries, chunk_rows=chunk_rows)
+    stages = _Stages(progress)
+    if ray:
+        from .distributed import RayExecutor
+
+        ex = RayExecutor(ray, num_cpus=ray_num_cpus)
+    else:
+        ex = LocalExecutor()
+    try:
+        with _blas_threads(blas_threads):
+            result_model = _evaluate(banks, cfg, plan, ex, stages, "")
+            result_gold = _evaluate(gold, cfg, plan, ex, stages, "gold/") if gold else None
+        cluster = ex.describe()
+    finally:
+        ex.close()
+        for b in every:
+            b.close()
+
+    result: dict[str, Any] = {"metrics": result_model["metrics"]}
+    if result_gold is not None:
+        result["gold"] = result_gold["metrics"]
+        result["gaps"] = {f"gap_{m}": abs(v - result_gold["metrics"][m])
+                          for m, v in result_model["metrics"].items() if m in result_gold["metrics"]}
+    result["details"] = {"model": result_model["details"]}
+    if result_gold is not None:
+        result["details"]["gold"] = result_gold["details"]
+    result["inputs"] = {b.name: b.describe() for b in every}
+    result["config"] = dataclasses.asdict(cfg)
+    result["plan"] = plan.as_dict()
+    result["stages"] = stages.records
+    result["meta"] = {
+        "unlearnkit_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "executor": "ray" if ray else "local",
+        "ray": cluster,
+        "seconds": time.perf_counter() - t_start,
+        "memory_limit_bytes": limit,
+        "peak_rss_bytes": stages.peak(),
+    }
+    if out_path is not None:
+        from ..io import write_json
+
+        write_json(out_path, result)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Terminal table
+
+
+def format_table(result: dict) -> str:
+    """A plain-text table: one row per metric, columns value / gold / |gap|."""
+    m, g = result["metrics"], result.get("gold")
+    lines = [f"{'metric':<22} {'value':>10}" + (f" {'gold':>10} {'|gap|':>10}" if g else "")]
+    lines.append("-" * len(lines[0]))
+    for key, v in m.items():
+        row = f"{key:<22} {v:>10.4f}"
+        if g and key in g:
+            row += f" {g[key]:>10.4f} {abs(v - g[key]):>10.4f}"
+        lines.append(row)
+    st = result.get("stages", {})
+    if st:
+        lines.append("")
+        lines.append(f"{'stage':<14} {'seconds':>9} {'vectors/s':>12} {'peak RSS':>12}")
+        for name, r in st.items():
+            vps = f"{r['vectors_per_s']:>12.4g}" if r.get("vectors_per_s") else f"{'':>12}"
+            lines.append(f"{name:<14} {r['seconds']:>9.2f} {vps} {format_size(r['peak_rss_bytes']):>12}")
+    return "\n".join(lines)

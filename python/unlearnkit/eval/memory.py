@@ -1,0 +1,180 @@
+"""The memory budget of an eval job: sizes, resident-memory probes and the chunk plan.
+
+``--memory-limit`` bounds the *peak resident set size* of the process (the driver, and in a
+Ray run each worker process too). The plan subtracts what the process already holds when the
+job starts (Python, numpy, torch, scikit-learn: typically 300-500 MiB) and a fixed reserve for
+small allocations, and sizes the rest:
+
+- the driver's resident samples (k-means fit rows for each set, the probe's training rows, the
+  k-NN query rows, plus scikit-learn's float64 copies of the probe rows);
+- one streamed chunk: its raw rows, the float32/float64 copies, the float64 projection for
+  dimensional alignment, the probe's and k-means's per-row scratch and one k-NN distance block.
+
+If the samples do not fit, they are shrunk (the result's ``plan`` says so); if not even a
+1024-row chunk fits, the job stops with a ``ValueError`` naming ``memory_limit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import resource
+import sys
+
+__all__ = ["Plan", "current_rss", "format_size", "make_plan", "parse_size", "peak_rss", "reset_peak_rss"]
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+MIN_CHUNK_ROWS = 1024
+MAX_CHUNK_ROWS = 262144
+RESERVE_BYTES = 96 << 20  # interpreter growth, tqdm, pyarrow buffers, result dicts
+
+
+def parse_size(value, name: str = "memory_limit") -> int:
+    """``"4GiB"``, ``"512MB"``, ``"1.5G"``, ``2**30`` -> bytes (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected a size such as '4GiB' or a number of bytes, got {value!r}")
+    if isinstance(value, (int, float)):
+        size = float(value)
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"{name}: expected a size such as '4GiB', '512MB' or a number of bytes, got {value!r}")
+        size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    else:
+        raise TypeError(f"{name}: expected a size such as '4GiB' or a number of bytes, got {type(value).__name__}")
+    if not size > 0 or size != size:
+        raise ValueError(f"{name}: expected a positive size, got {value!r}")
+    return int(size)
+
+
+def format_size(n: int | float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"  # pragma: no cover
+
+
+def _status(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def current_rss() -> int:
+    """Resident set size of this process now, in bytes (``VmRSS``; falls back to the peak)."""
+    v = _status("VmRSS")
+    return v if v is not None else peak_rss()
+
+
+def peak_rss() -> int:
+    """Peak resident set size since start or since the last :func:`reset_peak_rss` (``VmHWM``)."""
+    v = _status("VmHWM")
+    if v is not None:
+        return v
+    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return ru if sys.platform == "darwin" else ru * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Resets ``VmHWM`` to the current RSS (Linux >= 4.0, ``/proc/self/clear_refs``); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How the job streams and samples. Everything that changes a result (sample sizes, the
+    chunk grid) is in here and written to the result's ``plan`` section."""
+
+    chunk_rows: int
+    shard_rows: int
+    knn_block_rows: int
+    kmeans_rows: int
+    probe_rows: int
+    knn_queries: int
+    limit_bytes: int | None
+    baseline_bytes: int
+    estimate_bytes: int
+    notes: tuple = ()
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+
+def _sample_bytes(dim: int, kmeans_rows: int, probe_rows: int, knn_queries: int, n_sets: int,
+                  n_classes_guess: int) -> int:
+    km = n_sets * kmeans_rows * (dim * 4 + 8 + n_classes_guess * 8 * 2)  # fit rows + labels + distances
+    probe = probe_rows * (dim * (4 + 8 * 3) + 8 + n_classes_guess * 8 * 2)  # float32 sample, sklearn copies
+    knn = 3 * knn_queries * (dim * 4 + 8 + 2 * 16 * 16)  # queries + candidate lists
+    return km + probe + knn
+
+
+def _row_bytes(dim: int, itemsize: int, n_classes_guess: int, k_dims: int) -> int:
+    # raw + float32/64 copy + float64 copy for covariance/DA + centred + projections
+    # + probe (scaled float64 + decision) + k-means distances + labels/predictions
+    return (dim * (itemsize + 8 + 8 + 8 + 8) + 8 * k_dims + n_classes_guess * 8 * 3 + 64)
+
+
+def make_plan(*, dim: int, itemsize: int, n_rows_max: int, limit_bytes: int | None, kmeans_rows: int,
+              probe_rows: int, knn_queries: int, n_sets: int = 3, chunk_rows: int | None = None,
+              n_classes_guess: int = 100, baseline_bytes: int | None = None) -> Plan:
+    """Chunk rows and sample sizes that keep the peak RSS under ``limit_bytes`` (None: defaults)."""
+    baseline = current_rss() if baseline_bytes is None else baseline_bytes
+    notes = []
+    k_dims = dim
+    per_row = _row_bytes(dim, itemsize, n_classes_guess, k_dims)
+    queries_total = 3 * knn_queries
+    if limit_bytes is None:
+        rows = chunk_rows or 65536
+        work = None
+    else:
+        work = limit_bytes - baseline - RESERVE_BYTES
+        need_min = _sample_bytes(dim, 1000, 1000, min(knn_queries, 100), n_sets, n_classes_guess) \
+            + MIN_CHUNK_ROWS * (per_row + 4 * queries_total)
+        if work < need_min:
+            raise ValueError(f"memory_limit: {format_size(limit_bytes)} is too small: the process already holds "
+                             f"{format_size(baseline)} and the job needs at least {format_size(need_min + RESERVE_BYTES)} "
+                             f"more for {dim}-wide features")
+        # samples get at most half of the working memory; shrink them proportionally if needed
+        samples = _sample_bytes(dim, kmeans_rows, probe_rows, knn_queries, n_sets, n_classes_guess)
+        if samples > work // 2:
+            f = (work // 2) / samples
+            new = (max(1000, int(kmeans_rows * f)), max(1000, int(probe_rows * f)), max(100, int(knn_queries * f)))
+            notes.append(f"memory_limit: samples shrunk from kmeans_rows={kmeans_rows}, probe_rows={probe_rows}, "
+                         f"knn_queries={knn_queries} to {new[0]}, {new[1]}, {new[2]}")
+            kmeans_rows, probe_rows, knn_queries = new
+            queries_total = 3 * knn_queries
+            samples = _sample_bytes(dim, kmeans_rows, probe_rows, knn_queries, n_sets, n_classes_guess)
+        left = work - samples
+        # a k-NN distance block is (queries x block rows) float32, capped to a quarter of what is left
+        rows = int(left // (per_row + 4 * min(queries_total, 4096)))
+    if chunk_rows is not None:  # asked for: used as given
+        rows = int(chunk_rows)
+    else:
+        rows = int(min(max(rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS))
+        # a power of two, so the chunk grid (and the float sums) do not move with small changes
+        # of the baseline between runs
+        rows = 1 << (rows.bit_length() - 1)
+    block = rows if work is None else int(max(1, min(rows, (work // 8) // max(4 * queries_total, 1))))
+    # shards: whole chunks, at most 16 per bank (depends only on the bank and the chunk size)
+    n_chunks = max(1, -(-n_rows_max // rows))
+    shard_rows = rows * max(1, -(-n_chunks // 16))
+    estimate = baseline + RESERVE_BYTES + _sample_bytes(dim, kmeans_rows, probe_rows, knn_queries, n_sets,
+                                                        n_classes_guess) + rows * per_row + 4 * queries_total * block
+    return Plan(chunk_rows=rows, shard_rows=shard_rows, knn_block_rows=block, kmeans_rows=kmeans_rows,
+                probe_rows=probe_rows, knn_queries=knn_queries, limit_bytes=limit_bytes, baseline_bytes=baseline,
+                estimate_bytes=int(estimate), notes=tuple(notes))
