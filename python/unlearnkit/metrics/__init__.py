@@ -5,6 +5,8 @@ the gold model. Feature space (``clustering``, ``kmeans``, ``neighbors``, ``alig
 heavy ones run in the Rust engine ``unlearnkit._core``.
 """
 
+from .alignment import *  # noqa: F401,F403
+from .alignment import __all__ as _alignment_all
 from .clustering import *  # noqa: F401,F403
 from .clustering import __all__ as _clustering_all
 from .kmeans import *  # noqa: F401,F403
@@ -16,4 +18,4 @@ from .membership import __all__ as _membership_all
 from .output import *  # noqa: F401,F403
 from .output import __all__ as _output_all
 
-__all__ = [*_clustering_all, *_kmeans_all, *_neighbors_all, *_membership_all, *_output_all]
+__all__ = [*_alignment_all, *_clustering_all, *_kmeans_all, *_neighbors_all, *_membership_all, *_output_all]
