@@ -8,6 +8,16 @@ from .finetune import FineTune
 from .neggrad import NegGrad
 from .random_labels import RandomLabels
 from .retrain import Retrain
+from .tmu import TMU
+from .neggrad_plus import NegGradPlus
+from .boundary_shrink import BoundaryShrink
+from .l1_sparse import L1Sparse
+from .scrub import Scrub
+from .salun import SalUn
+from .bad_teacher import BadTeacher
+from .ssd import SSD
 
 __all__ = ["METHODS", "Context", "FineTune", "Method", "NegGrad", "RandomLabels", "Retrain", "UnlearnData",
            "get_method", "register"]
+__all__ += ["BadTeacher", "BoundaryShrink", "L1Sparse", "NegGradPlus", "SSD", "SalUn", "Scrub"]
+__all__ += ["TMU"]

@@ -1,0 +1,103 @@
+"""Bad teacher: distil from a competent teacher on retained data and from an incompetent (randomly
+initialised) teacher on the forget set. Chundawat, Tarun, Mandal & Kankanhalli, Can Bad Teaching
+Induce Forgetting? Unlearning in Deep Networks Using an Incompetent Teacher, AAAI 2023."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.tensors import iterate_batches
+from .base import Method, register
+from .retrain import reset_parameters
+
+
+@dataclass(frozen=True)
+class BadTeacherParams:
+    """epochs: passes over forget + retain subset; lr: Adam step; batch_size: samples per step;
+    temperature: KL temperature; retain_fraction: share of the retain set distilled from the
+    competent teacher (drawn at random once per call)."""
+
+    epochs: int = 1
+    lr: float = 1e-4
+    batch_size: int = 256
+    temperature: float = 1.0
+    retain_fraction: float = 0.3
+
+    def __post_init__(self):
+        if not 0.0 < self.retain_fraction <= 1.0:
+            raise ValueError(f"retain_fraction: expected a share of the retain set in (0, 1], "
+                             f"got {self.retain_fraction!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature: expected a positive KL temperature, got {self.temperature!r}")
+
+
+def incompetent_teacher(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``model`` with every layer re-initialised (seeded): the 'bad' teacher. Input
+    normalisation buffers are kept; ``model`` is not changed."""
+    teacher = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        reset_parameters(teacher)
+    return teacher.eval()
+
+
+@register
+class BadTeacher(Method):
+    """Bad teacher (Chundawat et al., AAAI 2023): competent/incompetent teacher distillation.
+
+    The student starts as the original model. A competent teacher T_s (the original model, frozen)
+    and an incompetent teacher T_d (the same architecture, randomly initialised) provide targets:
+    with l = 1 for a forget sample and l = 0 for a retained one,
+
+        t(x) = l * softmax(T_d(x) / T) + (1 - l) * softmax(T_s(x) / T)
+        L(theta) = E_x KL(t(x) || softmax(S_theta(x) / T))
+
+    over the forget set and a random ``retain_fraction`` of the retain set, shuffled together. The
+    student's forget outputs drift towards the random teacher's while its retained behaviour is
+    anchored to the original. Defaults are the paper's: Adam lr 1e-4, 1 epoch, batch 256,
+    temperature 1, 30% of the retain set. The KL is averaged over samples ('batchmean'; the
+    reference code's element-wise mean is the same loss divided by the number of classes, which
+    Adam's scale invariance all but cancels).
+    """
+
+    name = "bad_teacher"
+    paper = ("Chundawat et al., Can Bad Teaching Induce Forgetting? Unlearning in Deep Networks Using an "
+             "Incompetent Teacher, AAAI 2023")
+    Params = BadTeacherParams
+
+    def _unlearn(self, model, data, ctx):
+        p = self.params
+        good = copy.deepcopy(model).eval()
+        bad = incompetent_teacher(model, ctx.seed)
+        for q in (*good.parameters(), *bad.parameters()):
+            q.requires_grad_(False)
+        n_f, n_r = len(data.y_forget), len(data.y_retain)
+        n_keep = max(1, int(round(p.retain_fraction * n_r)))
+        keep = torch.randperm(n_r, generator=ctx.generator)[:n_keep]
+        x = torch.cat([data.x_forget, data.x_retain[keep]])
+        is_forget = torch.zeros(len(x), dtype=torch.bool)
+        is_forget[:n_f] = True
+        opt = torch.optim.Adam(model.parameters(), lr=p.lr)
+        total = p.epochs * math.ceil(len(x) / p.batch_size)
+        step = 0
+        model.train()
+        for _ in range(p.epochs):
+            for idx in iterate_batches(len(x), p.batch_size, shuffle=True, generator=ctx.generator):
+                xb, lb = x[idx].to(ctx.device), is_forget[idx].to(ctx.device)[:, None]
+                with torch.no_grad():
+                    target = torch.where(lb, F.softmax(bad(xb) / p.temperature, 1),
+                                         F.softmax(good(xb) / p.temperature, 1))
+                loss = F.kl_div(F.log_softmax(model(xb) / p.temperature, 1), target, reduction="batchmean")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                ctx.log("distill", step, total, loss=loss.detach())
+        model.eval()
+        return model
