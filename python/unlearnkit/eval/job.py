@@ -185,9 +185,10 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         if n[s] <= cfg.knn_k:
             raise ValueError(f"{banks[s].name}: expected more than knn_k={cfg.knn_k} rows for the k-NN "
                              f"membership features, got {n[s]}")
-    idx = {s: {p: _sample(n[s], size, cfg.seed, i, p) for p, size in
-               (("kmeans", plan.kmeans_rows), ("knn", plan.knn_queries))} for i, s in enumerate(SETS)}
+    idx = {s: {"kmeans": _sample(n[s], plan.kmeans_rows, cfg.seed, i, "kmeans")} for i, s in enumerate(SETS)}
     idx["retain"]["probe"] = _sample(n["retain"], plan.probe_rows, cfg.seed, 1, "probe")
+    idx["forget"]["knn"] = _sample(n["forget"], plan.knn_queries, cfg.seed, 0, "knn")
+    idx["retain"]["knn"], idx["test"]["knn"] = _knn_examples(n["retain"], n["test"], plan.knn_queries, cfg.seed)
     want = {s: np.unique(np.concatenate(list(idx[s].values()))) for s in SETS}
 
     # ---- pass 1: scan
@@ -261,21 +262,21 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
                 centroids[s] = np.ascontiguousarray(km.centroids, dtype=banks[s].compute_dtype)
         details["kmeans"] = km_info
 
-        queries = {s: rows_of(s, "knn")[0] for s in SETS}
-        details["knn"] = {"k": cfg.knn_k, "queries": {s: int(len(queries[s])) for s in SETS}}
+        queries = {s: rows_of(s, "knn") for s in SETS}
+        details["knn"] = {"k": cfg.knn_k, "queries": {s: int(len(queries[s][1])) for s in SETS}}
 
     # ---- pass 2: score
     mean = mom.mean if cfg.center else None
     models = {}
     for s in SETS:
         knn = {}
-        if s in ("retain", "test"):
+        if s in ("retain", "test"):  # the training bank and the held-out bank of the attack
             for q in SETS:
                 own = idx[q]["knn"] if q == s else None
-                knn[q] = KnnQueries(np.ascontiguousarray(queries[q], dtype=banks[s].compute_dtype), own)
+                knn[q] = KnnQueries(np.ascontiguousarray(queries[q][0], dtype=banks[s].compute_dtype), own)
         models[s] = ex.put(ScoreModels(classes=classes, probe=probe, basis=basis, mean=mean,
                                        centroids=centroids.get(s), knn=knn, knn_k=cfg.knn_k,
-                                       knn_block_rows=plan.knn_block_rows))
+                                       knn_labels=s == "retain", knn_block_rows=plan.knn_block_rows))
     with stages.stage(f"{tag}score", sum(n.values())) as (bar, rec):
         tasks, owners = [], []
         for s in SETS:
@@ -301,7 +302,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         out[f"lp_{s}"] = correct[s] / n[s]
     for s in SETS:
         km_info[s]["scores"] = E.scores(tables[s])
-    for key in ("nmi", "pair_f1"):
+    for key in ("nmi", "pair_f1", "matched_f1"):
         for s in SETS:
             out[f"{key}_{s}"] = km_info[s]["scores"][key]
     details["probe"]["correct"] = dict(correct)
@@ -309,7 +310,8 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
 
     # ---- attack: k-NN membership features and score
     with stages.stage(f"{tag}attack", None):
-        mia = E.knn_mia_from_candidates(knn, k=cfg.knn_k, seed=cfg.seed)
+        mia = E.knn_mia_from_neighbours(knn["retain"], knn["test"], {q: queries[q][1] for q in SETS},
+                                        k=cfg.knn_k, seed=cfg.seed)
     out.update(mia["metrics"])
     details["knn"].update(mia["details"])
     return {"metrics": out, "details": details}
@@ -324,6 +326,16 @@ def _blas_threads(n: int | None):
 
     with threadpool_limits(limits=int(n), user_api="blas"):
         yield
+
+
+def _knn_examples(n_retain: int, n_test: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Member (retain) and non-member (test) query rows of the k-NN attack, drawn exactly as
+    ``unlearnkit.metrics.knn_mia`` draws them with ``max_per_set=size``."""
+    rng = np.random.default_rng(seed)
+    n_ex = min(n_retain, n_test, size)
+    mem = np.sort(rng.choice(n_retain, n_ex, replace=False)).astype(np.int64)
+    non = np.sort(rng.choice(n_test, n_ex, replace=False)).astype(np.int64)
+    return mem, non
 
 
 def _choose_k(lam_desc: np.ndarray, energy: float) -> int:

@@ -89,11 +89,11 @@ def scan_shard(bank: Bank, start: int, stop: int, chunk_rows: int, want: np.ndar
 
 @dataclasses.dataclass
 class KnnQueries:
-    """Query rows to search for in one reference bank; ``self_index``: each query's own row in
-    that bank (-1 when the queries come from another set), excluded from its neighbours."""
+    """Query rows to search for in one reference bank; ``exclude``: each query's own (global)
+    row in that bank, never its neighbour (None when the queries come from another set)."""
 
     x: np.ndarray
-    self_index: np.ndarray | None
+    exclude: np.ndarray | None
 
 
 @dataclasses.dataclass
@@ -105,8 +105,9 @@ class ScoreModels:
     basis: np.ndarray | None  # (d, k) float64 retain eigenvectors for DA
     mean: np.ndarray | None  # (d,) float64 retain mean removed before projection, or None
     centroids: np.ndarray | None  # (k, d) k-means centroids to assign rows to, or None (fit had all rows)
-    knn: dict  # {query set name: KnnQueries} searched in this bank
+    knn: dict  # {query group: KnnQueries} searched in this bank
     knn_k: int = 5
+    knn_labels: bool = False  # carry the labels of the neighbours (the retain = training bank)
     knn_block_rows: int | None = None
 
 
@@ -142,11 +143,8 @@ def score_shard(bank: Bank, start: int, stop: int, chunk_rows: int, models: Scor
             cls = np.searchsorted(models.classes, y)
             np.add.at(table, (cls, pred), 1)
         for name, q in models.knn.items():
-            own = None
-            if q.self_index is not None:
-                own = q.self_index
-            cand = E.knn_candidates(q.x, x, models.knn_k, offset=chunk.offset, self_index=own,
-                                    block_rows=models.knn_block_rows)
+            cand = E.knn_candidates(q.x, x, models.knn_k, offset=chunk.offset, exclude=q.exclude,
+                                    bank_labels=y if models.knn_labels else None, block_rows=models.knn_block_rows)
             knn[name] = cand if knn[name] is None else E.merge_candidates(knn[name], cand, models.knn_k)
         if on_rows is not None:
             on_rows(len(y))
