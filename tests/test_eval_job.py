@@ -144,6 +144,20 @@ def test_chunking_does_not_change_the_result(tmp_path):
     assert_same(a["metrics"], b["metrics"])
 
 
+@pytest.mark.parametrize("center, k", [(True, None), (False, 3), (True, 12)])
+def test_alignment_options_match_the_metric(tmp_path, center, k):
+    """Covariance from merged chunk moments (centre) and a fixed k, both sides of k = d/2."""
+    sets = make_sets(seed=4, dtype=np.float32)
+    for s in sets:  # a large common offset: centring must not cancel catastrophically
+        sets[s] = (sets[s][0] + 50.0, sets[s][1])
+    paths = write_sets(tmp_path, "npy", sets)
+    got = run(paths["forget"], paths["retain"], paths["test"], chunk_rows=128, center=center, k=k, knn_queries=20)
+    for s in job.SETS:
+        want = M.dimensional_alignment(sets[s][0], sets["retain"][0], center=center, k=k)
+        assert abs(got["metrics"][f"da_{s}"] - want) <= 1e-9, (s, got["metrics"][f"da_{s}"], want)
+    assert got["details"]["model"]["da"]["k"] == (k or got["details"]["model"]["da"]["k"])
+
+
 def test_gold_banks_give_gaps(tmp_path):
     model = make_sets(seed=0, shift=1.5)
     gold = make_sets(seed=0)

@@ -156,7 +156,7 @@ class _Stages:
 
         self.peak()
         reset_peak_rss()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         bar = tqdm(total=rows, desc=name, unit=unit, unit_scale=True, disable=not self.progress, leave=False,
                    dynamic_ncols=True, mininterval=0.5)
         rec = {"rows": rows}
@@ -165,7 +165,7 @@ class _Stages:
         finally:
             bar.close()
         dt = time.perf_counter() - t0
-        rec.update(seconds=dt, peak_rss_bytes=peak_rss())
+        rec.update(seconds=dt, cpu_seconds=time.process_time() - c0, peak_rss_bytes=peak_rss())
         self.peak()
         if rows:
             rec["vectors_per_s"] = rows / dt if dt > 0 else float("inf")
@@ -236,6 +236,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
             kk = _choose_k(lam, cfg.energy)
         total = float(np.clip(lam, 0, None).sum())
         basis = np.ascontiguousarray(u[:, :kk])
+        complement = np.ascontiguousarray(u[:, kk:]) if kk > d // 2 else None
         details["da"] = {"k": kk, "energy_held": float(np.clip(lam[:kk], 0, None).sum()) / total if total > 0 else 0.0,
                          "center": cfg.center}
 
@@ -264,6 +265,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
 
         queries = {s: rows_of(s, "knn") for s in SETS}
         details["knn"] = {"k": cfg.knn_k, "queries": {s: int(len(queries[s][1])) for s in SETS}}
+        del sample, xk, yk  # only the k-NN queries stay resident through pass 2
 
     # ---- pass 2: score
     mean = mom.mean if cfg.center else None
@@ -274,7 +276,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
             for q in SETS:
                 own = idx[q]["knn"] if q == s else None
                 knn[q] = KnnQueries(np.ascontiguousarray(queries[q][0], dtype=banks[s].compute_dtype), own)
-        models[s] = ex.put(ScoreModels(classes=classes, probe=probe, basis=basis, mean=mean,
+        models[s] = ex.put(ScoreModels(classes=classes, probe=probe, basis=basis, complement=complement, mean=mean,
                                        centroids=centroids.get(s), knn=knn, knn_k=cfg.knn_k,
                                        knn_labels=s == "retain", knn_block_rows=plan.knn_block_rows))
     with stages.stage(f"{tag}score", sum(n.values())) as (bar, rec):

@@ -8,7 +8,8 @@ small allocations, and sizes the rest:
 - the driver's resident samples (k-means fit rows for each set, the probe's training rows, the
   k-NN query rows, plus scikit-learn's float64 copies of the probe rows);
 - one streamed chunk: its raw rows, the float32/float64 copies, the float64 projection for
-  dimensional alignment, the probe's and k-means's per-row scratch and one k-NN distance block.
+  dimensional alignment, the probe's and k-means's per-row scratch;
+- the Rust engine's k-NN tiles (512 queries x 512 bank rows per thread).
 
 If the samples do not fit, they are shrunk (the result's ``plan`` says so); if not even a
 1024-row chunk fits, the job stops with a ``ValueError`` naming ``memory_limit``.
@@ -117,38 +118,44 @@ class Plan:
 
 def _sample_bytes(dim: int, kmeans_rows: int, probe_rows: int, knn_queries: int, n_sets: int,
                   n_classes_guess: int) -> int:
-    km = n_sets * kmeans_rows * (dim * 4 + 8 + n_classes_guess * 8 * 2)  # fit rows + labels + distances
-    probe = probe_rows * (dim * (4 + 8 * 3) + 8 + n_classes_guess * 8 * 2)  # float32 sample, sklearn copies
-    knn = 3 * knn_queries * (dim * 4 + 8 + 2 * 16 * 16)  # queries + candidate lists
+    """Resident samples on the driver and what fitting them costs (measured: about 0.6x this)."""
+    km = n_sets * kmeans_rows * (dim * 4 * 2 + 8 + 8 * n_classes_guess)  # rows, engine copy, labels, distances
+    probe = probe_rows * (dim * (4 + 4 + 8) + 8 + 8 * 3 * n_classes_guess)  # rows, scaled rows, lbfgs work
+    knn = 3 * knn_queries * (dim * 4 * 2 + 8 + 3 * 16 * 8)  # queries (driver + shipped copy), candidates
     return km + probe + knn
 
 
-def _row_bytes(dim: int, itemsize: int, n_classes_guess: int, k_dims: int) -> int:
-    # raw + float32/64 copy + float64 copy for covariance/DA + centred + projections
-    # + probe (scaled float64 + decision) + k-means distances + labels/predictions
-    return (dim * (itemsize + 8 + 8 + 8 + 8) + 8 * k_dims + n_classes_guess * 8 * 3 + 64)
+def _row_bytes(dim: int, itemsize: int, n_classes_guess: int) -> int:
+    """Bytes per streamed row: raw window + float32 copy (+ float64 for the moments / DA, centred,
+    projected), the probe's scaled copy and decision, nearest-centroid scratch, labels."""
+    return dim * (itemsize + 4 + 8 + 8 + 4) + 8 * dim // 2 + n_classes_guess * 8 * 3 + 64
+
+
+#: Bank rows per k-NN tile handed to the engine: its working memory per thread is about
+#: (512 x this + (512 + this) x d) floats, 2.3 MiB at d = 128; larger tiles are not faster.
+KNN_BLOCK_ROWS = 512
 
 
 def make_plan(*, dim: int, itemsize: int, n_rows_max: int, limit_bytes: int | None, kmeans_rows: int,
               probe_rows: int, knn_queries: int, n_sets: int = 3, chunk_rows: int | None = None,
-              n_classes_guess: int = 100, baseline_bytes: int | None = None) -> Plan:
+              n_classes_guess: int = 32, baseline_bytes: int | None = None, threads: int | None = None) -> Plan:
     """Chunk rows and sample sizes that keep the peak RSS under ``limit_bytes`` (None: defaults)."""
+    import os
+
     baseline = current_rss() if baseline_bytes is None else baseline_bytes
+    threads = threads or os.cpu_count() or 1
     notes = []
-    k_dims = dim
-    per_row = _row_bytes(dim, itemsize, n_classes_guess, k_dims)
-    queries_total = 3 * knn_queries
+    per_row = _row_bytes(dim, itemsize, n_classes_guess)
+    knn_tiles = threads * (512 * KNN_BLOCK_ROWS + (512 + KNN_BLOCK_ROWS) * dim) * 8
     if limit_bytes is None:
-        rows = chunk_rows or 65536
-        work = None
+        rows = 65536
     else:
-        work = limit_bytes - baseline - RESERVE_BYTES
-        need_min = _sample_bytes(dim, 1000, 1000, min(knn_queries, 100), n_sets, n_classes_guess) \
-            + MIN_CHUNK_ROWS * (per_row + 4 * queries_total)
+        work = limit_bytes - baseline - RESERVE_BYTES - knn_tiles
+        need_min = _sample_bytes(dim, 1000, 1000, 100, n_sets, n_classes_guess) + MIN_CHUNK_ROWS * per_row
         if work < need_min:
             raise ValueError(f"memory_limit: {format_size(limit_bytes)} is too small: the process already holds "
-                             f"{format_size(baseline)} and the job needs at least {format_size(need_min + RESERVE_BYTES)} "
-                             f"more for {dim}-wide features")
+                             f"{format_size(baseline)} and the job needs at least "
+                             f"{format_size(need_min + RESERVE_BYTES + knn_tiles)} more for {dim}-wide features")
         # samples get at most half of the working memory; shrink them proportionally if needed
         samples = _sample_bytes(dim, kmeans_rows, probe_rows, knn_queries, n_sets, n_classes_guess)
         if samples > work // 2:
@@ -157,11 +164,8 @@ def make_plan(*, dim: int, itemsize: int, n_rows_max: int, limit_bytes: int | No
             notes.append(f"memory_limit: samples shrunk from kmeans_rows={kmeans_rows}, probe_rows={probe_rows}, "
                          f"knn_queries={knn_queries} to {new[0]}, {new[1]}, {new[2]}")
             kmeans_rows, probe_rows, knn_queries = new
-            queries_total = 3 * knn_queries
             samples = _sample_bytes(dim, kmeans_rows, probe_rows, knn_queries, n_sets, n_classes_guess)
-        left = work - samples
-        # a k-NN distance block is (queries x block rows) float32, capped to a quarter of what is left
-        rows = int(left // (per_row + 4 * min(queries_total, 4096)))
+        rows = int((work - samples) // per_row)
     if chunk_rows is not None:  # asked for: used as given
         rows = int(chunk_rows)
     else:
@@ -169,12 +173,11 @@ def make_plan(*, dim: int, itemsize: int, n_rows_max: int, limit_bytes: int | No
         # a power of two, so the chunk grid (and the float sums) do not move with small changes
         # of the baseline between runs
         rows = 1 << (rows.bit_length() - 1)
-    block = rows if work is None else int(max(1, min(rows, (work // 8) // max(4 * queries_total, 1))))
     # shards: whole chunks, at most 16 per bank (depends only on the bank and the chunk size)
     n_chunks = max(1, -(-n_rows_max // rows))
     shard_rows = rows * max(1, -(-n_chunks // 16))
-    estimate = baseline + RESERVE_BYTES + _sample_bytes(dim, kmeans_rows, probe_rows, knn_queries, n_sets,
-                                                        n_classes_guess) + rows * per_row + 4 * queries_total * block
-    return Plan(chunk_rows=rows, shard_rows=shard_rows, knn_block_rows=block, kmeans_rows=kmeans_rows,
+    estimate = (baseline + RESERVE_BYTES + knn_tiles + rows * per_row
+                + _sample_bytes(dim, kmeans_rows, probe_rows, knn_queries, n_sets, n_classes_guess))
+    return Plan(chunk_rows=rows, shard_rows=shard_rows, knn_block_rows=KNN_BLOCK_ROWS, kmeans_rows=kmeans_rows,
                 probe_rows=probe_rows, knn_queries=knn_queries, limit_bytes=limit_bytes, baseline_bytes=baseline,
                 estimate_bytes=int(estimate), notes=tuple(notes))

@@ -145,7 +145,7 @@ class _RawArray:
         need = offset + self.shape[0] * self.row_bytes
         size = os.path.getsize(path)
         if size < need:
-            raise ValueError(f"{name}: truncated file {path}: {what} declares shape {self.shape} {dtype} "
+            raise ValueError(f"{name}: truncated file {path}: the header of {what} says shape {self.shape} {dtype} "
                              f"({need - offset} bytes from byte {offset}), but the file has {size} bytes")
 
     def rows(self, start: int, stop: int) -> np.ndarray:

@@ -103,6 +103,7 @@ class ScoreModels:
     classes: np.ndarray  # sorted class ids of the job
     probe: object | None  # fitted sklearn pipeline, or None
     basis: np.ndarray | None  # (d, k) float64 retain eigenvectors for DA
+    complement: np.ndarray | None  # (d, d - k) the other eigenvectors, when k > d / 2 (cheaper)
     mean: np.ndarray | None  # (d,) float64 retain mean removed before projection, or None
     centroids: np.ndarray | None  # (k, d) k-means centroids to assign rows to, or None (fit had all rows)
     knn: dict  # {query group: KnnQueries} searched in this bank
@@ -111,15 +112,22 @@ class ScoreModels:
     knn_block_rows: int | None = None
 
 
-def _da_terms(x: np.ndarray, basis: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
+def _da_terms(x: np.ndarray, basis: np.ndarray, mean: np.ndarray | None,
+              complement: np.ndarray | None = None) -> np.ndarray:
     """Per-row ||U_k^T (z - mu)||^2 / ||z - mu||^2 in float64 (den clamped to float64 tiny,
-    as ``unlearnkit.losses.alignment``)."""
+    as ``unlearnkit.losses.alignment``). With ``complement`` (the other d - k eigenvectors,
+    given when k > d/2) the numerator is ||z||^2 - ||U_rest^T z||^2: the same number in a
+    fraction of the work (relative error ~1e-16 x ||z||^2 / ||U_k^T z||^2)."""
     z = x.astype(np.float64)
     if mean is not None:
         z -= mean
-    proj = z @ basis
-    num = np.einsum("ij,ij->i", proj, proj)
     den = np.einsum("ij,ij->i", z, z)
+    if complement is not None:
+        proj = z @ complement
+        num = np.maximum(den - np.einsum("ij,ij->i", proj, proj), 0.0)
+    else:
+        proj = z @ basis
+        num = np.einsum("ij,ij->i", proj, proj)
     return num / np.maximum(den, np.finfo(np.float64).tiny)
 
 
@@ -137,7 +145,7 @@ def score_shard(bank: Bank, start: int, stop: int, chunk_rows: int, models: Scor
         if models.probe is not None:
             correct += int((models.probe.predict(x) == y).sum())
         if models.basis is not None:
-            da_sum += float(_da_terms(x, models.basis, models.mean).sum())
+            da_sum += float(_da_terms(x, models.basis, models.mean, models.complement).sum())
         if models.centroids is not None:
             pred = E.assign(x, models.centroids)
             cls = np.searchsorted(models.classes, y)
