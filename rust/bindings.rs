@@ -1,16 +1,28 @@
-//! The one PyO3 layer: numpy in (zero-copy for C-contiguous int32/int64), GIL released while
-//! the core computes, core errors raised as Python `ValueError`.
+//! The one PyO3 layer: numpy in (zero-copy for C-contiguous int32/int64 labels and
+//! float32/float64 features; strided arrays are copied once), the GIL released while the core
+//! computes, core errors raised as Python `ValueError`, wrong dtypes as `TypeError`.
 
-use numpy::PyReadonlyArray1;
-use pyo3::exceptions::PyValueError;
+use std::borrow::Cow;
+
+use numpy::ndarray::Array2;
+use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
-use crate::contingency::Contingency;
+use crate::contingency::{Contingency, Label};
 use crate::error::CoreError;
+use crate::kmeans::{self as km, KMeansOptions};
+use crate::knn::{self, KnnOptions, Metric};
+use crate::linalg::Real;
 use crate::scores::{self, AverageMethod};
 
 fn to_py(err: CoreError) -> PyErr {
     PyValueError::new_err(err.to_string())
+}
+
+fn invalid(name: &'static str, expected: impl Into<String>, got: impl Into<String>) -> PyErr {
+    to_py(CoreError::invalid(name, expected, got))
 }
 
 /// A 1-D integer label array, borrowed from numpy without a copy.
@@ -20,29 +32,44 @@ enum Labels<'py> {
     I32(PyReadonlyArray1<'py, i32>),
 }
 
-impl Labels<'_> {
-    fn slice(&self, name: &'static str) -> PyResult<LabelSlice<'_>> {
-        let not_contiguous = |_| to_py(CoreError::invalid(name, "a C-contiguous array", "a strided view"));
-        Ok(match self {
-            Labels::I64(a) => LabelSlice::I64(a.as_slice().map_err(not_contiguous)?),
-            Labels::I32(a) => LabelSlice::I32(a.as_slice().map_err(not_contiguous)?),
-        })
+fn slice_1d<'a, T: Element + Copy>(a: &'a PyReadonlyArray1<'_, T>) -> Cow<'a, [T]> {
+    match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().iter().copied().collect()),
     }
 }
 
 enum LabelSlice<'a> {
-    I64(&'a [i64]),
-    I32(&'a [i32]),
+    I64(Cow<'a, [i64]>),
+    I32(Cow<'a, [i32]>),
+}
+
+impl Labels<'_> {
+    fn slice(&self) -> LabelSlice<'_> {
+        match self {
+            Labels::I64(a) => LabelSlice::I64(slice_1d(a)),
+            Labels::I32(a) => LabelSlice::I32(slice_1d(a)),
+        }
+    }
 }
 
 fn contingency(a: &LabelSlice<'_>, b: &LabelSlice<'_>) -> Result<Contingency, CoreError> {
+    fn go<T: Label, U: Label>(a: &[T], b: &[U]) -> Result<Contingency, CoreError> {
+        Contingency::new(a, b)
+    }
     use LabelSlice::*;
     match (a, b) {
-        (I64(a), I64(b)) => Contingency::new(a, b),
-        (I64(a), I32(b)) => Contingency::new(a, b),
-        (I32(a), I64(b)) => Contingency::new(a, b),
-        (I32(a), I32(b)) => Contingency::new(a, b),
+        (I64(a), I64(b)) => go(a, b),
+        (I64(a), I32(b)) => go(a, b),
+        (I32(a), I64(b)) => go(a, b),
+        (I32(a), I32(b)) => go(a, b),
     }
+}
+
+fn parse_average(average_method: &str) -> PyResult<AverageMethod> {
+    AverageMethod::parse(average_method).ok_or_else(|| {
+        invalid("average_method", "one of 'arithmetic', 'geometric', 'min', 'max'", format!("{average_method:?}"))
+    })
 }
 
 /// normalized_mutual_info(labels_true, labels_pred, average_method) -> float
@@ -54,21 +81,287 @@ fn normalized_mutual_info(
     labels_pred: Labels<'_>,
     average_method: &str,
 ) -> PyResult<f64> {
-    let average = AverageMethod::parse(average_method).ok_or_else(|| {
-        to_py(CoreError::invalid(
-            "average_method",
-            "one of 'arithmetic', 'geometric', 'min', 'max'",
-            format!("{average_method:?}"),
-        ))
-    })?;
-    let a = labels_true.slice("labels_true")?;
-    let b = labels_pred.slice("labels_pred")?;
-    py.detach(|| contingency(&a, &b).map(|t| scores::normalized_mutual_info(&t, average)))
-        .map_err(to_py)
+    let average = parse_average(average_method)?;
+    let (a, b) = (labels_true.slice(), labels_pred.slice());
+    py.detach(|| contingency(&a, &b).map(|t| scores::normalized_mutual_info(&t, average))).map_err(to_py)
+}
+
+/// adjusted_mutual_info(labels_true, labels_pred, average_method) -> float
+#[pyfunction]
+#[pyo3(signature = (labels_true, labels_pred, average_method = "arithmetic"))]
+fn adjusted_mutual_info(
+    py: Python<'_>,
+    labels_true: Labels<'_>,
+    labels_pred: Labels<'_>,
+    average_method: &str,
+) -> PyResult<f64> {
+    let average = parse_average(average_method)?;
+    let (a, b) = (labels_true.slice(), labels_pred.slice());
+    py.detach(|| contingency(&a, &b).map(|t| scores::adjusted_mutual_info(&t, average))).map_err(to_py)
+}
+
+type Cells<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
+
+fn cells_to_py<'py>(py: Python<'py>, t: &Contingency) -> Cells<'py> {
+    let rows: Vec<i64> = t.cells.iter().map(|c| c.0 as i64).collect();
+    let cols: Vec<i64> = t.cells.iter().map(|c| c.1 as i64).collect();
+    let counts: Vec<i64> = t.cells.iter().map(|c| c.2 as i64).collect();
+    (rows.into_pyarray(py), cols.into_pyarray(py), counts.into_pyarray(py))
+}
+
+/// contingency(labels_true, labels_pred) -> (classes, clusters, rows, cols, counts): the sorted
+/// distinct labels of each side and the non-zero cells of the table, sorted by (row, col).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn contingency_cells<'py>(
+    py: Python<'py>,
+    labels_true: Labels<'py>,
+    labels_pred: Labels<'py>,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Cells<'py>)> {
+    let (a, b) = (labels_true.slice(), labels_pred.slice());
+    let t = py.detach(|| contingency(&a, &b)).map_err(to_py)?;
+    let cells = cells_to_py(py, &t);
+    Ok((t.classes.clone().into_pyarray(py), t.clusters.clone().into_pyarray(py), cells))
+}
+
+/// The scores of a table as a dict, plus what the Hungarian matching still has to solve:
+/// (scores, n, n_classes, trivial_count, trivial_f1, comp, rows, cols, counts, row_sums, col_sums).
+fn scores_to_py<'py>(py: Python<'py>, t: &Contingency) -> PyResult<Bound<'py, PyDict>> {
+    let (s, m) = py.detach(|| (scores::all_scores(t), scores::matching_parts(t)));
+    let out = PyDict::new(py);
+    let names = ["arithmetic", "geometric", "min", "max"];
+    for (i, name) in names.iter().enumerate() {
+        out.set_item(format!("nmi_{name}"), s.nmi[i])?;
+        out.set_item(format!("ami_{name}"), s.ami[i])?;
+    }
+    out.set_item("ari", s.ari)?;
+    out.set_item("homogeneity", s.homogeneity)?;
+    out.set_item("completeness", s.completeness)?;
+    out.set_item("v_measure", s.v_measure)?;
+    out.set_item("pair_precision", s.pair_precision)?;
+    out.set_item("pair_recall", s.pair_recall)?;
+    out.set_item("pair_f1", s.pair_f1)?;
+    out.set_item("mutual_info", s.mutual_info)?;
+    out.set_item("expected_mutual_info", s.expected_mutual_info)?;
+    out.set_item("entropy_true", s.entropy_true)?;
+    out.set_item("entropy_pred", s.entropy_pred)?;
+    out.set_item("n_samples", t.n)?;
+    out.set_item("n_classes", t.row_sums.len())?;
+    out.set_item("n_clusters", t.col_sums.len())?;
+    out.set_item("_match_trivial_count", m.trivial_count)?;
+    out.set_item("_match_trivial_f1", m.trivial_f1)?;
+    let comp: Vec<i64> = m.cells.iter().map(|c| c.0 as i64).collect();
+    let rows: Vec<i64> = m.cells.iter().map(|c| c.1 as i64).collect();
+    let cols: Vec<i64> = m.cells.iter().map(|c| c.2 as i64).collect();
+    let counts: Vec<i64> = m.cells.iter().map(|c| c.3 as i64).collect();
+    out.set_item("_match_comp", comp.into_pyarray(py))?;
+    out.set_item("_match_rows", rows.into_pyarray(py))?;
+    out.set_item("_match_cols", cols.into_pyarray(py))?;
+    out.set_item("_match_counts", counts.into_pyarray(py))?;
+    let rs: Vec<i64> = t.row_sums.iter().map(|&v| v as i64).collect();
+    let cs: Vec<i64> = t.col_sums.iter().map(|&v| v as i64).collect();
+    out.set_item("_row_sums", rs.into_pyarray(py))?;
+    out.set_item("_col_sums", cs.into_pyarray(py))?;
+    Ok(out)
+}
+
+/// clustering_scores(labels_true, labels_pred) -> dict (see `scores_to_py`).
+#[pyfunction]
+fn clustering_scores<'py>(py: Python<'py>, labels_true: Labels<'py>, labels_pred: Labels<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let (a, b) = (labels_true.slice(), labels_pred.slice());
+    let t = py.detach(|| contingency(&a, &b)).map_err(to_py)?;
+    scores_to_py(py, &t)
+}
+
+/// scores_from_cells(rows, cols, counts) -> dict: the scores of the table with these non-zero
+/// cells (row and column ids are arbitrary non-negative integers; empty rows/columns vanish).
+#[pyfunction]
+fn scores_from_cells<'py>(
+    py: Python<'py>,
+    rows: PyReadonlyArray1<'py, i64>,
+    cols: PyReadonlyArray1<'py, i64>,
+    counts: PyReadonlyArray1<'py, i64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (r, c, v) = (slice_1d(&rows), slice_1d(&cols), slice_1d(&counts));
+    if r.len() != c.len() || r.len() != v.len() {
+        return Err(invalid("table", "rows, cols and counts of one length", format!("{}, {}, {}", r.len(), c.len(), v.len())));
+    }
+    if r.iter().chain(c.iter()).chain(v.iter()).any(|&x| x < 0) {
+        return Err(invalid("table", "non-negative indices and counts", "a negative value"));
+    }
+    let cells: Vec<(u64, u64, u64)> = r.iter().zip(c.iter()).zip(v.iter()).map(|((&a, &b), &x)| (a as u64, b as u64, x as u64)).collect();
+    let t = py.detach(|| Contingency::from_cells(&cells)).map_err(to_py)?;
+    scores_to_py(py, &t)
+}
+
+/// A 2-D float array, borrowed from numpy without a copy when C-contiguous.
+#[derive(FromPyObject)]
+enum Features<'py> {
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+}
+
+impl Features<'_> {
+    fn dtype(&self) -> &'static str {
+        match self {
+            Features::F32(_) => "float32",
+            Features::F64(_) => "float64",
+        }
+    }
+}
+
+fn slice_2d<'a, T: Element + Copy>(a: &'a PyReadonlyArray2<'_, T>) -> (Cow<'a, [T]>, usize, usize) {
+    let shape = a.shape();
+    let (n, d) = (shape[0], shape[1]);
+    let s = match a.as_slice() {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(a.as_array().iter().copied().collect()),
+    };
+    (s, n, d)
+}
+
+fn neighbors_to_py<'py, T: Real + Element>(
+    py: Python<'py>,
+    r: knn::Neighbors<T>,
+    m: usize,
+) -> (Bound<'py, PyArray2<T>>, Bound<'py, PyArray2<i64>>) {
+    let k = r.k;
+    let dist = Array2::from_shape_vec((m, k), r.distances).expect("m x k distances").into_pyarray(py);
+    let idx = Array2::from_shape_vec((m, k), r.indices).expect("m x k indices").into_pyarray(py);
+    (dist, idx)
+}
+
+fn usize_arg(value: i64, name: &'static str, minimum: i64) -> PyResult<usize> {
+    if value < minimum {
+        return Err(invalid(name, format!("an int >= {minimum}"), format!("{value}")));
+    }
+    Ok(value as usize)
+}
+
+/// kneighbors(queries, bank, k, metric, exclude_self, index_offset, block_size, exclude_index)
+///   -> (distances (m, k) in the input dtype, indices (m, k) int64), ascending.
+#[pyfunction]
+#[pyo3(signature = (queries, bank, k, metric = "l2", exclude_self = false, index_offset = 0, block_size = None, exclude_index = None))]
+#[allow(clippy::too_many_arguments)]
+fn kneighbors<'py>(
+    py: Python<'py>,
+    queries: Features<'py>,
+    bank: Features<'py>,
+    k: i64,
+    metric: &str,
+    exclude_self: bool,
+    index_offset: i64,
+    block_size: Option<i64>,
+    exclude_index: Option<PyReadonlyArray1<'py, i64>>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray2<i64>>)> {
+    let metric = Metric::parse(metric).ok_or_else(|| invalid("metric", "one of 'l2', 'cosine'", format!("{metric:?}")))?;
+    let k = usize_arg(k, "k", 1)?;
+    let block_size = block_size.map(|b| usize_arg(b, "block_size", 1)).transpose()?;
+    let exclude_indices = exclude_index.map(|a| slice_1d(&a).into_owned());
+    let opt = KnnOptions { k, metric, exclude_self, exclude_indices, index_offset, block_size };
+    fn run<'py, T: Real + Element>(
+        py: Python<'py>,
+        q: &PyReadonlyArray2<'py, T>,
+        b: &PyReadonlyArray2<'py, T>,
+        opt: &KnnOptions,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray2<i64>>)> {
+        let (qs, m, d) = slice_2d(q);
+        let (bs, n, db) = slice_2d(b);
+        if d != db {
+            return Err(invalid("bank", format!("{d} feature columns (as queries)"), format!("{db}")));
+        }
+        let r = py.detach(|| knn::kneighbors(&qs, m, &bs, n, d, opt)).map_err(to_py)?;
+        let (dist, idx) = neighbors_to_py(py, r, m);
+        Ok((dist.into_any(), idx))
+    }
+    match (&queries, &bank) {
+        (Features::F32(q), Features::F32(b)) => run(py, q, b, &opt),
+        (Features::F64(q), Features::F64(b)) => run(py, q, b, &opt),
+        _ => Err(PyTypeError::new_err(format!(
+            "bank: expected the dtype of queries ({}), got {}",
+            queries.dtype(),
+            bank.dtype()
+        ))),
+    }
+}
+
+/// kmeans(x, n_clusters, n_init, max_iter, tol, seed, init) -> (labels int64, centroids (k, d)
+/// in the dtype of x, inertia, n_iter)
+#[pyfunction]
+#[pyo3(signature = (x, n_clusters, n_init = 1, max_iter = 100, tol = 1e-4, seed = 0, init = None))]
+#[allow(clippy::too_many_arguments)]
+fn kmeans<'py>(
+    py: Python<'py>,
+    x: Features<'py>,
+    n_clusters: i64,
+    n_init: i64,
+    max_iter: i64,
+    tol: f64,
+    seed: u64,
+    init: Option<Features<'py>>,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyAny>, f64, usize)> {
+    let opt = KMeansOptions {
+        n_clusters: usize_arg(n_clusters, "n_clusters", 1)?,
+        n_init: usize_arg(n_init, "n_init", 1)?,
+        max_iter: usize_arg(max_iter, "max_iter", 1)?,
+        tol,
+        seed,
+    };
+    fn run<'py, T: Real + Element>(
+        py: Python<'py>,
+        x: &PyReadonlyArray2<'py, T>,
+        init: Option<&PyReadonlyArray2<'py, T>>,
+        opt: &KMeansOptions,
+    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyAny>, f64, usize)> {
+        let (xs, n, d) = slice_2d(x);
+        let init = init.map(slice_2d);
+        if let Some((_, ki, di)) = &init {
+            if (*ki, *di) != (opt.n_clusters, d) {
+                return Err(invalid("init", format!("an array of shape ({}, {d})", opt.n_clusters), format!("shape ({ki}, {di})")));
+            }
+        }
+        let r = py
+            .detach(|| km::kmeans(&xs, n, d, opt, init.as_ref().map(|(c, _, _)| c.as_ref())))
+            .map_err(to_py)?;
+        let k = opt.n_clusters;
+        let centroids = Array2::from_shape_vec((k, d), r.centroids).expect("k x d centroids").into_pyarray(py);
+        Ok((r.labels.into_pyarray(py), centroids.into_any(), r.inertia, r.n_iter))
+    }
+    match (&x, init.as_ref()) {
+        (Features::F32(a), None) => run(py, a, None, &opt),
+        (Features::F64(a), None) => run(py, a, None, &opt),
+        (Features::F32(a), Some(Features::F32(c))) => run(py, a, Some(c), &opt),
+        (Features::F64(a), Some(Features::F64(c))) => run(py, a, Some(c), &opt),
+        (_, Some(c)) => Err(PyTypeError::new_err(format!("init: expected the dtype of x ({}), got {}", x.dtype(), c.dtype()))),
+    }
+}
+
+/// Number of threads of the engine's pool (rayon; RAYON_NUM_THREADS overrides).
+#[pyfunction]
+fn num_threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// The SIMD level the engine's hand-vectorised loops run with ("avx512", "avx2" or "scalar").
+#[pyfunction]
+fn simd_level() -> &'static str {
+    match crate::linalg::simd_level() {
+        crate::linalg::Simd::Avx512 => "avx512",
+        crate::linalg::Simd::Avx2 => "avx2",
+        crate::linalg::Simd::Scalar => "scalar",
+    }
 }
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalized_mutual_info, m)?)?;
+    m.add_function(wrap_pyfunction!(adjusted_mutual_info, m)?)?;
+    m.add_function(wrap_pyfunction!(contingency_cells, m)?)?;
+    m.add_function(wrap_pyfunction!(clustering_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(scores_from_cells, m)?)?;
+    m.add_function(wrap_pyfunction!(kneighbors, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     Ok(())
 }
