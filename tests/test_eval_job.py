@@ -311,3 +311,43 @@ def test_bad_arguments_name_themselves(tmp_path, kwargs, match):
     args = {"forget": good["forget"], "retain": good["retain"], "test": good["test"], **kwargs}
     with pytest.raises(ValueError, match=match):
         run(args.pop("forget"), args.pop("retain"), args.pop("test"), **args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shard merging of k-NN candidates
+
+
+@pytest.mark.parametrize("chunk", [3, 5, 7, 64])
+def test_chunked_neighbours_equal_one_search_of_the_whole_bank(chunk):
+    """Chunks smaller than k, queries excluding their own row, duplicate rows (ties): the merged
+    per-chunk candidates equal a brute-force search of the whole bank ordered by (distance,
+    index), labels following their rows. (Compared with brute force, not with one engine search:
+    with more exact ties than the engine's spare candidates, its whole-bank answer may keep a
+    higher index among equal distances; the distances agree either way.)"""
+    from unlearnkit.eval import _engine as E
+
+    rng = np.random.default_rng(0)
+    bank = rng.integers(0, 3, (200, 4)).astype(np.float32)  # many exact ties
+    labels = rng.integers(0, 5, 200)
+    own = np.sort(rng.choice(200, 30, replace=False))
+    queries = bank[own]
+    k = 5
+    full = ((queries[:, None, :].astype(np.float64) - bank[None].astype(np.float64)) ** 2).sum(-1)
+    full[np.arange(len(own)), own] = np.inf
+    want_i = np.lexsort((np.broadcast_to(np.arange(200), full.shape), full), axis=1)[:, :k]
+    want_d = np.take_along_axis(full, want_i, 1).astype(np.float32)
+    engine_d, _ = M.kneighbors(queries, bank, k, exclude_index=own)
+    assert np.array_equal(engine_d, want_d)
+    got = None
+    for lo in range(0, 200, chunk):
+        c = E.knn_candidates(queries, bank[lo:lo + chunk], k, offset=lo, exclude=own, bank_labels=labels[lo:lo + chunk])
+        got = c if got is None else E.merge_candidates(got, c, k)
+    assert np.array_equal(got[0], want_d) and np.array_equal(got[1], want_i)
+    assert np.array_equal(got[2], labels[want_i])
+    parts = [M.kneighbors(queries, bank[lo:lo + 64], k, index_offset=lo) for lo in range(0, 200, 64)]
+    ref = M.merge_kneighbors(parts, k)
+    mine = None
+    for p in parts:
+        t = (p[0], p[1], None)
+        mine = t if mine is None else E.merge_candidates(mine, t, k)
+    assert np.array_equal(mine[0], ref[0]) and np.array_equal(mine[1], ref[1])
