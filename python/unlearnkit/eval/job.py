@@ -151,14 +151,16 @@ class _Stages:
         return self.overall
 
     @contextlib.contextmanager
-    def stage(self, name: str, rows: int | None = None, unit: str = "vec"):
+    def stage(self, name: str, rows: int | None = None, steps: int | None = None):
+        """A stage streaming ``rows`` vectors (bar in vectors) or made of ``steps`` fits."""
         from tqdm.auto import tqdm
 
         self.peak()
         reset_peak_rss()
         t0, c0 = time.perf_counter(), time.process_time()
-        bar = tqdm(total=rows, desc=name, unit=unit, unit_scale=True, disable=not self.progress, leave=False,
-                   dynamic_ncols=True, mininterval=0.5)
+        total, unit = (rows, "vec") if rows is not None else (steps, "step")
+        bar = tqdm(total=total, desc=name, unit=unit, unit_scale=rows is not None, disable=not self.progress,
+                   leave=False, dynamic_ncols=True, mininterval=0.5)
         rec = {"rows": rows}
         try:
             yield bar, rec
@@ -192,7 +194,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
     want = {s: np.unique(np.concatenate(list(idx[s].values()))) for s in SETS}
 
     # ---- pass 1: scan
-    with stages.stage(f"{tag}scan", sum(n.values())) as (bar, rec):
+    with stages.stage(f"{tag}scan", rows=sum(n.values())) as (bar, rec):
         tasks, owners = [], []
         for s in SETS:
             for lo, hi in shard_ranges(n[s], plan.shard_rows):
@@ -223,7 +225,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
     n_classes = cfg.n_classes or len(classes)
     details: dict[str, Any] = {"rows": dict(n), "classes": classes.tolist(),
                                "label_counts": {s: {str(a): c for a, c in sorted(labels[s].items())} for s in SETS}}
-    with stages.stage(f"{tag}fit", None) as (_, rec):
+    with stages.stage(f"{tag}fit", steps=2 + len(SETS)) as (bar, rec):
         d = banks["retain"].dim
         s_mat = mom.m2 / mom.n if cfg.center else mom.m2 / mom.n + np.outer(mom.mean, mom.mean)
         lam, u = np.linalg.eigh(s_mat)
@@ -239,6 +241,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         complement = np.ascontiguousarray(u[:, kk:]) if kk > d // 2 else None
         details["da"] = {"k": kk, "energy_held": float(np.clip(lam[:kk], 0, None).sum()) / total if total > 0 else 0.0,
                          "center": cfg.center}
+        bar.update()
 
         xp, yp = rows_of("retain", "probe")
         if len(np.unique(yp)) < 2:
@@ -247,6 +250,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         probe = _fit_probe(xp, yp, cfg)
         details["probe"] = {"train_rows": int(len(yp)), "sampled": bool(len(yp) < n["retain"])}
         del xp, yp
+        bar.update()
 
         centroids, tables, km_info = {}, {}, {}
         for s in SETS:
@@ -261,6 +265,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
                 tables[s] = _table(classes, yk, np.asarray(km.labels, dtype=np.int64), k_s)
             else:
                 centroids[s] = np.ascontiguousarray(km.centroids, dtype=banks[s].compute_dtype)
+            bar.update()
         details["kmeans"] = km_info
 
         queries = {s: rows_of(s, "knn") for s in SETS}
@@ -279,7 +284,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         models[s] = ex.put(ScoreModels(classes=classes, probe=probe, basis=basis, complement=complement, mean=mean,
                                        centroids=centroids.get(s), knn=knn, knn_k=cfg.knn_k,
                                        knn_labels=s == "retain", knn_block_rows=plan.knn_block_rows))
-    with stages.stage(f"{tag}score", sum(n.values())) as (bar, rec):
+    with stages.stage(f"{tag}score", rows=sum(n.values())) as (bar, rec):
         tasks, owners = [], []
         for s in SETS:
             for lo, hi in shard_ranges(n[s], plan.shard_rows):
@@ -311,9 +316,10 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
     details["contingency"] = {s: tables[s].tolist() for s in SETS}
 
     # ---- attack: k-NN membership features and score
-    with stages.stage(f"{tag}attack", None):
+    with stages.stage(f"{tag}attack", steps=1) as (bar, _):
         mia = E.knn_mia_from_neighbours(knn["retain"], knn["test"], {q: queries[q][1] for q in SETS},
                                         k=cfg.knn_k, seed=cfg.seed)
+        bar.update()
     out.update(mia["metrics"])
     details["knn"].update(mia["details"])
     return {"metrics": out, "details": details}
