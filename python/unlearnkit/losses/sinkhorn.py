@@ -73,7 +73,11 @@ def _lse_rows(h: torch.Tensor, neg_c: torch.Tensor, inv_eps: float, buf: torch.T
     torch.add(h.unsqueeze(0), neg_c, alpha=inv_eps, out=buf)
     mx = buf.amax(1, keepdim=True)
     mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-    buf.sub_(mx).exp_()
+    # Terms below exp(-80) relative to the row's largest are dropped (clamped to exp(-80), which
+    # changes the sum by < 1e-34 relative): without the clamp, exp of very negative arguments
+    # yields float32 denormals, which x86 CPUs process ~25x slower (measured, one thread: a
+    # 64 x 64 exp_ of -100s takes 195 us, of -40s 8 us; DLFD's eps = 0.01 hits this every step).
+    buf.sub_(mx).clamp_(min=-80.0).exp_()
     return buf.sum(1).log_().add_(mx.squeeze(1))
 
 

@@ -16,8 +16,11 @@ from .scrub import Scrub
 from .salun import SalUn
 from .bad_teacher import BadTeacher
 from .ssd import SSD
+from .muda import MUDA
+from .dlfd import DLFD
 
 __all__ = ["METHODS", "Context", "FineTune", "Method", "NegGrad", "RandomLabels", "Retrain", "UnlearnData",
            "get_method", "register"]
 __all__ += ["BadTeacher", "BoundaryShrink", "L1Sparse", "NegGradPlus", "SSD", "SalUn", "Scrub"]
 __all__ += ["TMU"]
+__all__ += ["DLFD", "MUDA"]
