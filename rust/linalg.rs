@@ -31,8 +31,14 @@ pub trait Real:
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
     fn is_finite(self) -> bool;
+    /// Finite, and small enough that squares and sums of squares stay finite in f64
+    /// (|v| <= 1e150 for f64; any finite f32).
+    fn magnitude_ok(self) -> bool;
     fn min(self, other: Self) -> Self;
 }
+
+/// The largest magnitude accepted in float64 input.
+pub const MAX_MAGNITUDE_F64: f64 = 1e150;
 
 impl Real for f32 {
     const ZERO: Self = 0.0;
@@ -49,6 +55,10 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+    #[inline(always)]
+    fn magnitude_ok(self) -> bool {
         f32::is_finite(self)
     }
     #[inline(always)]
@@ -77,6 +87,10 @@ impl Real for f64 {
     #[inline(always)]
     fn is_finite(self) -> bool {
         f64::is_finite(self)
+    }
+    #[inline(always)]
+    fn magnitude_ok(self) -> bool {
+        self.abs() <= MAX_MAGNITUDE_F64
     }
     #[inline(always)]
     fn min(self, other: Self) -> Self {
@@ -216,8 +230,16 @@ pub struct Stats {
     pub max_dev: f64,
 }
 
-fn not_finite(name: &'static str, row: usize) -> CoreError {
-    CoreError::invalid(name, "finite values", format!("NaN or Inf in row {row}"))
+/// The error for row `row` (global index) of `name`, holding `values`, which failed the check.
+fn bad_row<T: Real>(name: &'static str, row: usize, values: &[T]) -> CoreError {
+    match values.iter().find(|v| v.is_finite() && !v.magnitude_ok()) {
+        Some(v) if values.iter().all(|v| v.is_finite()) => CoreError::invalid(
+            name,
+            format!("values of magnitude at most {MAX_MAGNITUDE_F64:e} (squared distances must stay finite in float64)"),
+            format!("{:e} in row {row}", v.to_f64()),
+        ),
+        _ => CoreError::invalid(name, "finite values", format!("NaN or Inf in row {row}")),
+    }
 }
 
 /// Adds one chunk of rows into per-column sums of y = x - shift, of y^2 and max |y|; returns
@@ -227,7 +249,7 @@ fn stats_chunk_impl<T: Real>(chunk: &[T], d: usize, shift: &[f64], s1: &mut [f64
     for (ri, row) in chunk.chunks_exact(d).enumerate() {
         let mut bad = 0u32;
         for ((((&v, &sh), a), b), m) in row.iter().zip(shift).zip(s1.iter_mut()).zip(s2.iter_mut()).zip(mx.iter_mut()) {
-            bad |= (!v.is_finite()) as u32;
+            bad |= (!v.magnitude_ok()) as u32;
             let y = v.to_f64() - sh;
             *a += y;
             *b += y * y;
@@ -257,7 +279,7 @@ pub fn column_stats<T: Real>(x: &[T], n: usize, d: usize, name: &'static str) ->
             let mut s2 = vec![0f64; d];
             let mut mx = vec![0f64; d];
             if let Some(ri) = stats_chunk(chunk, d, &shift, &mut s1, &mut s2, &mut mx) {
-                return Err(not_finite(name, ci * STAT_ROWS + ri));
+                return Err(bad_row(name, ci * STAT_ROWS + ri, &chunk[ri * d..(ri + 1) * d]));
             }
             Ok((s1, s2, mx.iter().fold(0f64, |a, &b| a.max(b))))
         })
@@ -289,7 +311,7 @@ fn deviation_chunk_impl<T: Real>(chunk: &[T], d: usize, center: &[f64], mx: &mut
     for (ri, row) in chunk.chunks_exact(d).enumerate() {
         let mut bad = 0u32;
         for ((&v, &c), m) in row.iter().zip(center).zip(mx.iter_mut()) {
-            bad |= (!v.is_finite()) as u32;
+            bad |= (!v.magnitude_ok()) as u32;
             let ay = (v.to_f64() - c).abs();
             *m = if ay > *m { ay } else { *m };
         }
@@ -314,7 +336,7 @@ pub fn max_deviation<T: Real>(x: &[T], d: usize, center: Option<&[f64]>, name: &
         .map(|(ci, chunk)| {
             let mut mx = vec![0f64; d];
             if let Some(ri) = deviation_chunk(chunk, d, center, &mut mx) {
-                return Err(not_finite(name, ci * STAT_ROWS + ri));
+                return Err(bad_row(name, ci * STAT_ROWS + ri, &chunk[ri * d..(ri + 1) * d]));
             }
             Ok(mx.iter().fold(0f64, |a, &b| a.max(b)))
         })
@@ -457,19 +479,23 @@ dispatch! {
 }
 
 /// Exact cosine distance 1 - a.b / (|a| |b|) in f64, clamped to [0, 2]; 1 when a row is zero.
+/// Each row is first scaled by a power of two near its largest magnitude (exact), so that
+/// neither huge nor tiny rows overflow or underflow the sums of squares.
 #[inline]
 pub fn cosine_dist_f64<T: Real>(a: &[T], b: &[T]) -> f64 {
+    let amax = a.iter().fold(0f64, |m, v| m.max(v.to_f64().abs()));
+    let bmax = b.iter().fold(0f64, |m, v| m.max(v.to_f64().abs()));
+    if amax == 0.0 || bmax == 0.0 {
+        return 1.0;
+    }
+    let (sa, sb) = (pow2_scale(amax), pow2_scale(bmax));
     let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
     for (x, y) in a.iter().zip(b) {
-        let (x, y) = (x.to_f64(), y.to_f64());
+        let (x, y) = (x.to_f64() * sa, y.to_f64() * sb);
         ab += x * y;
         aa += x * x;
         bb += y * y;
     }
-    if aa == 0.0 || bb == 0.0 {
-        return 1.0;
-    }
-    // Scale each norm separately: aa * bb may overflow/underflow for extreme magnitudes.
     (1.0 - ab / (aa.sqrt() * bb.sqrt())).clamp(0.0, 2.0)
 }
 
@@ -533,6 +559,12 @@ mod tests {
         let bad = vec![0f32, 1.0, f32::NAN, 0.0];
         let err = column_stats(&bad, 2, 2, "bank").unwrap_err().to_string();
         assert!(err.starts_with("bank") && err.contains("row 1"), "{err}");
+        let huge = vec![0f64, 1.0, 3e200, 0.0];
+        let err = column_stats(&huge, 2, 2, "x").unwrap_err().to_string();
+        assert!(err.contains("magnitude") && err.contains("3e200 in row 1"), "{err}");
+        let err = max_deviation(&huge, 2, None, "queries").unwrap_err().to_string();
+        assert!(err.starts_with("queries") && err.contains("magnitude"), "{err}");
+        assert!(max_deviation(&[3e38f32, -3e38], 1, None, "q").is_ok());
         let err = max_deviation(&[0f64, f64::INFINITY], 1, None, "queries").unwrap_err().to_string();
         assert!(err.contains("row 1"));
     }
@@ -551,6 +583,8 @@ mod tests {
     fn exact_distances() {
         assert_eq!(sq_dist_f64(&[1f32, 2.0, 3.0], &[1.0, 0.0, 0.0]), 13.0);
         assert_eq!(cosine_dist_f64(&[0f32, 0.0], &[1.0, 0.0]), 1.0);
+        assert!((cosine_dist_f64(&[1e-300f64, 0.0], &[1e140, 1e140]) - (1.0 - 0.5f64.sqrt())).abs() < 1e-15);
+        assert!(cosine_dist_f64(&[3e38f32, 3e38], &[1e-40, 0.0]).is_finite());
         assert!((cosine_dist_f64(&[1f64, 0.0], &[-2.0, 0.0]) - 2.0).abs() < 1e-15);
         assert_eq!(pow2_scale(3.0), 0.25);
         assert_eq!(pow2_scale(0.0), 1.0);

@@ -51,9 +51,20 @@ SCORE_KEYS = ("nmi", "nmi_geometric", "nmi_min", "nmi_max", "ami", "ari", "homog
               "v_measure", "pair_precision", "pair_recall", "pair_f1", "matched_accuracy", "matched_f1")
 
 
+def _labels(x, name: str) -> np.ndarray:
+    """``check_labels``, plus: float labels must fit in int64 (a cast would merge them)."""
+    a = to_numpy(x, name) if not isinstance(x, np.ndarray) else x
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.size:
+        with np.errstate(invalid="ignore"):
+            big = np.abs(a) >= 2.0**63
+        if big.any():
+            raise ValueError(f"{name}: expected integer labels within the int64 range, got {a[big].flat[0]!r}")
+    return check_labels(a, name)
+
+
 def _labels_pair(labels_true, labels_pred):
-    a = check_labels(labels_true, "labels_true")
-    b = check_labels(labels_pred, "labels_pred")
+    a = _labels(labels_true, "labels_true")
+    b = _labels(labels_pred, "labels_pred")
     check_same_length(a, b, "labels_true", "labels_pred")
     return a, b
 
@@ -149,8 +160,8 @@ def sum_contingency(parts):
     for i, p in enumerate(parts):
         if not (isinstance(p, (tuple, list)) and len(p) == 3):
             raise TypeError(f"parts: expected (classes, clusters, table) triples, got {_describe(p)} at position {i}")
-    classes = np.unique(np.concatenate([check_labels(p[0], "classes") for p in parts]))
-    clusters = np.unique(np.concatenate([check_labels(p[1], "clusters") for p in parts]))
+    classes = np.unique(np.concatenate([_labels(p[0], "classes") for p in parts]))
+    clusters = np.unique(np.concatenate([_labels(p[1], "clusters") for p in parts]))
     total = np.zeros((len(classes), len(clusters)), dtype=np.int64)
     for cl, cu, t in parts:
         t = np.asarray(t)

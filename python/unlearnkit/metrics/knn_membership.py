@@ -22,16 +22,33 @@ FEATURE_NAMES = ("d_train", "d_heldout", "ratio", "label_agreement")
 
 
 def _ratio(d_train: np.ndarray, d_heldout: np.ndarray) -> np.ndarray:
-    # Both distances shifted by a tiny eps so that duplicates (distance 0) give a finite ratio.
-    scale = float(np.mean(d_heldout)) if len(d_heldout) else 0.0
+    # Both distances shifted by a tiny eps so that duplicates (distance 0) give a finite ratio;
+    # two infinite distances (overflowing float32) give 1.
+    finite = d_heldout[np.isfinite(d_heldout)]
+    scale = float(np.mean(finite)) if len(finite) else 0.0
     eps = 1e-12 * scale if scale > 0 else 1e-30
-    return (d_train + eps) / (d_heldout + eps)
+    with np.errstate(invalid="ignore"):
+        r = (d_train + eps) / (d_heldout + eps)
+    r[np.isinf(d_train) & np.isinf(d_heldout)] = 1.0
+    return r
+
+
+def _search(queries, bank, k, metric, exclude, names):
+    """kneighbors, with the engine's argument names ("queries", "bank") replaced by the caller's."""
+    try:
+        return kneighbors(queries, bank, k, metric=metric, exclude_index=exclude)
+    except ValueError as exc:
+        msg = str(exc)
+        for engine_name, name in zip(("queries", "bank"), names):
+            if msg.startswith(engine_name + ":"):
+                raise ValueError(name + msg[len(engine_name):]) from None
+        raise
 
 
 def _features(queries, train_bank, heldout_bank, k, query_labels, train_labels, metric,
-              exclude_train=None, exclude_heldout=None) -> np.ndarray:
-    d_tr, i_tr = kneighbors(queries, train_bank, k, metric=metric, exclude_index=exclude_train)
-    d_ho, _ = kneighbors(queries, heldout_bank, k, metric=metric, exclude_index=exclude_heldout)
+              exclude_train=None, exclude_heldout=None, names=("queries", "train_bank", "heldout_bank")) -> np.ndarray:
+    d_tr, i_tr = _search(queries, train_bank, k, metric, exclude_train, (names[0], names[1]))
+    d_ho, _ = _search(queries, heldout_bank, k, metric, exclude_heldout, (names[0], names[2]))
     out = np.empty((len(d_tr), 4), dtype=np.float64)
     out[:, 0] = d_tr[:, -1]
     out[:, 1] = d_ho[:, -1]
@@ -67,7 +84,8 @@ def knn_mia_features(queries, train_bank, heldout_bank, k: int = 5, *, query_lab
     0. ``d_train``: distance to the k-th nearest row of ``train_bank``;
     1. ``d_heldout``: distance to the k-th nearest row of ``heldout_bank``;
     2. ``ratio``: ``(d_train + eps) / (d_heldout + eps)``, eps = 1e-12 x the mean ``d_heldout``
-       (1e-30 if that is 0), so duplicates give a finite value;
+       (1e-30 if that is 0), so duplicates give a finite value (1 when both distances are
+       infinite, i.e. overflow float32);
     3. ``label_agreement``: fraction of the k training neighbours whose label equals the query's
        (NaN when no labels are given).
 
@@ -114,8 +132,9 @@ def knn_mia_features(queries, train_bank, heldout_bank, k: int = 5, *, query_lab
 
 def _transform(f: np.ndarray, use_labels: bool) -> np.ndarray:
     # Distances span orders of magnitude: the attack works on their logarithms.
-    tiny = 1e-30
-    cols = [np.log(f[:, 0] + tiny), np.log(f[:, 1] + tiny), np.log(f[:, 2])]
+    tiny, big = 1e-30, np.finfo(np.float64).max
+    f = np.minimum(f, big)  # a distance that overflowed float32 is inf
+    cols = [np.log(f[:, 0] + tiny), np.log(f[:, 1] + tiny), np.log(np.maximum(f[:, 2], tiny))]
     if use_labels:
         cols.append(f[:, 3])
     return np.stack(cols, axis=1)
@@ -198,9 +217,11 @@ def knn_mia(forget, retain, test, *, k: int = 5, forget_labels=None, retain_labe
     n_ex = min(len(r), len(t), max_per_set)
     mem = np.sort(rng.choice(len(r), n_ex, replace=False))
     non = np.sort(rng.choice(len(t), n_ex, replace=False))
-    feats_m = _features(r[mem], r, t, k, None if rl is None else rl[mem], rl, metric, exclude_train=mem)
-    feats_n = _features(t[non], r, t, k, None if tl is None else tl[non], rl, metric, exclude_heldout=non)
-    feats_f = _features(f, r, t, k, fl, rl, metric)
+    feats_f = _features(f, r, t, k, fl, rl, metric, names=("forget", "retain", "test"))
+    feats_m = _features(r[mem], r, t, k, None if rl is None else rl[mem], rl, metric, exclude_train=mem,
+                        names=("retain", "retain", "test"))
+    feats_n = _features(t[non], r, t, k, None if tl is None else tl[non], rl, metric, exclude_heldout=non,
+                        names=("test", "retain", "test"))
 
     x = _transform(np.concatenate([feats_m, feats_n]), use_labels)
     y = np.concatenate([np.ones(n_ex), np.zeros(n_ex)])
