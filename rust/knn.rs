@@ -5,9 +5,12 @@
 //!   (`linalg::gemm_abt`): for squared L2, |b|^2 - 2 q.b (the query's own |q|^2 does not change
 //!   its ranking); for cosine, -q.b on unit rows. Memory per worker is one tile plus the two
 //!   blocks, never m x n.
-//! * Each query keeps a bounded max-heap of its best `k + margin` candidates by
-//!   (approximate score, index); a vectorised threshold test rejects most of a tile row before
-//!   any heap work.
+//! * The GEMM scores carry rounding error, bounded a priori by E = 2c (|q|^2 + |b|^2) (c from
+//!   the precision and d, with a safety factor 2). Each query keeps the k smallest upper bounds
+//!   (score + E) in a heap, whose root T only decreases, and every bank row whose lower bound
+//!   (score - E) is <= T as a candidate; a vectorised test rejects most of a tile row first.
+//!   A row outside the candidates has a true distance above k others', so the candidates hold
+//!   the exact k nearest, ties at the k-th distance included.
 //! * The candidates' distances are then recomputed exactly in f64 from the original rows
 //!   (never negative), sorted by (distance, index), and the first k returned.
 //! * Parallelism (rayon) is over query blocks and, when there are few of them, over ranges of
@@ -92,10 +95,19 @@ pub struct Neighbors<T> {
     pub k: usize,
 }
 
-/// Extra candidates kept beyond k, so that rounding in the GEMM scores cannot push a true
-/// neighbour out before the exact recomputation.
-fn margin(k: usize) -> usize {
-    k.clamp(2, 8)
+/// Most candidates kept per query (a safety valve for more than this many rows tied with the
+/// k-th distance within rounding; beyond it the lowest lower bounds are kept).
+pub const MAX_CANDIDATES: usize = 1 << 16;
+
+/// c of the error bound E = 2c (|q|^2 + |b|^2) on a score |b|^2 - 2 q.b (or -q.b on unit rows)
+/// computed in precision `u` over d terms: the dot product and norm accumulations (gamma_d =
+/// (d + 4) u each), the rounding of the transformed rows (4 u), and the bound's own arithmetic,
+/// times a safety factor 2.
+fn error_c(u: f64, d: usize) -> f64 {
+    let gamma = (d as f64 + 4.0) * u;
+    let big = 2.0 * gamma + 8.0 * u;
+    // |score error| <= big (|q||b| + |b|^2) <= big (|q|^2/2 + 3|b|^2/2) <= 2c (|q|^2 + |b|^2) for c = 0.75 big.
+    2.0 * 0.75 * big + 16.0 * u
 }
 
 pub fn kneighbors<T: Real>(
@@ -133,14 +145,15 @@ pub fn kneighbors<T: Real>(
         return Err(CoreError::invalid("k", format!("an int <= {what}"), format!("{}", opt.k)));
     }
     let tf = transform_for(queries, m, bank, n, d, opt.metric)?;
-    let kc = (opt.k + margin(opt.k)).min(n_avail);
+    let unit = if T::NAME == "float32" { 2f64.powi(-24) } else { 2f64.powi(-53) };
+    let c = error_c(unit, d);
     let qb = QUERY_BLOCK.min(m);
     let bb = opt.block_size.unwrap_or(DEFAULT_BANK_BLOCK).min(n);
     let n_qblocks = m.div_ceil(qb);
     let n_bblocks = n.div_ceil(bb);
     let threads = rayon::current_num_threads().max(1);
     let n_ranges = if n_qblocks >= 4 * threads { 1 } else { (4 * threads).div_ceil(n_qblocks).min(n_bblocks) };
-    let ctx = Ctx { bank, n, d, tf: &tf, metric: opt.metric, kc, bb, opt };
+    let ctx = Ctx { bank, n, d, tf: &tf, metric: opt.metric, c, bb, opt };
 
     let k = opt.k;
     let mut distances = vec![T::ZERO; m * k];
@@ -154,25 +167,28 @@ pub fn kneighbors<T: Real>(
             let rows = qb.min(m - q0);
             let qsrc = &queries[q0 * d..(q0 + rows) * d];
             let qmat: Vec<T>;
+            let mut qnorm = vec![T::ZERO; rows];
             let qmat_ref: &[T] = match &tf {
                 Some(t) => {
                     let mut buf = vec![T::ZERO; rows * d];
-                    let mut norms = vec![T::ZERO; rows];
-                    t.apply(qsrc, d, &mut buf, &mut norms);
+                    t.apply(qsrc, d, &mut buf, &mut qnorm);
                     qmat = buf;
                     &qmat
                 }
-                None => qsrc,
+                None => {
+                    linalg::row_norms(qsrc, d, &mut qnorm);
+                    qsrc
+                }
             };
-            let heaps: Vec<Heaps<T>> = (0..n_ranges)
+            let sels: Vec<Selection<T>> = (0..n_ranges)
                 .into_par_iter()
                 .map(|r| {
                     let b0 = r * n_bblocks / n_ranges;
                     let b1 = (r + 1) * n_bblocks / n_ranges;
-                    ctx.search(qmat_ref, rows, q0, b0, b1)
+                    ctx.search(qmat_ref, &qnorm, rows, q0, b0, b1)
                 })
                 .collect();
-            ctx.finish(&heaps, qsrc, rows, dist_out, idx_out);
+            ctx.finish(&sels, qsrc, rows, dist_out, idx_out);
         });
     Ok(Neighbors { distances, indices, k })
 }
@@ -225,67 +241,99 @@ struct Ctx<'a, T: Real> {
     d: usize,
     tf: &'a Option<Transform<T>>,
     metric: Metric,
-    kc: usize,
+    /// Error-bound constant (see `error_c`).
+    c: f64,
     bb: usize,
     opt: &'a KnnOptions,
 }
 
-/// One bounded max-heap per query of a block, ordered by (score, index), stored flat.
-struct Heaps<T> {
-    vals: Vec<T>,
-    idx: Vec<u64>,
+/// Per query of a block: a max-heap of the k smallest upper bounds, and the candidates
+/// (lower bound, bank index) whose lower bound was <= the heap's root when seen.
+struct Selection<T> {
+    k: usize,
+    heap: Vec<T>,
     len: Vec<usize>,
-    cap: usize,
+    cands: Vec<Vec<(T, u64)>>,
+    prune_at: Vec<usize>,
 }
 
-#[inline(always)]
-fn greater<T: Real>(va: T, ia: u64, vb: T, ib: u64) -> bool {
-    va > vb || (va == vb && ia > ib)
-}
+impl<T: Real> Selection<T> {
+    fn new(rows: usize, k: usize) -> Self {
+        Selection {
+            k,
+            heap: vec![T::ZERO; rows * k],
+            len: vec![0; rows],
+            cands: (0..rows).map(|_| Vec::new()).collect(),
+            prune_at: vec![prune_floor(k); rows],
+        }
+    }
 
-/// Pushes (v, i) into the max-heap `vals/idx` of current length `len` and capacity `cap`;
-/// when full, (v, i) must be below the root and replaces it.
-#[inline(always)]
-fn heap_push<T: Real>(vals: &mut [T], idx: &mut [u64], len: &mut usize, cap: usize, v: T, i: u64) {
-    if *len < cap {
-        // Sift up.
-        let mut pos = *len;
-        *len += 1;
-        while pos > 0 {
-            let parent = (pos - 1) / 2;
-            if greater(vals[parent], idx[parent], v, i) {
-                break;
-            }
-            vals[pos] = vals[parent];
-            idx[pos] = idx[parent];
-            pos = parent;
+    /// The k-th smallest upper bound seen by query r (+inf until k were seen).
+    #[inline(always)]
+    fn root(&self, r: usize) -> T {
+        if self.len[r] < self.k {
+            T::INFINITY
+        } else {
+            self.heap[r * self.k]
         }
-        vals[pos] = v;
-        idx[pos] = i;
-    } else {
-        // Replace the root and sift down.
-        let mut pos = 0;
-        loop {
-            let l = 2 * pos + 1;
-            if l >= cap {
-                break;
+    }
+
+    /// Adds an upper bound to query r's heap (it is below the root, or the heap is not full).
+    #[inline(always)]
+    fn push_upper(&mut self, r: usize, v: T) {
+        let k = self.k;
+        let h = &mut self.heap[r * k..(r + 1) * k];
+        let len = &mut self.len[r];
+        if *len < k {
+            let mut pos = *len;
+            *len += 1;
+            while pos > 0 {
+                let parent = (pos - 1) / 2;
+                if h[parent] >= v {
+                    break;
+                }
+                h[pos] = h[parent];
+                pos = parent;
             }
-            let r = l + 1;
-            let c = if r < cap && greater(vals[r], idx[r], vals[l], idx[l]) { r } else { l };
-            if !greater(vals[c], idx[c], v, i) {
-                break;
+            h[pos] = v;
+        } else {
+            let mut pos = 0;
+            loop {
+                let l = 2 * pos + 1;
+                if l >= k {
+                    break;
+                }
+                let c = if l + 1 < k && h[l + 1] > h[l] { l + 1 } else { l };
+                if h[c] <= v {
+                    break;
+                }
+                h[pos] = h[c];
+                pos = c;
             }
-            vals[pos] = vals[c];
-            idx[pos] = idx[c];
-            pos = c;
+            h[pos] = v;
         }
-        vals[pos] = v;
-        idx[pos] = i;
+    }
+
+    /// Drops the candidates of query r that the current root rules out; caps the list.
+    fn prune(&mut self, r: usize) {
+        let root = self.root(r);
+        let list = &mut self.cands[r];
+        list.retain(|c| c.0 <= root);
+        if list.len() > MAX_CANDIDATES {
+            list.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+            list.truncate(MAX_CANDIDATES);
+        }
+        self.prune_at[r] = (2 * list.len()).max(prune_floor(self.k));
     }
 }
 
-/// Scans `rows` tile rows: score_j = bnorm[j] - alpha * tile[j]; pushes every score below the
-/// heap's threshold. `base` is the bank index of column 0.
+fn prune_floor(k: usize) -> usize {
+    4 * k + 256
+}
+
+/// Scans `rows` tile rows. For bank column j: lower = bl[j] - alpha tile[j] - eq[r] and
+/// upper = bu[j] - alpha tile[j] + eq[r] (see `Ctx::search`). A NaN tile entry (an excluded
+/// self-match) passes no test.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn scan_impl<T: Real>(
@@ -293,44 +341,53 @@ fn scan_impl<T: Real>(
     ldt: usize,
     rows: usize,
     cols: usize,
-    bnorm: &[T],
+    bl: &[T],
+    bu: &[T],
+    eq: &[T],
     alpha: T,
     base: u64,
-    heaps: &mut Heaps<T>,
+    sel: &mut Selection<T>,
 ) {
-    let cap = heaps.cap;
-    let bnorm = &bnorm[..cols];
+    let (bl, bu) = (&bl[..cols], &bu[..cols]);
     for r in 0..rows {
         let row = &tile[r * ldt..r * ldt + cols];
-        let vals = &mut heaps.vals[r * cap..(r + 1) * cap];
-        let idx = &mut heaps.idx[r * cap..(r + 1) * cap];
-        let len = &mut heaps.len[r];
-        let mut thr = if *len < cap { T::INFINITY } else { vals[0] };
+        let e = eq[r];
+        let mut root = sel.root(r);
+        // lower <= root  <=>  bl - alpha x <= root + e
+        let mut t_low = root + e;
         let mut rc = row.chunks_exact(linalg::LANES);
-        let mut nc = bnorm.chunks_exact(linalg::LANES);
+        let mut lc = bl.chunks_exact(linalg::LANES);
         let mut j = 0usize;
-        for (x, b) in (&mut rc).zip(&mut nc) {
+        let visit = |sel: &mut Selection<T>, jj: usize, x: T, root: &mut T, t_low: &mut T| {
+            let lower = bl[jj] - alpha * x - e;
+            let upper = bu[jj] - alpha * x + e;
+            sel.cands[r].push((lower, base + jj as u64));
+            if upper < *root {
+                sel.push_upper(r, upper);
+                *root = sel.root(r);
+                *t_low = *root + e;
+            }
+            if sel.cands[r].len() >= sel.prune_at[r] {
+                sel.prune(r);
+            }
+        };
+        for (x, l) in (&mut rc).zip(&mut lc) {
             let mut hit = 0u32;
             for t in 0..linalg::LANES {
-                let s = b[t] - alpha * x[t];
-                hit |= (s < thr) as u32;
+                hit |= (l[t] - alpha * x[t] <= t_low) as u32;
             }
             if hit != 0 {
                 for t in 0..linalg::LANES {
-                    let s = b[t] - alpha * x[t];
-                    if s < thr {
-                        heap_push(vals, idx, len, cap, s, base + (j + t) as u64);
-                        thr = if *len < cap { T::INFINITY } else { vals[0] };
+                    if l[t] - alpha * x[t] <= t_low {
+                        visit(sel, j + t, x[t], &mut root, &mut t_low);
                     }
                 }
             }
             j += linalg::LANES;
         }
-        for (t, (&x, &b)) in rc.remainder().iter().zip(nc.remainder()).enumerate() {
-            let s = b - alpha * x;
-            if s < thr {
-                heap_push(vals, idx, len, cap, s, base + (j + t) as u64);
-                thr = if *len < cap { T::INFINITY } else { vals[0] };
+        for (t, (&x, &l)) in rc.remainder().iter().zip(lc.remainder()).enumerate() {
+            if l - alpha * x <= t_low {
+                visit(sel, j + t, x, &mut root, &mut t_low);
             }
         }
     }
@@ -338,21 +395,26 @@ fn scan_impl<T: Real>(
 
 dispatch! {
     #[allow(clippy::too_many_arguments)]
-    fn scan<T: Real>(tile: &[T], ldt: usize, rows: usize, cols: usize, bnorm: &[T], alpha: T, base: u64, heaps: &mut Heaps<T>) => scan_impl
+    fn scan<T: Real>(tile: &[T], ldt: usize, rows: usize, cols: usize, bl: &[T], bu: &[T], eq: &[T], alpha: T, base: u64, sel: &mut Selection<T>) => scan_impl
 }
 
 impl<T: Real> Ctx<'_, T> {
-    /// Candidates of `rows` queries (already transformed) among bank blocks b0..b1.
-    fn search(&self, qmat: &[T], rows: usize, q0: usize, b0: usize, b1: usize) -> Heaps<T> {
-        let (d, bb, cap) = (self.d, self.bb, self.kc);
-        let mut heaps = Heaps { vals: vec![T::ZERO; rows * cap], idx: vec![0; rows * cap], len: vec![0; rows], cap };
+    /// Selection of `rows` queries (already transformed; squared norms `qnorm`) over bank
+    /// blocks b0..b1.
+    fn search(&self, qmat: &[T], qnorm: &[T], rows: usize, q0: usize, b0: usize, b1: usize) -> Selection<T> {
+        let (d, bb) = (self.d, self.bb);
+        let mut sel = Selection::new(rows, self.opt.k);
         let mut tile = vec![T::ZERO; rows * bb];
         let mut bnorm = vec![T::ZERO; bb];
+        let mut bl = vec![T::ZERO; bb];
+        let mut bu = vec![T::ZERO; bb];
         let mut bbuf = if self.tf.is_some() { vec![T::ZERO; bb * d] } else { Vec::new() };
-        let alpha = match self.metric {
-            Metric::SqEuclidean => T::ONE + T::ONE,
-            Metric::Cosine => T::ONE,
+        let (alpha, base_on) = match self.metric {
+            Metric::SqEuclidean => (T::ONE + T::ONE, 1.0),
+            Metric::Cosine => (T::ONE, 0.0),
         };
+        let two_c = 2.0 * self.c;
+        let eq: Vec<T> = qnorm.iter().map(|&v| T::from_f64(two_c * v.to_f64())).collect();
         for blk in b0..b1 {
             let s0 = blk * bb;
             let cols = bb.min(self.n - s0);
@@ -367,8 +429,11 @@ impl<T: Real> Ctx<'_, T> {
                     src
                 }
             };
-            if self.metric == Metric::Cosine {
-                bnorm[..cols].iter_mut().for_each(|v| *v = T::ZERO);
+            // Score base (|b|^2 for L2, 0 for cosine) minus / plus the bound's bank part.
+            for ((l, u), &nb) in bl.iter_mut().zip(bu.iter_mut()).zip(&bnorm[..cols]) {
+                let nb = nb.to_f64();
+                *l = T::from_f64(base_on * nb - two_c * nb);
+                *u = T::from_f64(base_on * nb + two_c * nb);
             }
             gemm_abt(rows, cols, d, qmat, bmat, &mut tile, bb);
             if self.opt.exclude_self || self.opt.exclude_indices.is_some() {
@@ -377,44 +442,55 @@ impl<T: Real> Ctx<'_, T> {
                     if let Some(g) = self.opt.excluded(q0 + r) {
                         let col = g as i128 - self.opt.index_offset as i128 - s0 as i128;
                         if col >= 0 && (col as usize) < cols {
-                            tile[r * bb + col as usize] = -T::INFINITY;
+                            tile[r * bb + col as usize] = T::from_f64(f64::NAN);
                         }
                     }
                 }
             }
-            scan(&tile, bb, rows, cols, &bnorm, alpha, s0 as u64, &mut heaps);
+            scan(&tile, bb, rows, cols, &bl, &bu, &eq, alpha, s0 as u64, &mut sel);
         }
-        heaps
+        sel
     }
 
-    /// Merges the heaps of all ranges, recomputes the candidates' distances exactly and writes
-    /// the k best of each query, ascending by (distance, index).
-    fn finish(&self, heaps: &[Heaps<T>], qsrc: &[T], rows: usize, dist_out: &mut [T], idx_out: &mut [i64]) {
-        let (d, k, cap) = (self.d, self.opt.k, self.kc);
-        let mut cand: Vec<(T, u64)> = Vec::with_capacity(cap * heaps.len());
-        let mut exact: Vec<(f64, u64)> = Vec::with_capacity(cap);
+    /// Merges the selections of all ranges (the k-th smallest upper bound over all of them
+    /// decides), recomputes the candidates' distances exactly and writes the k best of each
+    /// query, ascending by (distance, index).
+    fn finish(&self, sels: &[Selection<T>], qsrc: &[T], rows: usize, dist_out: &mut [T], idx_out: &mut [i64]) {
+        let (d, k) = (self.d, self.opt.k);
+        let mut uppers: Vec<T> = Vec::new();
+        let mut exact: Vec<(f64, u64)> = Vec::new();
         for r in 0..rows {
-            cand.clear();
-            for h in heaps {
-                let len = h.len[r];
-                cand.extend(h.vals[r * cap..r * cap + len].iter().copied().zip(h.idx[r * cap..r * cap + len].iter().copied()));
+            uppers.clear();
+            for s in sels {
+                uppers.extend_from_slice(&s.heap[r * k..r * k + s.len[r]]);
             }
-            if heaps.len() > 1 {
-                cand.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
-                cand.truncate(cap);
-            }
+            let root = if uppers.len() >= k {
+                uppers.select_nth_unstable_by(k - 1, |a, b| a.partial_cmp(b).unwrap());
+                uppers[k - 1]
+            } else {
+                T::INFINITY
+            };
             let q = &qsrc[r * d..(r + 1) * d];
             exact.clear();
-            for &(_, j) in &cand {
-                let b = &self.bank[j as usize * d..(j as usize + 1) * d];
-                let dist = match self.metric {
-                    Metric::SqEuclidean => linalg::sq_dist_f64(q, b),
-                    Metric::Cosine => linalg::cosine_dist_f64(q, b),
-                };
-                exact.push((dist, j));
+            for s in sels {
+                for &(lower, j) in &s.cands[r] {
+                    if lower <= root {
+                        let b = &self.bank[j as usize * d..(j as usize + 1) * d];
+                        let dist = match self.metric {
+                            Metric::SqEuclidean => linalg::sq_dist_f64(q, b),
+                            Metric::Cosine => linalg::cosine_dist_f64(q, b),
+                        };
+                        exact.push((dist, j));
+                    }
+                }
+            }
+            let take = k.min(exact.len());
+            if exact.len() > take {
+                exact.select_nth_unstable_by(take - 1, |a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+                exact.truncate(take);
             }
             exact.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
-            for (t, &(dist, j)) in exact.iter().take(k).enumerate() {
+            for (t, &(dist, j)) in exact.iter().enumerate() {
                 dist_out[r * k + t] = T::from_f64(dist);
                 idx_out[r * k + t] = j as i64 + self.opt.index_offset;
             }
