@@ -126,8 +126,20 @@ fn contingency_cells<'py>(
 
 /// The scores of a table as a dict, plus what the Hungarian matching still has to solve:
 /// (scores, n, n_classes, trivial_count, trivial_f1, comp, rows, cols, counts, row_sums, col_sums).
-fn scores_to_py<'py>(py: Python<'py>, t: &Contingency) -> PyResult<Bound<'py, PyDict>> {
-    let (s, m) = py.detach(|| (scores::all_scores(t), scores::matching_parts(t)));
+fn scores_to_py<'py>(py: Python<'py>, t: &Contingency, matching: bool, ami: bool) -> PyResult<Bound<'py, PyDict>> {
+    let (s, m) = py.detach(|| {
+        let (s, m) = rayon::join(
+            || scores::all_scores_with(t, ami),
+            || {
+                if matching {
+                    scores::matching_parts(t)
+                } else {
+                    scores::MatchingParts { trivial_count: 0, trivial_f1: 0.0, cells: Vec::new() }
+                }
+            },
+        );
+        (s, m)
+    });
     let out = PyDict::new(py);
     let names = ["arithmetic", "geometric", "min", "max"];
     for (i, name) in names.iter().enumerate() {
@@ -165,22 +177,33 @@ fn scores_to_py<'py>(py: Python<'py>, t: &Contingency) -> PyResult<Bound<'py, Py
     Ok(out)
 }
 
-/// clustering_scores(labels_true, labels_pred) -> dict (see `scores_to_py`).
+/// clustering_scores(labels_true, labels_pred, matching=True, ami=True) -> dict (see
+/// `scores_to_py`; without `matching` the `_match_*` entries are empty, without `ami` the AMI
+/// entries are NaN).
 #[pyfunction]
-fn clustering_scores<'py>(py: Python<'py>, labels_true: Labels<'py>, labels_pred: Labels<'py>) -> PyResult<Bound<'py, PyDict>> {
+#[pyo3(signature = (labels_true, labels_pred, matching = true, ami = true))]
+fn clustering_scores<'py>(
+    py: Python<'py>,
+    labels_true: Labels<'py>,
+    labels_pred: Labels<'py>,
+    matching: bool,
+    ami: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let (a, b) = (labels_true.slice(), labels_pred.slice());
     let t = py.detach(|| contingency(&a, &b)).map_err(to_py)?;
-    scores_to_py(py, &t)
+    scores_to_py(py, &t, matching, ami)
 }
 
 /// scores_from_cells(rows, cols, counts) -> dict: the scores of the table with these non-zero
 /// cells (row and column ids are arbitrary non-negative integers; empty rows/columns vanish).
 #[pyfunction]
+#[pyo3(signature = (rows, cols, counts, matching = true))]
 fn scores_from_cells<'py>(
     py: Python<'py>,
     rows: PyReadonlyArray1<'py, i64>,
     cols: PyReadonlyArray1<'py, i64>,
     counts: PyReadonlyArray1<'py, i64>,
+    matching: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let (r, c, v) = (slice_1d(&rows), slice_1d(&cols), slice_1d(&counts));
     if r.len() != c.len() || r.len() != v.len() {
@@ -191,7 +214,7 @@ fn scores_from_cells<'py>(
     }
     let cells: Vec<(u64, u64, u64)> = r.iter().zip(c.iter()).zip(v.iter()).map(|((&a, &b), &x)| (a as u64, b as u64, x as u64)).collect();
     let t = py.detach(|| Contingency::from_cells(&cells)).map_err(to_py)?;
-    scores_to_py(py, &t)
+    scores_to_py(py, &t, matching, true)
 }
 
 /// A 2-D float array, borrowed from numpy without a copy when C-contiguous.

@@ -153,11 +153,14 @@ pub fn expected_mutual_info(t: &Contingency) -> f64 {
     let n = t.n;
     let nf = n as f64;
     let ln_n = nf.ln();
+    // ln x for the x the walks visit most (they stay near the modes a b / N).
+    let top = rows.last().map_or(0, |r| r.0).min(cols.last().map_or(0, |c| c.0)).min(1 << 20) as usize;
+    let ln_table: Vec<f64> = (0..=top).map(|x| (x as f64).ln()).collect();
     rows.par_iter()
         .map(|&(a, ca)| {
             let mut acc = 0.0;
             for &(b, cb) in &cols {
-                acc += cb * emi_pair(a, b, n, nf, ln_n);
+                acc += cb * emi_pair(a, b, n, nf, ln_n, &ln_table);
             }
             ca * acc
         })
@@ -167,7 +170,7 @@ pub fn expected_mutual_info(t: &Contingency) -> f64 {
 }
 
 /// sum over nij of (nij/N) ln(N nij / (a b)) P(nij), P hypergeometric(N, a, b).
-fn emi_pair(a: u64, b: u64, n: u64, nf: f64, ln_n: f64) -> f64 {
+fn emi_pair(a: u64, b: u64, n: u64, nf: f64, ln_n: f64, ln_table: &[f64]) -> f64 {
     let lo = (a + b).saturating_sub(n); // smallest possible nij
     let hi = a.min(b);
     let (af, bf) = (a as f64, b as f64);
@@ -179,7 +182,11 @@ fn emi_pair(a: u64, b: u64, n: u64, nf: f64, ln_n: f64) -> f64 {
             0.0
         } else {
             let xf = x as f64;
-            xf / nf * (ln_n + xf.ln() - ln_ab)
+            let ln_x = match ln_table.get(x as usize) {
+                Some(&v) => v,
+                None => xf.ln(),
+            };
+            xf / nf * (ln_n + ln_x - ln_ab)
         }
     };
     // c = N - a - b (may be negative: use i128 arithmetic for the shift).
@@ -303,12 +310,24 @@ pub const AVERAGES: [AverageMethod; 4] =
 
 /// All scores of `t` with scikit-learn's semantics and edge cases.
 pub fn all_scores(t: &Contingency) -> ClusteringScores {
+    all_scores_with(t, true)
+}
+
+/// As `all_scores`; without `with_ami` the expected mutual information (the costliest part
+/// for large tables) is skipped and the AMI entries are NaN.
+pub fn all_scores_with(t: &Contingency, with_ami: bool) -> ClusteringScores {
     let (k_true, k_pred) = t.shape();
     let h_true = entropy(&t.row_sums);
     let h_pred = entropy(&t.col_sums);
     let mi = mutual_info(t);
     let unsplit_both = (k_true == 1 && k_pred == 1) || (k_true == 0 && k_pred == 0);
-    let emi = if unsplit_both || k_true == 1 || k_pred == 1 { 0.0 } else { expected_mutual_info(t) };
+    let emi = if unsplit_both || k_true == 1 || k_pred == 1 {
+        0.0
+    } else if with_ami {
+        expected_mutual_info(t)
+    } else {
+        f64::NAN
+    };
     let nmi = AVERAGES.map(|avg| {
         if unsplit_both {
             1.0
@@ -323,6 +342,8 @@ pub fn all_scores(t: &Contingency) -> ClusteringScores {
             1.0
         } else if k_true == 1 || k_pred == 1 {
             0.0
+        } else if !with_ami {
+            f64::NAN
         } else {
             ami_from_parts(mi, emi, h_true, h_pred, avg)
         }

@@ -249,7 +249,7 @@ def clustering_scores(labels_true, labels_pred, *, matched: bool = True) -> dict
         dict: score name -> float.
     """
     a, b = _labels_pair(labels_true, labels_pred)
-    return _finish(_core.clustering_scores(a, b), matched)
+    return _finish(_core.clustering_scores(a, b, matched), matched)
 
 
 def scores_from_contingency(table, *, matched: bool = True) -> dict:
@@ -268,7 +268,7 @@ def scores_from_contingency(table, *, matched: bool = True) -> dict:
         dict: the same keys and values as ``clustering_scores`` on the labels behind the table.
     """
     rows, cols, counts = _cells_of(table)
-    return _finish(_core.scores_from_cells(rows, cols, counts), matched)
+    return _finish(_core.scores_from_cells(rows, cols, counts, matched), matched)
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ def adjusted_mutual_info_score(labels_true, labels_pred, *, average_method: str 
 
 def _score(labels_true, labels_pred, key: str) -> float:
     a, b = _labels_pair(labels_true, labels_pred)
-    return float(_core.clustering_scores(a, b)[key])
+    return float(_core.clustering_scores(a, b, False, False)[key])
 
 
 def adjusted_rand_score(labels_true, labels_pred) -> float:
@@ -342,7 +342,7 @@ def homogeneity_completeness_v_measure(labels_true, labels_pred) -> tuple[float,
         tuple: (homogeneity, completeness, v_measure), as scikit-learn's.
     """
     a, b = _labels_pair(labels_true, labels_pred)
-    raw = _core.clustering_scores(a, b)
+    raw = _core.clustering_scores(a, b, False, False)
     return float(raw["homogeneity"]), float(raw["completeness"]), float(raw["v_measure"])
 
 
@@ -402,7 +402,7 @@ def pair_precision_recall_f1(labels_true, labels_pred) -> tuple[float, float, fl
         tuple: (precision, recall, f1).
     """
     a, b = _labels_pair(labels_true, labels_pred)
-    raw = _core.clustering_scores(a, b)
+    raw = _core.clustering_scores(a, b, False, False)
     return float(raw["pair_precision"]), float(raw["pair_recall"]), float(raw["pair_f1"])
 
 
@@ -423,7 +423,7 @@ def pair_f1_score(labels_true, labels_pred) -> float:
 
 def _matched(labels_true, labels_pred, index: int) -> float:
     a, b = _labels_pair(labels_true, labels_pred)
-    return float(_matching(_core.clustering_scores(a, b), strict=True)[index])
+    return float(_matching(_core.clustering_scores(a, b, True, False), strict=True)[index])
 
 
 def matched_accuracy_score(labels_true, labels_pred) -> float:
