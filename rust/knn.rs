@@ -95,9 +95,13 @@ pub struct Neighbors<T> {
     pub k: usize,
 }
 
-/// Most candidates kept per query (a safety valve for more than this many rows tied with the
-/// k-th distance within rounding; beyond it the lowest lower bounds are kept).
-pub const MAX_CANDIDATES: usize = 1 << 16;
+/// Most candidates kept per query: max(2048, 16 k). A safety valve that bounds memory when
+/// more rows than that are tied with the k-th distance within rounding: the rows with the
+/// lowest (lower bound, index) are kept, which for exact duplicates are the lowest indices,
+/// the same tie rule as without the valve.
+pub fn max_candidates(k: usize) -> usize {
+    (16 * k).max(2048)
+}
 
 /// c of the error bound E = 2c (|q|^2 + |b|^2) on a score |b|^2 - 2 q.b (or -q.b on unit rows)
 /// computed in precision `u` over d terms: the dot product and norm accumulations (gamma_d =
@@ -319,9 +323,10 @@ impl<T: Real> Selection<T> {
         let root = self.root(r);
         let list = &mut self.cands[r];
         list.retain(|c| c.0 <= root);
-        if list.len() > MAX_CANDIDATES {
-            list.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
-            list.truncate(MAX_CANDIDATES);
+        let cap = max_candidates(self.k);
+        if list.len() > cap {
+            list.select_nth_unstable_by(cap - 1, |a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+            list.truncate(cap);
         }
         self.prune_at[r] = (2 * list.len()).max(prune_floor(self.k));
     }
@@ -588,6 +593,20 @@ mod tests {
         let got = kneighbors(&b[..d], 1, &b, n, d, &KnnOptions::new(5)).unwrap();
         assert_eq!(got.indices, vec![0, 1, 2, 3, 4]);
         assert!(got.distances.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn more_exact_ties_than_the_candidate_cap() {
+        // 5000 identical rows (more than max_candidates(3) = 2048) and a few farther ones.
+        let d = 4;
+        let mut b = vec![0.5f32; 5000 * d];
+        b.extend(std::iter::repeat(3.0f32).take(10 * d));
+        let q = vec![0.25f32; 2 * d];
+        let got = kneighbors(&q, 2, &b, 5010, d, &KnnOptions::new(3)).unwrap();
+        assert_eq!(got.indices, vec![0, 1, 2, 0, 1, 2]);
+        let opt = KnnOptions { block_size: Some(7), exclude_indices: Some(vec![1, -1]), ..KnnOptions::new(3) };
+        let got = kneighbors(&q, 2, &b, 5010, d, &opt).unwrap();
+        assert_eq!(got.indices, vec![0, 2, 3, 0, 1, 2]);
     }
 
     #[test]
