@@ -5,7 +5,10 @@
 use std::borrow::Cow;
 
 use numpy::ndarray::Array2;
-use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -68,7 +71,11 @@ fn contingency(a: &LabelSlice<'_>, b: &LabelSlice<'_>) -> Result<Contingency, Co
 
 fn parse_average(average_method: &str) -> PyResult<AverageMethod> {
     AverageMethod::parse(average_method).ok_or_else(|| {
-        invalid("average_method", "one of 'arithmetic', 'geometric', 'min', 'max'", format!("{average_method:?}"))
+        invalid(
+            "average_method",
+            "one of 'arithmetic', 'geometric', 'min', 'max'",
+            format!("{average_method:?}"),
+        )
     })
 }
 
@@ -83,7 +90,8 @@ fn normalized_mutual_info(
 ) -> PyResult<f64> {
     let average = parse_average(average_method)?;
     let (a, b) = (labels_true.slice(), labels_pred.slice());
-    py.detach(|| contingency(&a, &b).map(|t| scores::normalized_mutual_info(&t, average))).map_err(to_py)
+    py.detach(|| contingency(&a, &b).map(|t| scores::normalized_mutual_info(&t, average)))
+        .map_err(to_py)
 }
 
 /// adjusted_mutual_info(labels_true, labels_pred, average_method) -> float
@@ -97,16 +105,25 @@ fn adjusted_mutual_info(
 ) -> PyResult<f64> {
     let average = parse_average(average_method)?;
     let (a, b) = (labels_true.slice(), labels_pred.slice());
-    py.detach(|| contingency(&a, &b).map(|t| scores::adjusted_mutual_info(&t, average))).map_err(to_py)
+    py.detach(|| contingency(&a, &b).map(|t| scores::adjusted_mutual_info(&t, average)))
+        .map_err(to_py)
 }
 
-type Cells<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
+type Cells<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+);
 
 fn cells_to_py<'py>(py: Python<'py>, t: &Contingency) -> Cells<'py> {
     let rows: Vec<i64> = t.cells.iter().map(|c| c.0 as i64).collect();
     let cols: Vec<i64> = t.cells.iter().map(|c| c.1 as i64).collect();
     let counts: Vec<i64> = t.cells.iter().map(|c| c.2 as i64).collect();
-    (rows.into_pyarray(py), cols.into_pyarray(py), counts.into_pyarray(py))
+    (
+        rows.into_pyarray(py),
+        cols.into_pyarray(py),
+        counts.into_pyarray(py),
+    )
 }
 
 /// contingency(labels_true, labels_pred) -> (classes, clusters, rows, cols, counts): the sorted
@@ -117,16 +134,29 @@ fn contingency_cells<'py>(
     py: Python<'py>,
     labels_true: Labels<'py>,
     labels_pred: Labels<'py>,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Cells<'py>)> {
+) -> PyResult<(
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Cells<'py>,
+)> {
     let (a, b) = (labels_true.slice(), labels_pred.slice());
     let t = py.detach(|| contingency(&a, &b)).map_err(to_py)?;
     let cells = cells_to_py(py, &t);
-    Ok((t.classes.clone().into_pyarray(py), t.clusters.clone().into_pyarray(py), cells))
+    Ok((
+        t.classes.clone().into_pyarray(py),
+        t.clusters.clone().into_pyarray(py),
+        cells,
+    ))
 }
 
 /// The scores of a table as a dict, plus what the Hungarian matching still has to solve:
 /// (scores, n, n_classes, trivial_count, trivial_f1, comp, rows, cols, counts, row_sums, col_sums).
-fn scores_to_py<'py>(py: Python<'py>, t: &Contingency, matching: bool, ami: bool) -> PyResult<Bound<'py, PyDict>> {
+fn scores_to_py<'py>(
+    py: Python<'py>,
+    t: &Contingency,
+    matching: bool,
+    ami: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let (s, m) = py.detach(|| {
         let (s, m) = rayon::join(
             || scores::all_scores_with(t, ami),
@@ -134,7 +164,11 @@ fn scores_to_py<'py>(py: Python<'py>, t: &Contingency, matching: bool, ami: bool
                 if matching {
                     scores::matching_parts(t)
                 } else {
-                    scores::MatchingParts { trivial_count: 0, trivial_f1: 0.0, cells: Vec::new() }
+                    scores::MatchingParts {
+                        trivial_count: 0,
+                        trivial_f1: 0.0,
+                        cells: Vec::new(),
+                    }
                 }
             },
         );
@@ -207,13 +241,28 @@ fn scores_from_cells<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let (r, c, v) = (slice_1d(&rows), slice_1d(&cols), slice_1d(&counts));
     if r.len() != c.len() || r.len() != v.len() {
-        return Err(invalid("table", "rows, cols and counts of one length", format!("{}, {}, {}", r.len(), c.len(), v.len())));
+        return Err(invalid(
+            "table",
+            "rows, cols and counts of one length",
+            format!("{}, {}, {}", r.len(), c.len(), v.len()),
+        ));
     }
     if r.iter().chain(c.iter()).chain(v.iter()).any(|&x| x < 0) {
-        return Err(invalid("table", "non-negative indices and counts", "a negative value"));
+        return Err(invalid(
+            "table",
+            "non-negative indices and counts",
+            "a negative value",
+        ));
     }
-    let cells: Vec<(u64, u64, u64)> = r.iter().zip(c.iter()).zip(v.iter()).map(|((&a, &b), &x)| (a as u64, b as u64, x as u64)).collect();
-    let t = py.detach(|| Contingency::from_cells(&cells)).map_err(to_py)?;
+    let cells: Vec<(u64, u64, u64)> = r
+        .iter()
+        .zip(c.iter())
+        .zip(v.iter())
+        .map(|((&a, &b), &x)| (a as u64, b as u64, x as u64))
+        .collect();
+    let t = py
+        .detach(|| Contingency::from_cells(&cells))
+        .map_err(to_py)?;
     scores_to_py(py, &t, matching, true)
 }
 
@@ -249,14 +298,22 @@ fn neighbors_to_py<'py, T: Real + Element>(
     m: usize,
 ) -> (Bound<'py, PyArray2<T>>, Bound<'py, PyArray2<i64>>) {
     let k = r.k;
-    let dist = Array2::from_shape_vec((m, k), r.distances).expect("m x k distances").into_pyarray(py);
-    let idx = Array2::from_shape_vec((m, k), r.indices).expect("m x k indices").into_pyarray(py);
+    let dist = Array2::from_shape_vec((m, k), r.distances)
+        .expect("m x k distances")
+        .into_pyarray(py);
+    let idx = Array2::from_shape_vec((m, k), r.indices)
+        .expect("m x k indices")
+        .into_pyarray(py);
     (dist, idx)
 }
 
 fn usize_arg(value: i64, name: &'static str, minimum: i64) -> PyResult<usize> {
     if value < minimum {
-        return Err(invalid(name, format!("an int >= {minimum}"), format!("{value}")));
+        return Err(invalid(
+            name,
+            format!("an int >= {minimum}"),
+            format!("{value}"),
+        ));
     }
     Ok(value as usize)
 }
@@ -277,11 +334,21 @@ fn kneighbors<'py>(
     block_size: Option<i64>,
     exclude_index: Option<PyReadonlyArray1<'py, i64>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray2<i64>>)> {
-    let metric = Metric::parse(metric).ok_or_else(|| invalid("metric", "one of 'l2', 'cosine'", format!("{metric:?}")))?;
+    let metric = Metric::parse(metric)
+        .ok_or_else(|| invalid("metric", "one of 'l2', 'cosine'", format!("{metric:?}")))?;
     let k = usize_arg(k, "k", 1)?;
-    let block_size = block_size.map(|b| usize_arg(b, "block_size", 1)).transpose()?;
+    let block_size = block_size
+        .map(|b| usize_arg(b, "block_size", 1))
+        .transpose()?;
     let exclude_indices = exclude_index.map(|a| slice_1d(&a).into_owned());
-    let opt = KnnOptions { k, metric, exclude_self, exclude_indices, index_offset, block_size };
+    let opt = KnnOptions {
+        k,
+        metric,
+        exclude_self,
+        exclude_indices,
+        index_offset,
+        block_size,
+    };
     fn run<'py, T: Real + Element>(
         py: Python<'py>,
         q: &PyReadonlyArray2<'py, T>,
@@ -291,9 +358,15 @@ fn kneighbors<'py>(
         let (qs, m, d) = slice_2d(q);
         let (bs, n, db) = slice_2d(b);
         if d != db {
-            return Err(invalid("bank", format!("{d} feature columns (as queries)"), format!("{db}")));
+            return Err(invalid(
+                "bank",
+                format!("{d} feature columns (as queries)"),
+                format!("{db}"),
+            ));
         }
-        let r = py.detach(|| knn::kneighbors(&qs, m, &bs, n, d, opt)).map_err(to_py)?;
+        let r = py
+            .detach(|| knn::kneighbors(&qs, m, &bs, n, d, opt))
+            .map_err(to_py)?;
         let (dist, idx) = neighbors_to_py(py, r, m);
         Ok((dist.into_any(), idx))
     }
@@ -307,6 +380,8 @@ fn kneighbors<'py>(
         ))),
     }
 }
+
+type KMeansOut<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyAny>, f64, usize);
 
 /// kmeans(x, n_clusters, n_init, max_iter, tol, seed, init) -> (labels int64, centroids (k, d)
 /// in the dtype of x, inertia, n_iter)
@@ -322,7 +397,7 @@ fn kmeans<'py>(
     tol: f64,
     seed: u64,
     init: Option<Features<'py>>,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyAny>, f64, usize)> {
+) -> PyResult<KMeansOut<'py>> {
     let opt = KMeansOptions {
         n_clusters: usize_arg(n_clusters, "n_clusters", 1)?,
         n_init: usize_arg(n_init, "n_init", 1)?,
@@ -335,27 +410,42 @@ fn kmeans<'py>(
         x: &PyReadonlyArray2<'py, T>,
         init: Option<&PyReadonlyArray2<'py, T>>,
         opt: &KMeansOptions,
-    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyAny>, f64, usize)> {
+    ) -> PyResult<KMeansOut<'py>> {
         let (xs, n, d) = slice_2d(x);
         let init = init.map(slice_2d);
         if let Some((_, ki, di)) = &init {
             if (*ki, *di) != (opt.n_clusters, d) {
-                return Err(invalid("init", format!("an array of shape ({}, {d})", opt.n_clusters), format!("shape ({ki}, {di})")));
+                return Err(invalid(
+                    "init",
+                    format!("an array of shape ({}, {d})", opt.n_clusters),
+                    format!("shape ({ki}, {di})"),
+                ));
             }
         }
         let r = py
             .detach(|| km::kmeans(&xs, n, d, opt, init.as_ref().map(|(c, _, _)| c.as_ref())))
             .map_err(to_py)?;
         let k = opt.n_clusters;
-        let centroids = Array2::from_shape_vec((k, d), r.centroids).expect("k x d centroids").into_pyarray(py);
-        Ok((r.labels.into_pyarray(py), centroids.into_any(), r.inertia, r.n_iter))
+        let centroids = Array2::from_shape_vec((k, d), r.centroids)
+            .expect("k x d centroids")
+            .into_pyarray(py);
+        Ok((
+            r.labels.into_pyarray(py),
+            centroids.into_any(),
+            r.inertia,
+            r.n_iter,
+        ))
     }
     match (&x, init.as_ref()) {
         (Features::F32(a), None) => run(py, a, None, &opt),
         (Features::F64(a), None) => run(py, a, None, &opt),
         (Features::F32(a), Some(Features::F32(c))) => run(py, a, Some(c), &opt),
         (Features::F64(a), Some(Features::F64(c))) => run(py, a, Some(c), &opt),
-        (_, Some(c)) => Err(PyTypeError::new_err(format!("init: expected the dtype of x ({}), got {}", x.dtype(), c.dtype()))),
+        (_, Some(c)) => Err(PyTypeError::new_err(format!(
+            "init: expected the dtype of x ({}), got {}",
+            x.dtype(),
+            c.dtype()
+        ))),
     }
 }
 

@@ -109,7 +109,11 @@ pub fn encode<T: Label>(labels: &[T]) -> (Encoding, Vec<i64>) {
         uniques.dedup();
         let codes = labels
             .par_iter()
-            .map(|&v| uniques.binary_search(&v.into()).expect("value is among the uniques") as u32)
+            .map(|&v| {
+                uniques
+                    .binary_search(&v.into())
+                    .expect("value is among the uniques") as u32
+            })
             .collect();
         (Encoding::Codes(codes), uniques)
     }
@@ -120,7 +124,10 @@ impl Encoding {
     pub fn codes<T: Label>(&self, labels: &[T]) -> Vec<u32> {
         match self {
             Encoding::Codes(c) => c.clone(),
-            Encoding::Lut { lo, lut } => labels.par_iter().map(|&v| lut[(v.into() - lo) as usize]).collect(),
+            Encoding::Lut { lo, lut } => labels
+                .par_iter()
+                .map(|&v| lut[(v.into() - lo) as usize])
+                .collect(),
         }
     }
 }
@@ -147,12 +154,20 @@ impl Contingency {
                 nr,
                 nc,
             ),
-            (Encoding::Lut { lo: lr, lut: ur }, Encoding::Codes(cc)) => {
-                count(n, |i| ur[(labels_true[i].into() - lr) as usize], |i| cc[i], nr, nc)
-            }
-            (Encoding::Codes(rc), Encoding::Lut { lo: lc, lut: uc }) => {
-                count(n, |i| rc[i], |i| uc[(labels_pred[i].into() - lc) as usize], nr, nc)
-            }
+            (Encoding::Lut { lo: lr, lut: ur }, Encoding::Codes(cc)) => count(
+                n,
+                |i| ur[(labels_true[i].into() - lr) as usize],
+                |i| cc[i],
+                nr,
+                nc,
+            ),
+            (Encoding::Codes(rc), Encoding::Lut { lo: lc, lut: uc }) => count(
+                n,
+                |i| rc[i],
+                |i| uc[(labels_pred[i].into() - lc) as usize],
+                nr,
+                nc,
+            ),
             (Encoding::Codes(rc), Encoding::Codes(cc)) => count(n, |i| rc[i], |i| cc[i], nr, nc),
         };
         t.classes = classes;
@@ -179,7 +194,11 @@ impl Contingency {
         col_ids.par_sort_unstable();
         col_ids.dedup();
         if row_ids.len() > u32::MAX as usize || col_ids.len() > u32::MAX as usize {
-            return Err(CoreError::invalid("table", "fewer than 2^32 rows and columns", "more"));
+            return Err(CoreError::invalid(
+                "table",
+                "fewer than 2^32 rows and columns",
+                "more",
+            ));
         }
         let mut out: Vec<(u32, u32, u64)> = Vec::with_capacity(cells.len());
         for &(r, c, v) in &cells {
@@ -188,7 +207,11 @@ impl Contingency {
             match out.last_mut() {
                 Some(last) if last.0 == r && last.1 == c => {
                     last.2 = last.2.checked_add(v).ok_or_else(|| {
-                        CoreError::invalid("table", "counts whose sum fits in 64 bits", "an overflow")
+                        CoreError::invalid(
+                            "table",
+                            "counts whose sum fits in 64 bits",
+                            "an overflow",
+                        )
                     })?
                 }
                 _ => out.push((r, c, v)),
@@ -206,9 +229,9 @@ impl Contingency {
         for &(r, c, v) in &t.cells {
             t.row_sums[r as usize] += v;
             t.col_sums[c as usize] += v;
-            n = n
-                .checked_add(v)
-                .ok_or_else(|| CoreError::invalid("table", "counts whose sum fits in 64 bits", "an overflow"))?;
+            n = n.checked_add(v).ok_or_else(|| {
+                CoreError::invalid("table", "counts whose sum fits in 64 bits", "an overflow")
+            })?;
         }
         t.n = n;
         Ok(t)
@@ -232,7 +255,10 @@ where
         Vec::new()
     } else if dense <= DENSE_MAX_CELLS && dense <= (2 * n).max(1 << 12) {
         // Dense per-part histograms (u32 counts: a part never holds 2^32 samples).
-        let n_tables = threads.min((DENSE_BUDGET / (4 * dense).max(1)).max(1)).min(n.div_ceil(CHUNK)).max(1);
+        let n_tables = threads
+            .min((DENSE_BUDGET / (4 * dense).max(1)).max(1))
+            .min(n.div_ceil(CHUNK))
+            .max(1);
         let part = n.div_ceil(n_tables).min(u32::MAX as usize);
         let n_parts = n.div_ceil(part);
         let tables: Vec<Vec<u32>> = (0..n_parts)
@@ -246,24 +272,31 @@ where
             })
             .collect();
         let mut total = vec![0u64; dense];
-        total.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, out)| {
-            let (base, len) = (ci * CHUNK, out.len());
-            for t in &tables {
-                for (o, &v) in out.iter_mut().zip(&t[base..base + len]) {
-                    *o += v as u64;
+        total
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(ci, out)| {
+                let (base, len) = (ci * CHUNK, out.len());
+                for t in &tables {
+                    for (o, &v) in out.iter_mut().zip(&t[base..base + len]) {
+                        *o += v as u64;
+                    }
                 }
-            }
-        });
+            });
         drop(tables);
         let nc = n_cols.max(1);
         total
             .par_chunks(CHUNK)
             .enumerate()
             .flat_map_iter(|(ci, chunk)| {
-                chunk.iter().enumerate().filter(|(_, &v)| v > 0).map(move |(j, &v)| {
-                    let idx = ci * CHUNK + j;
-                    ((idx / nc) as u32, (idx % nc) as u32, v)
-                })
+                chunk
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v > 0)
+                    .map(move |(j, &v)| {
+                        let idx = ci * CHUNK + j;
+                        ((idx / nc) as u32, (idx % nc) as u32, v)
+                    })
             })
             .collect()
     } else {
@@ -275,7 +308,8 @@ where
             .map(|p| {
                 let mut m: FxHashMap<u64, u64> = FxHashMap::default();
                 for i in p * part..((p + 1) * part).min(n) {
-                    *m.entry(((row(i) as u64) << 32) | col(i) as u64).or_insert(0) += 1;
+                    *m.entry(((row(i) as u64) << 32) | col(i) as u64)
+                        .or_insert(0) += 1;
                 }
                 m
             })
@@ -287,8 +321,10 @@ where
                 *merged.entry(key).or_insert(0) += v;
             }
         }
-        let mut cells: Vec<(u32, u32, u64)> =
-            merged.into_iter().map(|(key, v)| ((key >> 32) as u32, key as u32, v)).collect();
+        let mut cells: Vec<(u32, u32, u64)> = merged
+            .into_iter()
+            .map(|(key, v)| ((key >> 32) as u32, key as u32, v))
+            .collect();
         cells.par_sort_unstable();
         cells
     };
@@ -298,7 +334,14 @@ where
         row_sums[r as usize] += v;
         col_sums[c as usize] += v;
     }
-    Contingency { n: n as u64, row_sums, col_sums, cells, classes: Vec::new(), clusters: Vec::new() }
+    Contingency {
+        n: n as u64,
+        row_sums,
+        col_sums,
+        cells,
+        classes: Vec::new(),
+        clusters: Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -306,7 +349,9 @@ mod tests {
     use super::*;
 
     /// A straightforward reference: BTreeMap of (true, pred) pairs.
-    fn reference(a: &[i64], b: &[i64]) -> (Vec<i64>, Vec<i64>, Vec<(u32, u32, u64)>) {
+    type Reference = (Vec<i64>, Vec<i64>, Vec<(u32, u32, u64)>);
+
+    fn reference(a: &[i64], b: &[i64]) -> Reference {
         let mut ua: Vec<i64> = a.to_vec();
         ua.sort();
         ua.dedup();
@@ -323,7 +368,9 @@ mod tests {
     }
 
     fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         *seed >> 33
     }
 
@@ -349,7 +396,10 @@ mod tests {
         let labels = [1_000_000_000_000i64, -7, 1_000_000_000_000];
         let (enc, uniq) = encode(&labels);
         assert!(matches!(enc, Encoding::Codes(_)));
-        assert_eq!((enc.codes(&labels), uniq), (vec![1, 0, 1], vec![-7, 1_000_000_000_000]));
+        assert_eq!(
+            (enc.codes(&labels), uniq),
+            (vec![1, 0, 1], vec![-7, 1_000_000_000_000])
+        );
     }
 
     #[test]
@@ -374,7 +424,9 @@ mod tests {
             (300_000, 1 << 40, 13),
             (100_000, 1 << 62, 1 << 62),
         ] {
-            let a: Vec<i64> = (0..n).map(|_| (lcg(&mut seed) % ra) as i64 - (ra / 2) as i64).collect();
+            let a: Vec<i64> = (0..n)
+                .map(|_| (lcg(&mut seed) % ra) as i64 - (ra / 2) as i64)
+                .collect();
             let b: Vec<i64> = (0..n).map(|_| (lcg(&mut seed) % rb) as i64).collect();
             let t = Contingency::new(&a, &b).unwrap();
             let (ua, ub, cells) = reference(&a, &b);
@@ -391,14 +443,21 @@ mod tests {
         let a32: Vec<i32> = (0..5000).map(|i| (i * 7919 % 13) - 6).collect();
         let b32: Vec<i32> = (0..5000).map(|i| i * 104729 % 17).collect();
         let a64: Vec<i64> = a32.iter().map(|&v| v as i64).collect();
-        assert_eq!(Contingency::new(&a32, &b32).unwrap(), Contingency::new(&a64, &b32).unwrap());
+        assert_eq!(
+            Contingency::new(&a32, &b32).unwrap(),
+            Contingency::new(&a64, &b32).unwrap()
+        );
     }
 
     #[test]
     fn from_cells_merges_and_compacts() {
-        let t = Contingency::from_cells(&[(5, 2, 3), (0, 0, 1), (5, 2, 1), (3, 9, 0), (0, 2, 2)]).unwrap();
+        let t = Contingency::from_cells(&[(5, 2, 3), (0, 0, 1), (5, 2, 1), (3, 9, 0), (0, 2, 2)])
+            .unwrap();
         assert_eq!(t.cells, vec![(0, 0, 1), (0, 1, 2), (1, 1, 4)]);
-        assert_eq!((t.n, t.row_sums.clone(), t.col_sums.clone()), (7, vec![3, 4], vec![1, 6]));
+        assert_eq!(
+            (t.n, t.row_sums.clone(), t.col_sums.clone()),
+            (7, vec![3, 4], vec![1, 6])
+        );
     }
 
     #[test]

@@ -6,19 +6,35 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq)]
 pub enum CoreError {
     /// An argument has the wrong value: (argument name, what was expected, what arrived).
-    InvalidArgument { name: &'static str, expected: String, got: String },
+    InvalidArgument {
+        name: &'static str,
+        expected: String,
+        got: String,
+    },
 }
 
 impl CoreError {
-    pub fn invalid(name: &'static str, expected: impl Into<String>, got: impl Into<String>) -> Self {
-        CoreError::InvalidArgument { name, expected: expected.into(), got: got.into() }
+    pub fn invalid(
+        name: &'static str,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> Self {
+        CoreError::InvalidArgument {
+            name,
+            expected: expected.into(),
+            got: got.into(),
+        }
     }
 }
 
 impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CoreError::InvalidArgument { name, expected, got } => {
+            CoreError::InvalidArgument {
+                name,
+                expected,
+                got,
+            } => {
                 write!(f, "{name}: expected {expected}, got {got}")
             }
         }

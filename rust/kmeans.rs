@@ -42,7 +42,13 @@ pub struct KMeansOptions {
 
 impl KMeansOptions {
     pub fn new(n_clusters: usize) -> Self {
-        KMeansOptions { n_clusters, n_init: 1, max_iter: 100, tol: 1e-4, seed: 0 }
+        KMeansOptions {
+            n_clusters,
+            n_init: 1,
+            max_iter: 100,
+            tol: 1e-4,
+            seed: 0,
+        }
     }
 }
 
@@ -57,24 +63,50 @@ pub struct KMeansResult<T> {
 
 /// Runs k-means on the row-major (n x d) `x`. `init`: optional (k x d) initial centroids
 /// (then every restart starts from them, so one is enough).
-pub fn kmeans<T: Real>(x: &[T], n: usize, d: usize, opt: &KMeansOptions, init: Option<&[T]>) -> CoreResult<KMeansResult<T>> {
+pub fn kmeans<T: Real>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    opt: &KMeansOptions,
+    init: Option<&[T]>,
+) -> CoreResult<KMeansResult<T>> {
     linalg::check_shape(x, n, d, "x", 1)?;
     let k = opt.n_clusters;
     if k < 1 || k > n {
-        return Err(CoreError::invalid("n_clusters", format!("an int in [1, n_samples = {n}]"), format!("{k}")));
+        return Err(CoreError::invalid(
+            "n_clusters",
+            format!("an int in [1, n_samples = {n}]"),
+            format!("{k}"),
+        ));
     }
     if opt.n_init < 1 {
-        return Err(CoreError::invalid("n_init", "an int >= 1", format!("{}", opt.n_init)));
+        return Err(CoreError::invalid(
+            "n_init",
+            "an int >= 1",
+            format!("{}", opt.n_init),
+        ));
     }
     if opt.max_iter < 1 {
-        return Err(CoreError::invalid("max_iter", "an int >= 1", format!("{}", opt.max_iter)));
+        return Err(CoreError::invalid(
+            "max_iter",
+            "an int >= 1",
+            format!("{}", opt.max_iter),
+        ));
     }
     if !(opt.tol >= 0.0 && opt.tol.is_finite()) {
-        return Err(CoreError::invalid("tol", "a finite number >= 0", format!("{}", opt.tol)));
+        return Err(CoreError::invalid(
+            "tol",
+            "a finite number >= 0",
+            format!("{}", opt.tol),
+        ));
     }
     if let Some(c) = init {
         if c.len() != k * d {
-            return Err(CoreError::invalid("init", format!("an array of shape ({k}, {d})"), format!("{} values", c.len())));
+            return Err(CoreError::invalid(
+                "init",
+                format!("an array of shape ({k}, {d})"),
+                format!("{} values", c.len()),
+            ));
         }
         linalg::max_deviation(c, d, None, "init")?;
     }
@@ -84,9 +116,20 @@ pub fn kmeans<T: Real>(x: &[T], n: usize, d: usize, opt: &KMeansOptions, init: O
         None => 0.0,
     };
     let scale = linalg::pow2_scale(stats.max_dev.max(init_dev));
-    let tf = Transform { center: Some(stats.mean.iter().map(|&v| T::from_f64(v)).collect()), scale: T::from_f64(scale), unit: false };
+    let tf = Transform {
+        center: Some(stats.mean.iter().map(|&v| T::from_f64(v)).collect()),
+        scale: T::from_f64(scale),
+        unit: false,
+    };
     let tol = opt.tol * stats.mean_var * scale * scale;
-    let job = Job { x, n, d, k, tf: &tf, n_super: n_super(n, k, d) };
+    let job = Job {
+        x,
+        n,
+        d,
+        k,
+        tf: &tf,
+        n_super: n_super(n, k, d),
+    };
 
     let runs = if init.is_some() { 1 } else { opt.n_init };
     let mut best: Option<KMeansResult<T>> = None;
@@ -104,11 +147,20 @@ pub fn kmeans<T: Real>(x: &[T], n: usize, d: usize, opt: &KMeansOptions, init: O
         // Back to the original space.
         let centroids: Vec<T> = centers
             .chunks_exact(d)
-            .flat_map(|c| c.iter().zip(&stats.mean).map(|(&v, &mu)| T::from_f64(v / scale + mu)))
+            .flat_map(|c| {
+                c.iter()
+                    .zip(&stats.mean)
+                    .map(|(&v, &mu)| T::from_f64(v / scale + mu))
+            })
             .collect();
         let inertia = job.inertia(&labels, &centroids);
         if best.as_ref().is_none_or(|b| inertia < b.inertia) {
-            best = Some(KMeansResult { labels: labels.iter().map(|&l| l as i64).collect(), centroids, inertia, n_iter });
+            best = Some(KMeansResult {
+                labels: labels.iter().map(|&l| l as i64).collect(),
+                centroids,
+                inertia,
+                n_iter,
+            });
         }
     }
     Ok(best.expect("at least one run"))
@@ -181,7 +233,12 @@ fn assign_block_impl<T: Real>(
                 j = lane_idx[t];
             }
         }
-        for (t, (rv, &cv)) in rc.into_remainder().iter_mut().zip(cc.remainder()).enumerate() {
+        for (t, (rv, &cv)) in rc
+            .into_remainder()
+            .iter_mut()
+            .zip(cc.remainder())
+            .enumerate()
+        {
             *rv = cv - two * *rv;
             if *rv < best {
                 best = *rv;
@@ -245,27 +302,52 @@ dispatch! {
 impl<T: Real> Job<'_, T> {
     /// One assignment pass over all rows against centroids `ct` (transformed space, k x d).
     /// Returns the summed partials when `accumulate`.
-    fn assign(&self, ct: &[T], labels: &mut [u32], mind: &mut [T], accumulate: bool) -> Option<Partial> {
+    fn assign(
+        &self,
+        ct: &[T],
+        labels: &mut [u32],
+        mind: &mut [T],
+        accumulate: bool,
+    ) -> Option<Partial> {
         let (d, k) = (self.d, self.k);
-        let cnorm: Vec<T> = ct.chunks_exact(d).map(|c| T::from_f64(c.iter().map(|v| v.to_f64() * v.to_f64()).sum())).collect();
+        let cnorm: Vec<T> = ct
+            .chunks_exact(d)
+            .map(|c| T::from_f64(c.iter().map(|v| v.to_f64() * v.to_f64()).sum()))
+            .collect();
         let rows_per = self.n.div_ceil(self.n_super);
         let partials: Vec<Option<Partial>> = labels
             .par_chunks_mut(rows_per)
             .zip(mind.par_chunks_mut(rows_per))
             .enumerate()
             .map(|(s, (lab, md))| {
-                let mut part = accumulate.then(|| Partial { sums: vec![0.0; k * d], counts: vec![0; k] });
+                let mut part = accumulate.then(|| Partial {
+                    sums: vec![0.0; k * d],
+                    counts: vec![0; k],
+                });
                 let mut xbuf = vec![T::ZERO; BLOCK * d];
-                let mut xnorm = vec![T::ZERO; BLOCK];
+                let mut xnorm = [T::ZERO; BLOCK];
                 let mut tile = vec![T::ZERO; BLOCK * k];
                 let r0 = s * rows_per;
-                for (b, (lab_b, md_b)) in lab.chunks_mut(BLOCK).zip(md.chunks_mut(BLOCK)).enumerate() {
+                for (b, (lab_b, md_b)) in
+                    lab.chunks_mut(BLOCK).zip(md.chunks_mut(BLOCK)).enumerate()
+                {
                     let rows = lab_b.len();
                     let start = r0 + b * BLOCK;
                     let src = &self.x[start * d..(start + rows) * d];
-                    self.tf.apply(src, d, &mut xbuf[..rows * d], &mut xnorm[..rows]);
+                    self.tf
+                        .apply(src, d, &mut xbuf[..rows * d], &mut xnorm[..rows]);
                     gemm_abt(rows, k, d, &xbuf, ct, &mut tile, k);
-                    assign_block(&mut tile[..rows * k], k, d, &cnorm, &xbuf[..rows * d], &xnorm[..rows], lab_b, md_b, part.as_mut());
+                    assign_block(
+                        &mut tile[..rows * k],
+                        k,
+                        d,
+                        &cnorm,
+                        &xbuf[..rows * d],
+                        &xnorm[..rows],
+                        lab_b,
+                        md_b,
+                        part.as_mut(),
+                    );
                 }
                 part
             })
@@ -273,10 +355,21 @@ impl<T: Real> Job<'_, T> {
         if !accumulate {
             return None;
         }
-        let mut total = Partial { sums: vec![0.0; k * d], counts: vec![0; k] };
+        let mut total = Partial {
+            sums: vec![0.0; k * d],
+            counts: vec![0; k],
+        };
         for p in partials.into_iter().flatten() {
-            total.sums.iter_mut().zip(&p.sums).for_each(|(a, b)| *a += b);
-            total.counts.iter_mut().zip(&p.counts).for_each(|(a, b)| *a += b);
+            total
+                .sums
+                .iter_mut()
+                .zip(&p.sums)
+                .for_each(|(a, b)| *a += b);
+            total
+                .counts
+                .iter_mut()
+                .zip(&p.counts)
+                .for_each(|(a, b)| *a += b);
         }
         Some(total)
     }
@@ -291,7 +384,12 @@ impl<T: Real> Job<'_, T> {
     }
 
     /// Lloyd iterations from `centers` (transformed space, f64). Returns (labels, centers, n_iter).
-    fn lloyd(&self, mut centers: Vec<f64>, max_iter: usize, tol: f64) -> (Vec<u32>, Vec<f64>, usize) {
+    fn lloyd(
+        &self,
+        mut centers: Vec<f64>,
+        max_iter: usize,
+        tol: f64,
+    ) -> (Vec<u32>, Vec<f64>, usize) {
         let (n, d, k) = (self.n, self.d, self.k);
         let mut labels = vec![0u32; n];
         let mut labels_old = vec![u32::MAX; n];
@@ -301,7 +399,9 @@ impl<T: Real> Job<'_, T> {
         for it in 0..max_iter {
             n_iter = it + 1;
             let ct: Vec<T> = centers.iter().map(|&v| T::from_f64(v)).collect();
-            let mut p = self.assign(&ct, &mut labels, &mut mind, true).expect("accumulated");
+            let mut p = self
+                .assign(&ct, &mut labels, &mut mind, true)
+                .expect("accumulated");
             self.relocate_empty(&mut p, &labels, &mind);
             let mut shift = 0.0;
             for j in 0..k {
@@ -340,7 +440,8 @@ impl<T: Real> Job<'_, T> {
             return;
         }
         let mut order: Vec<(T, usize)> = mind.iter().copied().zip(0..).collect();
-        let far_first = |a: &(T, usize), b: &(T, usize)| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1));
+        let far_first =
+            |a: &(T, usize), b: &(T, usize)| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1));
         let e = empty.len();
         if e < order.len() {
             order.select_nth_unstable_by(e - 1, far_first);
@@ -352,7 +453,10 @@ impl<T: Real> Job<'_, T> {
             let old = labels[i] as usize;
             if p.counts[old] > 1 {
                 p.counts[old] -= 1;
-                p.sums[old * d..(old + 1) * d].iter_mut().zip(&xi).for_each(|(s, v)| *s -= v);
+                p.sums[old * d..(old + 1) * d]
+                    .iter_mut()
+                    .zip(&xi)
+                    .for_each(|(s, v)| *s -= v);
             }
             p.counts[j] = 1;
             p.sums[j * d..(j + 1) * d].copy_from_slice(&xi);
@@ -363,15 +467,27 @@ impl<T: Real> Job<'_, T> {
     fn kmeans_pp(&self, rng: &mut Rng) -> Vec<f64> {
         let (n, d, k) = (self.n, self.d, self.k);
         let n_sub = n.min(PP_MIN_SAMPLES.max(PP_SAMPLES_PER_CLUSTER * k));
-        let ids: Vec<usize> = if n_sub == n { (0..n).collect() } else { rng.sample_sorted(n, n_sub) };
+        let ids: Vec<usize> = if n_sub == n {
+            (0..n).collect()
+        } else {
+            rng.sample_sorted(n, n_sub)
+        };
         let mut sub = vec![T::ZERO; n_sub * d];
         let mut snorm = vec![T::ZERO; n_sub];
-        sub.par_chunks_mut(PP_CHUNK * d).zip(snorm.par_chunks_mut(PP_CHUNK)).enumerate().for_each(|(c, (dst, nrm))| {
-            for (r, (row, nv)) in dst.chunks_exact_mut(d).zip(nrm.iter_mut()).enumerate() {
-                let i = ids[c * PP_CHUNK + r];
-                self.tf.apply(&self.x[i * d..(i + 1) * d], d, row, std::slice::from_mut(nv));
-            }
-        });
+        sub.par_chunks_mut(PP_CHUNK * d)
+            .zip(snorm.par_chunks_mut(PP_CHUNK))
+            .enumerate()
+            .for_each(|(c, (dst, nrm))| {
+                for (r, (row, nv)) in dst.chunks_exact_mut(d).zip(nrm.iter_mut()).enumerate() {
+                    let i = ids[c * PP_CHUNK + r];
+                    self.tf.apply(
+                        &self.x[i * d..(i + 1) * d],
+                        d,
+                        row,
+                        std::slice::from_mut(nv),
+                    );
+                }
+            });
         let trials = 2 + (k as f64).ln().floor() as usize;
         let mut centers: Vec<f64> = Vec::with_capacity(k * d);
         let first = rng.below(n_sub);
@@ -381,7 +497,10 @@ impl<T: Real> Job<'_, T> {
         let mut dist = vec![0f64; n_sub * trials];
         let distances = |cand: &[usize], closest: Option<&[f64]>, dist: &mut [f64]| -> Vec<f64> {
             let t = cand.len();
-            let cmat: Vec<T> = cand.iter().flat_map(|&c| sub[c * d..(c + 1) * d].iter().copied()).collect();
+            let cmat: Vec<T> = cand
+                .iter()
+                .flat_map(|&c| sub[c * d..(c + 1) * d].iter().copied())
+                .collect();
             let cn: Vec<f64> = cand.iter().map(|&c| snorm[c].to_f64()).collect();
             let sums: Vec<Vec<f64>> = dist[..n_sub * t]
                 .par_chunks_mut(PP_CHUNK * t)
@@ -463,7 +582,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (*seed >> 11) as f64 / (1u64 << 53) as f64
     }
 
@@ -487,21 +608,37 @@ mod tests {
     fn same_partition(a: &[i64], b: &[usize]) -> bool {
         let mut map = std::collections::HashMap::new();
         let mut inv = std::collections::HashMap::new();
-        a.iter().zip(b).all(|(&x, &y)| *map.entry(x).or_insert(y) == y && *inv.entry(y).or_insert(x) == x)
+        a.iter()
+            .zip(b)
+            .all(|(&x, &y)| *map.entry(x).or_insert(y) == y && *inv.entry(y).or_insert(x) == x)
     }
 
     #[test]
     fn recovers_separated_blobs_deterministically() {
-        let centers = [[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0], [5.0, 20.0]];
+        let centers = [
+            [0.0, 0.0],
+            [10.0, 0.0],
+            [0.0, 10.0],
+            [10.0, 10.0],
+            [5.0, 20.0],
+        ];
         let (x, y) = blobs(&centers, 200, 1.0, 3);
         let n = y.len();
-        let opt = KMeansOptions { n_init: 3, ..KMeansOptions::new(5) };
+        let opt = KMeansOptions {
+            n_init: 3,
+            ..KMeansOptions::new(5)
+        };
         let r = kmeans(&x, n, 2, &opt, None).unwrap();
         assert!(same_partition(&r.labels, &y));
         assert_eq!(r, kmeans(&x, n, 2, &opt, None).unwrap());
         // Inertia is the exact sum over points of the squared distance to their centroid.
         let direct: f64 = (0..n)
-            .map(|i| linalg::sq_dist_f64(&x[i * 2..i * 2 + 2], &r.centroids[r.labels[i] as usize * 2..r.labels[i] as usize * 2 + 2]))
+            .map(|i| {
+                linalg::sq_dist_f64(
+                    &x[i * 2..i * 2 + 2],
+                    &r.centroids[r.labels[i] as usize * 2..r.labels[i] as usize * 2 + 2],
+                )
+            })
             .sum();
         assert!((r.inertia - direct).abs() < 1e-9 * direct);
         // The centroids are the means of their points.
@@ -527,7 +664,11 @@ mod tests {
         // Both initial centres far on one side: one cluster is empty after the first assignment.
         let x = [0.0f32, 0.1, 0.2, 5.0, 5.1, 5.2];
         let r = kmeans(&x, 6, 1, &KMeansOptions::new(2), Some(&[100.0, 101.0])).unwrap();
-        assert!(same_partition(&r.labels, &[0, 0, 0, 1, 1, 1]), "{:?}", r.labels);
+        assert!(
+            same_partition(&r.labels, &[0, 0, 0, 1, 1, 1]),
+            "{:?}",
+            r.labels
+        );
         // More clusters than distinct points.
         let x = [1.0f32, 1.0, 1.0, 2.0];
         let r = kmeans(&x, 4, 1, &KMeansOptions::new(3), None).unwrap();
@@ -548,9 +689,20 @@ mod tests {
         let e = |o: KMeansOptions| kmeans(&x, 3, 1, &o, None).unwrap_err().to_string();
         assert!(e(KMeansOptions::new(4)).starts_with("n_clusters"));
         assert!(e(KMeansOptions::new(0)).starts_with("n_clusters"));
-        assert!(e(KMeansOptions { n_init: 0, ..KMeansOptions::new(1) }).starts_with("n_init"));
-        assert!(e(KMeansOptions { tol: f64::NAN, ..KMeansOptions::new(1) }).starts_with("tol"));
+        assert!(e(KMeansOptions {
+            n_init: 0,
+            ..KMeansOptions::new(1)
+        })
+        .starts_with("n_init"));
+        assert!(e(KMeansOptions {
+            tol: f64::NAN,
+            ..KMeansOptions::new(1)
+        })
+        .starts_with("tol"));
         let bad = [0.0f32, f32::INFINITY];
-        assert!(kmeans(&bad, 2, 1, &KMeansOptions::new(1), None).unwrap_err().to_string().contains("row 1"));
+        assert!(kmeans(&bad, 2, 1, &KMeansOptions::new(1), None)
+            .unwrap_err()
+            .to_string()
+            .contains("row 1"));
     }
 }

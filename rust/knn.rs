@@ -129,35 +129,71 @@ pub fn kneighbors<T: Real>(
     }
     if let Some(bs) = opt.block_size {
         if bs < 1 {
-            return Err(CoreError::invalid("block_size", "an int >= 1", format!("{bs}")));
+            return Err(CoreError::invalid(
+                "block_size",
+                "an int >= 1",
+                format!("{bs}"),
+            ));
         }
     }
     if let Some(v) = &opt.exclude_indices {
         if v.len() != m {
-            return Err(CoreError::invalid("exclude_index", format!("one index per query ({m})"), format!("{}", v.len())));
+            return Err(CoreError::invalid(
+                "exclude_index",
+                format!("one index per query ({m})"),
+                format!("{}", v.len()),
+            ));
         }
     }
     // Does any query's excluded index fall inside this bank (shard)?
-    let (lo, hi) = (opt.index_offset as i128, opt.index_offset as i128 + n as i128);
+    let (lo, hi) = (
+        opt.index_offset as i128,
+        opt.index_offset as i128 + n as i128,
+    );
     let overlap = match &opt.exclude_indices {
         Some(v) => v.iter().any(|&g| g >= 0 && (lo..hi).contains(&(g as i128))),
         None => opt.exclude_self && lo.max(0) < hi.min(m as i128),
     };
     let n_avail = if overlap { n - 1 } else { n };
     if opt.k > n_avail {
-        let what = if overlap { format!("n_bank - 1 = {n_avail} (a query excludes itself)") } else { format!("n_bank = {n}") };
-        return Err(CoreError::invalid("k", format!("an int <= {what}"), format!("{}", opt.k)));
+        let what = if overlap {
+            format!("n_bank - 1 = {n_avail} (a query excludes itself)")
+        } else {
+            format!("n_bank = {n}")
+        };
+        return Err(CoreError::invalid(
+            "k",
+            format!("an int <= {what}"),
+            format!("{}", opt.k),
+        ));
     }
     let tf = transform_for(queries, m, bank, n, d, opt.metric)?;
-    let unit = if T::NAME == "float32" { 2f64.powi(-24) } else { 2f64.powi(-53) };
+    let unit = if T::NAME == "float32" {
+        2f64.powi(-24)
+    } else {
+        2f64.powi(-53)
+    };
     let c = error_c(unit, d);
     let qb = QUERY_BLOCK.min(m);
     let bb = opt.block_size.unwrap_or(DEFAULT_BANK_BLOCK).min(n);
     let n_qblocks = m.div_ceil(qb);
     let n_bblocks = n.div_ceil(bb);
     let threads = rayon::current_num_threads().max(1);
-    let n_ranges = if n_qblocks >= 4 * threads { 1 } else { (4 * threads).div_ceil(n_qblocks).min(n_bblocks) };
-    let ctx = Ctx { bank, n, d, tf: &tf, metric: opt.metric, c, bb, opt };
+    let n_ranges = if n_qblocks >= 4 * threads {
+        1
+    } else {
+        (4 * threads).div_ceil(n_qblocks).min(n_bblocks)
+    };
+    let ctx = Ctx {
+        bank,
+        n,
+        d,
+        tf: &tf,
+        metric: opt.metric,
+        c,
+        bb,
+        opt,
+    };
 
     let k = opt.k;
     let mut distances = vec![T::ZERO; m * k];
@@ -194,7 +230,11 @@ pub fn kneighbors<T: Real>(
                 .collect();
             ctx.finish(&sels, qsrc, rows, dist_out, idx_out);
         });
-    Ok(Neighbors { distances, indices, k })
+    Ok(Neighbors {
+        distances,
+        indices,
+        k,
+    })
 }
 
 /// Chooses the row transform (None: the GEMM reads the original rows) and runs the finite
@@ -213,7 +253,11 @@ fn transform_for<T: Real>(
             let bdev = linalg::max_deviation(bank, d, None, "bank")?;
             let qdev = linalg::max_deviation(queries, d, None, "queries")?;
             let scale = T::from_f64(linalg::pow2_scale(bdev.max(qdev)));
-            Ok(Some(Transform { center: None, scale, unit: true }))
+            Ok(Some(Transform {
+                center: None,
+                scale,
+                unit: true,
+            }))
         }
         Metric::SqEuclidean => {
             let stats = linalg::column_stats(bank, n, d, "bank")?;
@@ -223,17 +267,29 @@ fn transform_for<T: Real>(
                 let qdev = linalg::max_deviation(queries, d, Some(&stats.mean), "queries")?;
                 let scale = T::from_f64(linalg::pow2_scale(stats.max_dev.max(qdev)));
                 let center = Some(stats.mean.iter().map(|&v| T::from_f64(v)).collect());
-                return Ok(Some(Transform { center, scale, unit: false }));
+                return Ok(Some(Transform {
+                    center,
+                    scale,
+                    unit: false,
+                }));
             }
             let qmax = linalg::max_deviation(queries, d, None, "queries")?;
             let bmax = stats.max_dev + stats.mean.iter().fold(0f64, |a, v| a.max(v.abs()));
             let top = qmax.max(bmax);
             // Inside this range the squared norms and products cannot overflow or go subnormal.
-            let safe = if T::NAME == "float32" { (2f64.powi(-30), 2f64.powi(30)) } else { (2f64.powi(-250), 2f64.powi(250)) };
+            let safe = if T::NAME == "float32" {
+                (2f64.powi(-30), 2f64.powi(30))
+            } else {
+                (2f64.powi(-250), 2f64.powi(250))
+            };
             if top == 0.0 || (top >= safe.0 && top <= safe.1) {
                 Ok(None)
             } else {
-                Ok(Some(Transform { center: None, scale: T::from_f64(linalg::pow2_scale(top)), unit: false }))
+                Ok(Some(Transform {
+                    center: None,
+                    scale: T::from_f64(linalg::pow2_scale(top)),
+                    unit: false,
+                }))
             }
         }
     }
@@ -307,7 +363,11 @@ impl<T: Real> Selection<T> {
                 if l >= k {
                     break;
                 }
-                let c = if l + 1 < k && h[l + 1] > h[l] { l + 1 } else { l };
+                let c = if l + 1 < k && h[l + 1] > h[l] {
+                    l + 1
+                } else {
+                    l
+                };
                 if h[c] <= v {
                     break;
                 }
@@ -325,7 +385,9 @@ impl<T: Real> Selection<T> {
         list.retain(|c| c.0 <= root);
         let cap = max_candidates(self.k);
         if list.len() > cap {
-            list.select_nth_unstable_by(cap - 1, |a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+            list.select_nth_unstable_by(cap - 1, |a, b| {
+                a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1))
+            });
             list.truncate(cap);
         }
         self.prune_at[r] = (2 * list.len()).max(prune_floor(self.k));
@@ -406,20 +468,35 @@ dispatch! {
 impl<T: Real> Ctx<'_, T> {
     /// Selection of `rows` queries (already transformed; squared norms `qnorm`) over bank
     /// blocks b0..b1.
-    fn search(&self, qmat: &[T], qnorm: &[T], rows: usize, q0: usize, b0: usize, b1: usize) -> Selection<T> {
+    fn search(
+        &self,
+        qmat: &[T],
+        qnorm: &[T],
+        rows: usize,
+        q0: usize,
+        b0: usize,
+        b1: usize,
+    ) -> Selection<T> {
         let (d, bb) = (self.d, self.bb);
         let mut sel = Selection::new(rows, self.opt.k);
         let mut tile = vec![T::ZERO; rows * bb];
         let mut bnorm = vec![T::ZERO; bb];
         let mut bl = vec![T::ZERO; bb];
         let mut bu = vec![T::ZERO; bb];
-        let mut bbuf = if self.tf.is_some() { vec![T::ZERO; bb * d] } else { Vec::new() };
+        let mut bbuf = if self.tf.is_some() {
+            vec![T::ZERO; bb * d]
+        } else {
+            Vec::new()
+        };
         let (alpha, base_on) = match self.metric {
             Metric::SqEuclidean => (T::ONE + T::ONE, 1.0),
             Metric::Cosine => (T::ONE, 0.0),
         };
         let two_c = 2.0 * self.c;
-        let eq: Vec<T> = qnorm.iter().map(|&v| T::from_f64(two_c * v.to_f64())).collect();
+        let eq: Vec<T> = qnorm
+            .iter()
+            .map(|&v| T::from_f64(two_c * v.to_f64()))
+            .collect();
         for blk in b0..b1 {
             let s0 = blk * bb;
             let cols = bb.min(self.n - s0);
@@ -452,7 +529,9 @@ impl<T: Real> Ctx<'_, T> {
                     }
                 }
             }
-            scan(&tile, bb, rows, cols, &bl, &bu, &eq, alpha, s0 as u64, &mut sel);
+            scan(
+                &tile, bb, rows, cols, &bl, &bu, &eq, alpha, s0 as u64, &mut sel,
+            );
         }
         sel
     }
@@ -460,7 +539,14 @@ impl<T: Real> Ctx<'_, T> {
     /// Merges the selections of all ranges (the k-th smallest upper bound over all of them
     /// decides), recomputes the candidates' distances exactly and writes the k best of each
     /// query, ascending by (distance, index).
-    fn finish(&self, sels: &[Selection<T>], qsrc: &[T], rows: usize, dist_out: &mut [T], idx_out: &mut [i64]) {
+    fn finish(
+        &self,
+        sels: &[Selection<T>],
+        qsrc: &[T],
+        rows: usize,
+        dist_out: &mut [T],
+        idx_out: &mut [i64],
+    ) {
         let (d, k) = (self.d, self.opt.k);
         let mut uppers: Vec<T> = Vec::new();
         let mut exact: Vec<(f64, u64)> = Vec::new();
@@ -491,7 +577,9 @@ impl<T: Real> Ctx<'_, T> {
             }
             let take = k.min(exact.len());
             if exact.len() > take {
-                exact.select_nth_unstable_by(take - 1, |a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+                exact.select_nth_unstable_by(take - 1, |a, b| {
+                    a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1))
+                });
                 exact.truncate(take);
             }
             exact.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
@@ -508,17 +596,28 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (*seed >> 11) as f64 / (1u64 << 53) as f64
     }
 
     fn random(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
-        (0..n * d).map(|_| (lcg(&mut s) * 2.0 - 1.0) as f32).collect()
+        (0..n * d)
+            .map(|_| (lcg(&mut s) * 2.0 - 1.0) as f32)
+            .collect()
     }
 
     /// Brute force: all exact distances, sorted by (distance, index).
-    fn brute(q: &[f32], m: usize, b: &[f32], n: usize, d: usize, opt: &KnnOptions) -> Neighbors<f32> {
+    fn brute(
+        q: &[f32],
+        m: usize,
+        b: &[f32],
+        n: usize,
+        d: usize,
+        opt: &KnnOptions,
+    ) -> Neighbors<f32> {
         let mut dist = Vec::new();
         let mut idx = Vec::new();
         for i in 0..m {
@@ -540,7 +639,11 @@ mod tests {
                 idx.push(j as i64 + opt.index_offset);
             }
         }
-        Neighbors { distances: dist, indices: idx, k: opt.k }
+        Neighbors {
+            distances: dist,
+            indices: idx,
+            k: opt.k,
+        }
     }
 
     #[test]
@@ -551,9 +654,18 @@ mod tests {
         for metric in [Metric::SqEuclidean, Metric::Cosine] {
             for k in [1, 5, 17] {
                 for block in [None, Some(7), Some(100)] {
-                    let opt = KnnOptions { k, metric, block_size: block, ..KnnOptions::new(k) };
+                    let opt = KnnOptions {
+                        k,
+                        metric,
+                        block_size: block,
+                        ..KnnOptions::new(k)
+                    };
                     let got = kneighbors(&q, m, &b, n, d, &opt).unwrap();
-                    assert_eq!(got, brute(&q, m, &b, n, d, &opt), "{metric:?} k={k} block={block:?}");
+                    assert_eq!(
+                        got,
+                        brute(&q, m, &b, n, d, &opt),
+                        "{metric:?} k={k} block={block:?}"
+                    );
                 }
             }
         }
@@ -563,23 +675,40 @@ mod tests {
     fn exclude_self_and_offset() {
         let (n, d) = (400, 5);
         let b = random(n, d, 3);
-        let opt = KnnOptions { exclude_self: true, ..KnnOptions::new(4) };
+        let opt = KnnOptions {
+            exclude_self: true,
+            ..KnnOptions::new(4)
+        };
         let got = kneighbors(&b, n, &b, n, d, &opt).unwrap();
         assert_eq!(got, brute(&b, n, &b, n, d, &opt));
-        assert!((0..n).all(|i| got.indices[i * 4..(i + 1) * 4].iter().all(|&j| j != i as i64)));
+        assert!((0..n).all(|i| got.indices[i * 4..(i + 1) * 4]
+            .iter()
+            .all(|&j| j != i as i64)));
         // A shard [100, 250) of the bank, with the whole bank as queries.
         let shard = &b[100 * d..250 * d];
-        let opt = KnnOptions { exclude_self: true, index_offset: 100, ..KnnOptions::new(3) };
+        let opt = KnnOptions {
+            exclude_self: true,
+            index_offset: 100,
+            ..KnnOptions::new(3)
+        };
         let got = kneighbors(&b, n, shard, 150, d, &opt).unwrap();
         let want = brute(&b, n, shard, 150, d, &opt);
         assert_eq!(got, want);
         // A subset of the bank as queries, each excluding its own row.
         let rows = [5usize, 17, 399, 0];
-        let q: Vec<f32> = rows.iter().flat_map(|&r| b[r * d..(r + 1) * d].iter().copied()).collect();
-        let opt = KnnOptions { exclude_indices: Some(rows.iter().map(|&r| r as i64).collect()), ..KnnOptions::new(6) };
+        let q: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| b[r * d..(r + 1) * d].iter().copied())
+            .collect();
+        let opt = KnnOptions {
+            exclude_indices: Some(rows.iter().map(|&r| r as i64).collect()),
+            ..KnnOptions::new(6)
+        };
         let got = kneighbors(&q, 4, &b, n, d, &opt).unwrap();
         assert_eq!(got, brute(&q, 4, &b, n, d, &opt));
-        assert!((0..4).all(|i| got.indices[i * 6..(i + 1) * 6].iter().all(|&j| j != rows[i] as i64)));
+        assert!((0..4).all(|i| got.indices[i * 6..(i + 1) * 6]
+            .iter()
+            .all(|&j| j != rows[i] as i64)));
     }
 
     #[test]
@@ -600,11 +729,15 @@ mod tests {
         // 5000 identical rows (more than max_candidates(3) = 2048) and a few farther ones.
         let d = 4;
         let mut b = vec![0.5f32; 5000 * d];
-        b.extend(std::iter::repeat(3.0f32).take(10 * d));
+        b.extend(std::iter::repeat_n(3.0f32, 10 * d));
         let q = vec![0.25f32; 2 * d];
         let got = kneighbors(&q, 2, &b, 5010, d, &KnnOptions::new(3)).unwrap();
         assert_eq!(got.indices, vec![0, 1, 2, 0, 1, 2]);
-        let opt = KnnOptions { block_size: Some(7), exclude_indices: Some(vec![1, -1]), ..KnnOptions::new(3) };
+        let opt = KnnOptions {
+            block_size: Some(7),
+            exclude_indices: Some(vec![1, -1]),
+            ..KnnOptions::new(3)
+        };
         let got = kneighbors(&q, 2, &b, 5010, d, &opt).unwrap();
         assert_eq!(got.indices, vec![0, 2, 3, 0, 1, 2]);
     }
@@ -612,7 +745,13 @@ mod tests {
     #[test]
     fn far_from_origin_and_extreme_scales() {
         let (m, n, d) = (20, 300, 4);
-        for (offset, scale) in [(1e6f32, 1.0f32), (0.0, 1e15), (0.0, 1e-15), (0.0, 1e30), (3e4, 1e-3)] {
+        for (offset, scale) in [
+            (1e6f32, 1.0f32),
+            (0.0, 1e15),
+            (0.0, 1e-15),
+            (0.0, 1e30),
+            (3e4, 1e-3),
+        ] {
             let q: Vec<f32> = random(m, d, 5).iter().map(|v| v * scale + offset).collect();
             let b: Vec<f32> = random(n, d, 6).iter().map(|v| v * scale + offset).collect();
             let opt = KnnOptions::new(3);
@@ -626,7 +765,10 @@ mod tests {
                 continue;
             }
             for (g, w) in got.distances.iter().zip(&want.distances) {
-                assert!((g - w).abs() <= 1e-5 * w.abs().max(f32::MIN_POSITIVE), "{offset} {scale}: {g} vs {w}");
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs().max(f32::MIN_POSITIVE),
+                    "{offset} {scale}: {g} vs {w}"
+                );
             }
         }
     }
@@ -638,7 +780,14 @@ mod tests {
         let b: Vec<f64> = random(n, d, 9).iter().map(|&v| v as f64).collect();
         let got = kneighbors(&q, m, &b, n, d, &KnnOptions::new(2)).unwrap();
         for i in 0..m {
-            let mut all: Vec<(f64, usize)> = (0..n).map(|j| (linalg::sq_dist_f64(&q[i * d..(i + 1) * d], &b[j * d..(j + 1) * d]), j)).collect();
+            let mut all: Vec<(f64, usize)> = (0..n)
+                .map(|j| {
+                    (
+                        linalg::sq_dist_f64(&q[i * d..(i + 1) * d], &b[j * d..(j + 1) * d]),
+                        j,
+                    )
+                })
+                .collect();
             all.sort_by(|a, b| a.partial_cmp(b).unwrap());
             assert_eq!(got.indices[i * 2], all[0].1 as i64);
             assert_eq!(got.distances[i * 2 + 1], all[1].0);
@@ -651,15 +800,24 @@ mod tests {
         let e = |r: CoreResult<Neighbors<f32>>| r.unwrap_err().to_string();
         assert!(e(kneighbors(&b, 10, &b, 10, 2, &KnnOptions::new(11))).starts_with("k:"));
         assert!(e(kneighbors(&b, 10, &b, 10, 2, &KnnOptions::new(0))).starts_with("k:"));
-        let opt = KnnOptions { exclude_self: true, ..KnnOptions::new(10) };
+        let opt = KnnOptions {
+            exclude_self: true,
+            ..KnnOptions::new(10)
+        };
         assert!(e(kneighbors(&b, 10, &b, 10, 2, &opt)).contains("excludes itself"));
-        let opt = KnnOptions { exclude_indices: Some(vec![0; 3]), ..KnnOptions::new(1) };
+        let opt = KnnOptions {
+            exclude_indices: Some(vec![0; 3]),
+            ..KnnOptions::new(1)
+        };
         assert!(e(kneighbors(&b, 10, &b, 10, 2, &opt)).starts_with("exclude_index:"));
         assert!(e(kneighbors(&b, 0, &b, 10, 2, &KnnOptions::new(1))).starts_with("queries:"));
         let mut bad = b.clone();
         bad[7] = f32::NAN;
         assert!(e(kneighbors(&b, 10, &bad, 10, 2, &KnnOptions::new(1))).starts_with("bank:"));
-        let opt = KnnOptions { block_size: Some(0), ..KnnOptions::new(1) };
+        let opt = KnnOptions {
+            block_size: Some(0),
+            ..KnnOptions::new(1)
+        };
         assert!(e(kneighbors(&b, 10, &b, 10, 2, &opt)).starts_with("block_size:"));
     }
 }

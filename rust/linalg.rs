@@ -123,7 +123,9 @@ pub fn simd_level() -> Simd {
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 Simd::Avx512
-            } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            } else if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 Simd::Avx2
             } else {
                 Simd::Scalar
@@ -168,7 +170,15 @@ pub const LANES: usize = 16;
 /// `out[i * ldo + j] = sum_t a[i * d + t] * b[j * d + t]` for i < m, j < n: A (m x d) times the
 /// transpose of B (n x d), both row-major, into a row-major tile. Single-threaded (the callers
 /// parallelise over tiles, which keeps results independent of the thread count).
-pub fn gemm_abt<T: Real>(m: usize, n: usize, d: usize, a: &[T], b: &[T], out: &mut [T], ldo: usize) {
+pub fn gemm_abt<T: Real>(
+    m: usize,
+    n: usize,
+    d: usize,
+    a: &[T],
+    b: &[T],
+    out: &mut [T],
+    ldo: usize,
+) {
     assert!(a.len() >= m * d && b.len() >= n * d);
     assert!(m == 0 || out.len() >= (m - 1) * ldo + n);
     if m == 0 || n == 0 {
@@ -202,15 +212,33 @@ pub fn gemm_abt<T: Real>(m: usize, n: usize, d: usize, a: &[T], b: &[T], out: &m
 }
 
 /// Validates a row-major (n x d) array: length, at least `min_rows` rows, d >= 1.
-pub fn check_shape<T>(x: &[T], n: usize, d: usize, name: &'static str, min_rows: usize) -> CoreResult<()> {
+pub fn check_shape<T>(
+    x: &[T],
+    n: usize,
+    d: usize,
+    name: &'static str,
+    min_rows: usize,
+) -> CoreResult<()> {
     if d == 0 {
-        return Err(CoreError::invalid(name, "at least one feature column", format!("shape ({n}, 0)")));
+        return Err(CoreError::invalid(
+            name,
+            "at least one feature column",
+            format!("shape ({n}, 0)"),
+        ));
     }
     if n < min_rows {
-        return Err(CoreError::invalid(name, format!("at least {min_rows} row(s)"), format!("{n} row(s)")));
+        return Err(CoreError::invalid(
+            name,
+            format!("at least {min_rows} row(s)"),
+            format!("{n} row(s)"),
+        ));
     }
     if x.len() != n * d {
-        return Err(CoreError::invalid(name, format!("{} values for shape ({n}, {d})", n * d), format!("{}", x.len())));
+        return Err(CoreError::invalid(
+            name,
+            format!("{} values for shape ({n}, {d})", n * d),
+            format!("{}", x.len()),
+        ));
     }
     Ok(())
 }
@@ -245,10 +273,23 @@ fn bad_row<T: Real>(name: &'static str, row: usize, values: &[T]) -> CoreError {
 /// Adds one chunk of rows into per-column sums of y = x - shift, of y^2 and max |y|; returns
 /// the index (in the chunk) of the first row holding NaN/Inf.
 #[inline(always)]
-fn stats_chunk_impl<T: Real>(chunk: &[T], d: usize, shift: &[f64], s1: &mut [f64], s2: &mut [f64], mx: &mut [f64]) -> Option<usize> {
+fn stats_chunk_impl<T: Real>(
+    chunk: &[T],
+    d: usize,
+    shift: &[f64],
+    s1: &mut [f64],
+    s2: &mut [f64],
+    mx: &mut [f64],
+) -> Option<usize> {
     for (ri, row) in chunk.chunks_exact(d).enumerate() {
         let mut bad = 0u32;
-        for ((((&v, &sh), a), b), m) in row.iter().zip(shift).zip(s1.iter_mut()).zip(s2.iter_mut()).zip(mx.iter_mut()) {
+        for ((((&v, &sh), a), b), m) in row
+            .iter()
+            .zip(shift)
+            .zip(s1.iter_mut())
+            .zip(s2.iter_mut())
+            .zip(mx.iter_mut())
+        {
             bad |= (!v.magnitude_ok()) as u32;
             let y = v.to_f64() - sh;
             *a += y;
@@ -271,7 +312,8 @@ dispatch! {
 /// one-pass variance accurate when the data sit far from the origin).
 pub fn column_stats<T: Real>(x: &[T], n: usize, d: usize, name: &'static str) -> CoreResult<Stats> {
     let shift: Vec<f64> = x[..d].iter().map(|v| v.to_f64()).collect();
-    let parts: Vec<CoreResult<(Vec<f64>, Vec<f64>, f64)>> = x
+    type Part = CoreResult<(Vec<f64>, Vec<f64>, f64)>;
+    let parts: Vec<Part> = x
         .par_chunks(STAT_ROWS * d)
         .enumerate()
         .map(|(ci, chunk)| {
@@ -279,7 +321,11 @@ pub fn column_stats<T: Real>(x: &[T], n: usize, d: usize, name: &'static str) ->
             let mut s2 = vec![0f64; d];
             let mut mx = vec![0f64; d];
             if let Some(ri) = stats_chunk(chunk, d, &shift, &mut s1, &mut s2, &mut mx) {
-                return Err(bad_row(name, ci * STAT_ROWS + ri, &chunk[ri * d..(ri + 1) * d]));
+                return Err(bad_row(
+                    name,
+                    ci * STAT_ROWS + ri,
+                    &chunk[ri * d..(ri + 1) * d],
+                ));
             }
             Ok((s1, s2, mx.iter().fold(0f64, |a, &b| a.max(b))))
         })
@@ -303,11 +349,20 @@ pub fn column_stats<T: Real>(x: &[T], n: usize, d: usize, name: &'static str) ->
         var_sum += (s2[j] / nf - m1 * m1).max(0.0);
         shift_dev = shift_dev.max(m1.abs());
     }
-    Ok(Stats { mean, mean_var: var_sum / d as f64, max_dev: dev + shift_dev })
+    Ok(Stats {
+        mean,
+        mean_var: var_sum / d as f64,
+        max_dev: dev + shift_dev,
+    })
 }
 
 #[inline(always)]
-fn deviation_chunk_impl<T: Real>(chunk: &[T], d: usize, center: &[f64], mx: &mut [f64]) -> Option<usize> {
+fn deviation_chunk_impl<T: Real>(
+    chunk: &[T],
+    d: usize,
+    center: &[f64],
+    mx: &mut [f64],
+) -> Option<usize> {
     for (ri, row) in chunk.chunks_exact(d).enumerate() {
         let mut bad = 0u32;
         for ((&v, &c), m) in row.iter().zip(center).zip(mx.iter_mut()) {
@@ -327,7 +382,12 @@ dispatch! {
 }
 
 /// One parallel pass: the finite check and max |x_ij - center_j| (center = 0 when `None`).
-pub fn max_deviation<T: Real>(x: &[T], d: usize, center: Option<&[f64]>, name: &'static str) -> CoreResult<f64> {
+pub fn max_deviation<T: Real>(
+    x: &[T],
+    d: usize,
+    center: Option<&[f64]>,
+    name: &'static str,
+) -> CoreResult<f64> {
     let zeros = vec![0f64; d];
     let center = center.unwrap_or(&zeros);
     let parts: Vec<CoreResult<f64>> = x
@@ -336,7 +396,11 @@ pub fn max_deviation<T: Real>(x: &[T], d: usize, center: Option<&[f64]>, name: &
         .map(|(ci, chunk)| {
             let mut mx = vec![0f64; d];
             if let Some(ri) = deviation_chunk(chunk, d, center, &mut mx) {
-                return Err(bad_row(name, ci * STAT_ROWS + ri, &chunk[ri * d..(ri + 1) * d]));
+                return Err(bad_row(
+                    name,
+                    ci * STAT_ROWS + ri,
+                    &chunk[ri * d..(ri + 1) * d],
+                ));
             }
             Ok(mx.iter().fold(0f64, |a, &b| a.max(b)))
         })
@@ -358,7 +422,6 @@ pub fn pow2_scale(max_dev: f64) -> f64 {
     }
 }
 
-
 /// How rows are transformed before the GEMM (distances are later recomputed exactly on the
 /// original data, so the transform only serves the ranking).
 #[derive(Debug, Clone)]
@@ -375,16 +438,36 @@ impl<T: Real> Transform<T> {
     /// `dst = transform(src)` row by row; `norms[i]` = squared norm of the transformed row i
     /// (0 or 1 for unit rows).
     pub fn apply(&self, src: &[T], d: usize, dst: &mut [T], norms: &mut [T]) {
-        transform_rows(src, d, self.center.as_deref(), self.scale, self.unit, dst, norms)
+        transform_rows(
+            src,
+            d,
+            self.center.as_deref(),
+            self.scale,
+            self.unit,
+            dst,
+            norms,
+        )
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn transform_rows_impl<T: Real>(src: &[T], d: usize, center: Option<&[T]>, scale: T, unit: bool, dst: &mut [T], norms: &mut [T]) {
+fn transform_rows_impl<T: Real>(
+    src: &[T],
+    d: usize,
+    center: Option<&[T]>,
+    scale: T,
+    unit: bool,
+    dst: &mut [T],
+    norms: &mut [T],
+) {
     let zeros = vec![T::ZERO; if center.is_none() { d } else { 0 }];
     let c = center.unwrap_or(&zeros);
-    for ((s, o), nrm) in src.chunks_exact(d).zip(dst.chunks_exact_mut(d)).zip(norms.iter_mut()) {
+    for ((s, o), nrm) in src
+        .chunks_exact(d)
+        .zip(dst.chunks_exact_mut(d))
+        .zip(norms.iter_mut())
+    {
         // Lane-wise partial sums of squares (vectorised), added in f64 at the end.
         let mut acc = [T::ZERO; LANES];
         let mut oc = o.chunks_exact_mut(LANES);
@@ -398,7 +481,12 @@ fn transform_rows_impl<T: Real>(src: &[T], d: usize, center: Option<&[T]>, scale
             }
         }
         let mut total = 0f64;
-        for ((ov, &sv), &cv) in oc.into_remainder().iter_mut().zip(sc.remainder()).zip(cc.remainder()) {
+        for ((ov, &sv), &cv) in oc
+            .into_remainder()
+            .iter_mut()
+            .zip(sc.remainder())
+            .zip(cc.remainder())
+        {
             let y = (sv - cv) * scale;
             *ov = y;
             total += y.to_f64() * y.to_f64();
@@ -499,7 +587,6 @@ pub fn cosine_dist_f64<T: Real>(a: &[T], b: &[T]) -> f64 {
     (1.0 - ab / (aa.sqrt() * bb.sqrt())).clamp(0.0, 2.0)
 }
 
-
 #[inline(always)]
 fn argmin_row_impl<T: Real>(vals: &[T]) -> (usize, T) {
     // Pass 1: vectorised lane-wise minimum; pass 2: first index that holds it.
@@ -545,7 +632,10 @@ mod tests {
         let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
         let mut out64 = vec![0f64; m * n];
         gemm_abt(m, n, d, &a64, &b64, &mut out64, n);
-        assert_eq!(out64[5 * n + 7], (0..d).map(|t| a64[5 * d + t] * b64[7 * d + t]).sum::<f64>());
+        assert_eq!(
+            out64[5 * n + 7],
+            (0..d).map(|t| a64[5 * d + t] * b64[7 * d + t]).sum::<f64>()
+        );
     }
 
     #[test]
@@ -561,11 +651,21 @@ mod tests {
         assert!(err.starts_with("bank") && err.contains("row 1"), "{err}");
         let huge = vec![0f64, 1.0, 3e200, 0.0];
         let err = column_stats(&huge, 2, 2, "x").unwrap_err().to_string();
-        assert!(err.contains("magnitude") && err.contains("3e200 in row 1"), "{err}");
-        let err = max_deviation(&huge, 2, None, "queries").unwrap_err().to_string();
-        assert!(err.starts_with("queries") && err.contains("magnitude"), "{err}");
+        assert!(
+            err.contains("magnitude") && err.contains("3e200 in row 1"),
+            "{err}"
+        );
+        let err = max_deviation(&huge, 2, None, "queries")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("queries") && err.contains("magnitude"),
+            "{err}"
+        );
         assert!(max_deviation(&[3e38f32, -3e38], 1, None, "q").is_ok());
-        let err = max_deviation(&[0f64, f64::INFINITY], 1, None, "queries").unwrap_err().to_string();
+        let err = max_deviation(&[0f64, f64::INFINITY], 1, None, "queries")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("row 1"));
     }
 
@@ -583,7 +683,10 @@ mod tests {
     fn exact_distances() {
         assert_eq!(sq_dist_f64(&[1f32, 2.0, 3.0], &[1.0, 0.0, 0.0]), 13.0);
         assert_eq!(cosine_dist_f64(&[0f32, 0.0], &[1.0, 0.0]), 1.0);
-        assert!((cosine_dist_f64(&[1e-300f64, 0.0], &[1e140, 1e140]) - (1.0 - 0.5f64.sqrt())).abs() < 1e-15);
+        assert!(
+            (cosine_dist_f64(&[1e-300f64, 0.0], &[1e140, 1e140]) - (1.0 - 0.5f64.sqrt())).abs()
+                < 1e-15
+        );
         assert!(cosine_dist_f64(&[3e38f32, 3e38], &[1e-40, 0.0]).is_finite());
         assert!((cosine_dist_f64(&[1f64, 0.0], &[-2.0, 0.0]) - 2.0).abs() < 1e-15);
         assert_eq!(pow2_scale(3.0), 0.25);

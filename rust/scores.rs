@@ -6,7 +6,11 @@ use rayon::prelude::*;
 
 /// Entropy (nats) of a labeling given its class counts; 1.0 for an empty labeling, as sklearn.
 pub fn entropy(counts: &[u64]) -> f64 {
-    let nonzero: Vec<f64> = counts.iter().filter(|&&c| c > 0).map(|&c| c as f64).collect();
+    let nonzero: Vec<f64> = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| c as f64)
+        .collect();
     if counts.is_empty() {
         return 1.0;
     }
@@ -15,7 +19,10 @@ pub fn entropy(counts: &[u64]) -> f64 {
     }
     let total: f64 = nonzero.iter().sum();
     let log_total = total.ln();
-    -nonzero.iter().map(|&p| (p / total) * (p.ln() - log_total)).sum::<f64>()
+    -nonzero
+        .iter()
+        .map(|&p| (p / total) * (p.ln() - log_total))
+        .sum::<f64>()
 }
 
 /// Mutual information (nats) of the two labelings of the table.
@@ -88,7 +95,6 @@ pub fn normalized_mutual_info(t: &Contingency, average: AverageMethod) -> f64 {
     mi / average.average(h_true, h_pred)
 }
 
-
 /// Adjusted mutual information, as `sklearn.metrics.adjusted_mutual_info_score`.
 pub fn adjusted_mutual_info(t: &Contingency, average: AverageMethod) -> f64 {
     let (k_true, k_pred) = t.shape();
@@ -115,9 +121,17 @@ fn ami_from_parts(mi: f64, emi: f64, h_true: f64, h_pred: f64, average: AverageM
         return 1.0;
     }
     let mut denominator = normalizer - emi;
-    denominator = if denominator < 0.0 { denominator.min(-eps) } else { denominator.max(eps) };
+    denominator = if denominator < 0.0 {
+        denominator.min(-eps)
+    } else {
+        denominator.max(eps)
+    };
     let mut numerator = mi - emi;
-    numerator = if numerator < 0.0 { numerator.min(-eps) } else { numerator.max(eps) };
+    numerator = if numerator < 0.0 {
+        numerator.min(-eps)
+    } else {
+        numerator.max(eps)
+    };
     numerator / denominator
 }
 
@@ -154,7 +168,11 @@ pub fn expected_mutual_info(t: &Contingency) -> f64 {
     let nf = n as f64;
     let ln_n = nf.ln();
     // ln x for the x the walks visit most (they stay near the modes a b / N).
-    let top = rows.last().map_or(0, |r| r.0).min(cols.last().map_or(0, |c| c.0)).min(1 << 20) as usize;
+    let top = rows
+        .last()
+        .map_or(0, |r| r.0)
+        .min(cols.last().map_or(0, |c| c.0))
+        .min(1 << 20) as usize;
     let ln_table: Vec<f64> = (0..=top).map(|x| (x as f64).ln()).collect();
     rows.par_iter()
         .map(|&(a, ca)| {
@@ -198,7 +216,8 @@ fn emi_pair(a: u64, b: u64, n: u64, nf: f64, ln_n: f64, ln_table: &[f64]) -> f64
     let mut p = 1.0;
     let mut x = mode;
     while x < hi {
-        let ratio = ((a - x) as f64 * (b - x) as f64) / ((x + 1) as f64 * (c + x as i128 + 1) as f64);
+        let ratio =
+            ((a - x) as f64 * (b - x) as f64) / ((x + 1) as f64 * (c + x as i128 + 1) as f64);
         p *= ratio;
         x += 1;
         total_p += p;
@@ -228,7 +247,11 @@ fn emi_pair(a: u64, b: u64, n: u64, nf: f64, ln_n: f64, ln_table: &[f64]) -> f64
 /// means "same predicted cluster" and "true" means "same class".
 pub fn pair_confusion(t: &Contingency) -> [[i128; 2]; 2] {
     let n = t.n as i128;
-    let sum_squares: i128 = t.cells.iter().map(|&(_, _, v)| (v as i128) * (v as i128)).sum();
+    let sum_squares: i128 = t
+        .cells
+        .iter()
+        .map(|&(_, _, v)| (v as i128) * (v as i128))
+        .sum();
     let sum_rows: i128 = t.row_sums.iter().map(|&v| (v as i128) * (v as i128)).sum();
     let sum_cols: i128 = t.col_sums.iter().map(|&v| (v as i128) * (v as i128)).sum();
     let tp = sum_squares - n;
@@ -263,7 +286,11 @@ fn ratio_i128(num: i128, den: i128) -> f64 {
 pub fn pair_scores(t: &Contingency) -> (f64, f64, f64) {
     let [[_, fp], [fn_, tp]] = pair_confusion(t);
     let div = |a: i128, b: i128| if b == 0 { 1.0 } else { ratio_i128(a, b) };
-    (div(tp, tp + fp), div(tp, tp + fn_), div(2 * tp, 2 * tp + fp + fn_))
+    (
+        div(tp, tp + fp),
+        div(tp, tp + fn_),
+        div(2 * tp, 2 * tp + fp + fn_),
+    )
 }
 
 /// Homogeneity, completeness and V-measure (beta = 1), as
@@ -281,7 +308,11 @@ pub fn homogeneity_completeness_v(t: &Contingency) -> (f64, f64, f64) {
 fn hcv_from_parts(mi: f64, h_true: f64, h_pred: f64) -> (f64, f64, f64) {
     let h = if h_true != 0.0 { mi / h_true } else { 1.0 };
     let c = if h_pred != 0.0 { mi / h_pred } else { 1.0 };
-    let v = if h + c == 0.0 { 0.0 } else { 2.0 * h * c / (h + c) };
+    let v = if h + c == 0.0 {
+        0.0
+    } else {
+        2.0 * h * c / (h + c)
+    };
     (h, c, v)
 }
 
@@ -305,8 +336,12 @@ pub struct ClusteringScores {
     pub pair_f1: f64,
 }
 
-pub const AVERAGES: [AverageMethod; 4] =
-    [AverageMethod::Arithmetic, AverageMethod::Geometric, AverageMethod::Min, AverageMethod::Max];
+pub const AVERAGES: [AverageMethod; 4] = [
+    AverageMethod::Arithmetic,
+    AverageMethod::Geometric,
+    AverageMethod::Min,
+    AverageMethod::Max,
+];
 
 /// All scores of `t` with scikit-learn's semantics and edge cases.
 pub fn all_scores(t: &Contingency) -> ClusteringScores {
@@ -348,8 +383,11 @@ pub fn all_scores_with(t: &Contingency, with_ami: bool) -> ClusteringScores {
             ami_from_parts(mi, emi, h_true, h_pred, avg)
         }
     });
-    let (homogeneity, completeness, v_measure) =
-        if t.n == 0 { (1.0, 1.0, 1.0) } else { hcv_from_parts(mi, h_true, h_pred) };
+    let (homogeneity, completeness, v_measure) = if t.n == 0 {
+        (1.0, 1.0, 1.0)
+    } else {
+        hcv_from_parts(mi, h_true, h_pred)
+    };
     let (pair_precision, pair_recall, pair_f1) = pair_scores(t);
     ClusteringScores {
         mutual_info: mi,
@@ -404,7 +442,9 @@ pub fn matching_parts(t: &Contingency) -> MatchingParts {
             parent[a.max(b) as usize] = a.min(b);
         }
     }
-    let roots: Vec<u32> = (0..(nr + nc) as u32).map(|x| find(&mut parent, x)).collect();
+    let roots: Vec<u32> = (0..(nr + nc) as u32)
+        .map(|x| find(&mut parent, x))
+        .collect();
     // Count rows and columns per component.
     let mut n_rows_of = vec![0u32; nr + nc];
     let mut n_cols_of = vec![0u32; nr + nc];
@@ -414,7 +454,9 @@ pub fn matching_parts(t: &Contingency) -> MatchingParts {
     for c in 0..nc {
         n_cols_of[roots[nr + c] as usize] += 1;
     }
-    let f1 = |r: u32, c: u32, v: u64| 2.0 * v as f64 / (t.row_sums[r as usize] + t.col_sums[c as usize]) as f64;
+    let f1 = |r: u32, c: u32, v: u64| {
+        2.0 * v as f64 / (t.row_sums[r as usize] + t.col_sums[c as usize]) as f64
+    };
     let mut best_count = vec![0u64; nr + nc];
     let mut best_f1 = vec![0f64; nr + nc];
     let mut comp_id = vec![u32::MAX; nr + nc];
@@ -434,7 +476,11 @@ pub fn matching_parts(t: &Contingency) -> MatchingParts {
         }
     }
     cells.sort_unstable();
-    MatchingParts { trivial_count: best_count.iter().sum(), trivial_f1: best_f1.iter().sum(), cells }
+    MatchingParts {
+        trivial_count: best_count.iter().sum(),
+        trivial_f1: best_f1.iter().sum(),
+        cells,
+    }
 }
 
 #[cfg(test)]
@@ -486,7 +532,11 @@ mod tests {
             for &b in &t.col_sums {
                 let lo = (a + b).saturating_sub(n).max(1);
                 for x in lo..=a.min(b) {
-                    let lnp = lf(a) + lf(b) + lf(n - a) + lf(n - b) - lf(n) - lf(x) - lf(a - x) - lf(b - x)
+                    let lnp = lf(a) + lf(b) + lf(n - a) + lf(n - b)
+                        - lf(n)
+                        - lf(x)
+                        - lf(a - x)
+                        - lf(b - x)
                         - lf(n - a - b + x);
                     emi += x as f64 / nf * (nf * x as f64 / (a as f64 * b as f64)).ln() * lnp.exp();
                 }
@@ -499,14 +549,23 @@ mod tests {
     fn expected_mutual_info_matches_the_direct_sum() {
         let cases: Vec<(Vec<i64>, Vec<i64>)> = vec![
             (vec![0, 0, 1, 1, 2, 2, 2], vec![0, 1, 1, 2, 2, 0, 0]),
-            ((0..60).map(|i| i % 3).collect(), (0..60).map(|i| (i * 7) % 5).collect()),
-            ((0..200).map(|i| (i * i) % 11).collect(), (0..200).map(|i| (i / 3) % 4).collect()),
+            (
+                (0..60).map(|i| i % 3).collect(),
+                (0..60).map(|i| (i * 7) % 5).collect(),
+            ),
+            (
+                (0..200).map(|i| (i * i) % 11).collect(),
+                (0..200).map(|i| (i / 3) % 4).collect(),
+            ),
             ((0..50).collect(), (0..50).map(|i| i % 2).collect()),
         ];
         for (a, b) in cases {
             let t = table(&a, &b);
             let (fast, direct) = (expected_mutual_info(&t), emi_direct(&t));
-            assert!((fast - direct).abs() < 1e-12 * direct.abs().max(1.0), "{fast} vs {direct}");
+            assert!(
+                (fast - direct).abs() < 1e-12 * direct.abs().max(1.0),
+                "{fast} vs {direct}"
+            );
         }
     }
 
@@ -517,7 +576,9 @@ mod tests {
         let t = table(&[0, 0, 1, 1], &[0, 0, 0, 1]);
         assert_eq!(pair_confusion(&t), [[4, 4], [2, 2]]);
         let (p, r, f) = pair_scores(&t);
-        assert!((p - 1.0 / 3.0).abs() < 1e-15 && (r - 0.5).abs() < 1e-15 && (f - 0.4).abs() < 1e-15);
+        assert!(
+            (p - 1.0 / 3.0).abs() < 1e-15 && (r - 0.5).abs() < 1e-15 && (f - 0.4).abs() < 1e-15
+        );
         // ARI = 2 (tp tn - fn fp) / ((tp+fn)(fn+tn) + (tp+fp)(fp+tn)) on ordered counts.
         let expected = 2.0 * (2.0 * 4.0 - 2.0 * 4.0) / ((4.0) * (6.0) + (6.0) * (8.0));
         assert!((adjusted_rand(&t) - expected).abs() < 1e-15);
@@ -528,10 +589,16 @@ mod tests {
     fn edge_cases_follow_sklearn() {
         let empty = table(&[], &[]);
         let s = all_scores(&empty);
-        assert_eq!((s.nmi, s.ami, s.ari, s.homogeneity, s.pair_f1), ([1.0; 4], [1.0; 4], 1.0, 1.0, 1.0));
+        assert_eq!(
+            (s.nmi, s.ami, s.ari, s.homogeneity, s.pair_f1),
+            ([1.0; 4], [1.0; 4], 1.0, 1.0, 1.0)
+        );
         let one_cluster = table(&[0, 1, 2], &[4, 4, 4]);
         let s = all_scores(&one_cluster);
-        assert_eq!((s.nmi[0], s.ami[0], s.homogeneity, s.completeness), (0.0, 0.0, 0.0, 1.0));
+        assert_eq!(
+            (s.nmi[0], s.ami[0], s.homogeneity, s.completeness),
+            (0.0, 0.0, 0.0, 1.0)
+        );
         let singletons = table(&[0, 1, 2, 3], &[0, 1, 2, 3]);
         let s = all_scores(&singletons);
         assert!((s.nmi[0] - 1.0).abs() < 1e-15 && s.ari == 1.0 && s.pair_f1 == 1.0);
@@ -550,7 +617,8 @@ mod tests {
     #[test]
     fn matching_parts_solve_trivial_components() {
         // rows {0,1} x cols {0,1} connected; row 2 alone with cols 2,3.
-        let t = Contingency::from_cells(&[(0, 0, 5), (0, 1, 1), (1, 1, 4), (2, 2, 3), (2, 3, 6)]).unwrap();
+        let t = Contingency::from_cells(&[(0, 0, 5), (0, 1, 1), (1, 1, 4), (2, 2, 3), (2, 3, 6)])
+            .unwrap();
         let m = matching_parts(&t);
         assert_eq!(m.trivial_count, 6);
         // F1 of (row 2, col 3) = 2*6/(9+6) = 0.8, of (row 2, col 2) = 2*3/(9+3) = 0.5.
