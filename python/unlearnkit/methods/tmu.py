@@ -22,6 +22,7 @@ hard and unlearns only those:
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -333,6 +334,10 @@ class TMU(Method):
 
         # 1. the twin problem: M_o plays gold, D_twin plays the forget set.
         twin_labels = generalisation_labels(model, xh, yh)
+        if twin_labels.all() or not twin_labels.any():
+            warnings.warn(f"heldout: the original model classifies {'all' if twin_labels.all() else 'none'} of the "
+                          f"{len(yh)} twin samples correctly, so the predictor sees one generalisation label only "
+                          "and cannot tell easy from hard; give a larger held-out set", stacklevel=3)
         twin = copy.deepcopy(model)
         if p.twin_epochs:
             run_epochs(twin, x_twin_train, y_twin_train, epochs=p.twin_epochs, batch_size=p.twin_batch_size,
@@ -372,12 +377,14 @@ class TMU(Method):
                              "forget_p_easy": p_easy, "forget_hard": hard, "features": p.features}
         return model
 
-    def _features(self, model, x, y, bank_x, bank_y, curriculum) -> torch.Tensor:
+    def _features(self, model, x, y, others_x, others_y, curriculum) -> torch.Tensor:
+        """(n, len(features)) raw features of (x, y) under ``model``, whose other training samples
+        are (others_x, others_y)."""
         p = self.params
         cols = []
         for f in p.features:
             if f == "df":
-                cols.append(distance_feature(model, x, y, bank_x, bank_y, k=p.k))
+                cols.append(distance_feature(model, x, y, others_x, others_y, k=p.k))
             elif f == "af":
                 cols.append(adversarial_feature(model, x, y, epsilon=p.pgd_epsilon, steps=p.pgd_steps,
                                                 step_size=p.pgd_step_size))

@@ -1,0 +1,364 @@
+"""TMU (twin machine unlearning): its parts against independent computations, and its behaviour on
+real data.
+
+Real data: a Fashion-MNIST subset (6,000 training images, the official 10,000 test images of which
+20% are held out as the twin set D_twin and the rest evaluated), small CNN, random 10% forgetting.
+Without Debian's dataset-fashion-mnist the data-dependent checks run on digits instead (weaker:
+digits' twin set has only a handful of hard samples). The original and gold models are trained
+once per process (and once per machine when $UNLEARNKIT_CACHE names a checkpoint cache).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.nn import functional as F
+
+from helpers import digits_models
+from unlearnkit.bench.recipes import method_recipe
+from unlearnkit.checkpoints import cache_key, cached_train
+from unlearnkit.data import fashion_mnist_available, load_fashion_mnist, make_split
+from unlearnkit.data.datasets import _make
+from unlearnkit.methods import METHODS, TMU, get_method
+from unlearnkit.methods.base import Context, UnlearnData
+from unlearnkit.methods.tmu import (TMUParams, adversarial_feature, curriculum_feature, distance_feature,
+                                    fit_predictor, generalisation_labels, pgd_attack, robust_minmax)
+from unlearnkit.models import build_model
+from unlearnkit.training import TrainConfig, fit, predict
+
+FASHION = fashion_mnist_available()
+DATASET = "fashion-mnist" if FASHION else "digits"
+NO_FASHION = "Debian's dataset-fashion-mnist is not installed (`make fashion-data`): checked on digits instead"
+
+# The Fashion-MNIST subset and how its reference models are trained (a small-data version of the
+# fashion-mnist recipe: more epochs on fewer images).
+N_TRAIN = 6000
+FASHION_TRAIN = TrainConfig(epochs=8, batch_size=128, lr=0.05)
+# TMU on that subset: the fashion-mnist recipe, but two unlearning epochs (the subset has a tenth of
+# the steps per epoch of the full set).
+SUBSET_OVERRIDES = {"epochs": 2}
+
+
+def _acc(model, x, y):
+    return float((predict(model, x).argmax(1) == y).float().mean())
+
+
+@functools.lru_cache(maxsize=None)
+def reference_models():
+    """(split with a held-out twin set, original, gold) on Fashion-MNIST (subset) or digits."""
+    if not FASHION:
+        split, original, gold = digits_models()
+        # The same forget set (same seed), now with 20% of the test split held out as D_twin.
+        split = make_split(split.data, forget="random", fraction=0.1, seed=0, heldout_fraction=0.2)
+        return split, original, gold
+    full = load_fashion_mnist()
+    keep = torch.from_numpy(np.sort(np.random.default_rng(0).permutation(len(full.y_train))[:N_TRAIN]))
+    data = _make("fashion-mnist-6k", full.x_train[keep], full.y_train[keep], full.x_test, full.y_test, full.classes)
+    split = make_split(data, forget="random", fraction=0.1, seed=0, heldout_fraction=0.2)
+    cache_dir = os.environ.get("UNLEARNKIT_CACHE") or tempfile.mkdtemp(prefix="unlearnkit-test-")
+    models = []
+    for kind, idx in (("original", np.arange(N_TRAIN)), ("gold", split.retain_idx)):
+        torch.manual_seed(0)
+        model = build_model("small-cnn", data, channels=(16, 32))
+        x, y = data.x_train[torch.from_numpy(idx)], data.y_train[torch.from_numpy(idx)]
+        key = cache_key(kind=kind, data=data.fingerprint(), idx=cache_key(idx=idx.tolist()),
+                        train=FASHION_TRAIN.to_dict(), model="small-cnn-16-32", seed=0)
+        model, _ = cached_train(model, lambda m: fit(m, x, y, FASHION_TRAIN, seed=0), cache_dir=cache_dir, key=key,
+                                name=f"test-tmu-{kind}")
+        models.append(model)
+    return (split, *models)
+
+
+@functools.lru_cache(maxsize=None)
+def tmu_run():
+    """(split, original, gold, TMU method, unlearned model, events): one run with the recipe."""
+    split, original, gold = reference_models()
+    hparams = method_recipe(DATASET, "tmu")
+    if FASHION:
+        hparams.update(SUBSET_OVERRIDES)
+    method = TMU(**hparams)
+    events: list = []
+    out = method.unlearn(original, split.forget, split.retain, test=split.test, heldout=split.heldout, seed=0,
+                         callbacks=[events.append])
+    return split, original, gold, method, out, events
+
+
+# --- interface, defaults and validation ----------------------------------------------------------------
+
+def test_defaults_are_the_papers():
+    p = TMUParams()
+    assert (p.k, p.pgd_steps, p.curriculum_epochs) == (5, 5, 2)
+    assert math.isclose(p.pgd_epsilon, 4 / 255) and p.pgd_step_size is None  # None: epsilon / 3
+    assert p.features == ("df", "af", "cf") and p.iqr_factor == 1.5
+    assert (p.hidden, p.predictor_lr, p.predictor_epochs, p.predictor_batch_size, p.threshold) == (
+        (32, 16), 0.01, 200, 128, 0.5)
+    assert (p.epochs, p.lr, p.momentum, p.weight_decay, p.batch_size, p.noise_std) == (5, 0.01, 0.9, 5e-4, 64, 0.05)
+    assert TMU.needs_heldout and "2408.11433" in TMU.paper and TMU.__doc__
+
+
+def test_registered_with_valid_recipes():
+    assert METHODS["tmu"] is TMU and get_method("tmu") is TMU
+    for dataset in ("digits", "fashion-mnist"):
+        recipe = method_recipe(dataset, "tmu")
+        assert recipe, f"no {dataset} recipe for tmu"
+        TMU(**recipe)  # every recipe field is a real hyper-parameter
+    assert TMU(features=["df", "cf"]).params.features == ("df", "cf")  # TOML lists become tuples
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("features", ("df", "xf"), "features"), ("features", (), "features"), ("features", "df", "features"),
+    ("k", 0, "k"), ("pgd_steps", -1, "pgd_steps"), ("pgd_epsilon", -0.1, "pgd_epsilon"),
+    ("pgd_step_size", 0.0, "pgd_step_size"), ("threshold", 1.0, "threshold"), ("lr", 0.0, "lr"),
+    ("noise_std", -1.0, "noise_std"), ("hidden", (32, 0), "hidden"), ("predictor_batch_size", 0, "predictor_batch_size"),
+])
+def test_bad_hyperparameters_name_the_field(field, value, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        TMU(**{field: value})
+
+
+def test_heldout_is_required_and_checked():
+    split, original, _ = digits_models()
+    with pytest.raises(ValueError, match="heldout: tmu needs unseen samples"):
+        TMU().unlearn(original, split.forget, split.retain)
+    x, y = split.data.x_test[:20], split.data.y_test[:20]
+    with pytest.raises(ValueError, match="heldout: expected images of the forget set's shape"):
+        TMU().unlearn(original, split.forget, split.retain, heldout=(x[:, :, :4, :4], y))
+    with pytest.raises(ValueError, match="heldout: expected at least 2"):
+        TMU().unlearn(original, split.forget, split.retain, heldout=(x[:1], y[:1]))
+    with pytest.raises(ValueError, match="heldout: expected labels"):
+        TMU().unlearn(original, split.forget, split.retain, heldout=(x, y + 10))
+
+
+# --- the parts ------------------------------------------------------------------------------------------
+
+def _shifted(model):
+    """A copy of ``model`` predicting class (c + 1) mod K wherever ``model`` predicts c."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        m.classifier.weight.copy_(model.classifier.weight.roll(1, dims=0))
+        m.classifier.bias.copy_(model.classifier.bias.roll(1, dims=0))
+    return m
+
+
+class _Constant(nn.Module):
+    def forward(self, x):
+        return torch.tensor([0.0, 5.0, 0.0]).expand(len(x), 3)  # always class 1
+
+
+def test_generalisation_labels_come_from_predictions():
+    split, original, _ = digits_models()
+    x, y = split.data.x_test, split.data.y_test
+    labels = generalisation_labels(original, x, y)
+    assert torch.equal(labels, predict(original, x).argmax(1) == y)
+    assert 0.9 < labels.float().mean() < 1.0  # mostly easy, some hard
+    # Same inputs and labels, another model: other labels. A shifted model is wrong wherever the
+    # original was right, a constant model is right exactly on its class.
+    assert not (generalisation_labels(_shifted(original), x, y) & labels).any()
+    yc = torch.arange(30) % 3
+    assert torch.equal(generalisation_labels(_Constant(), x[:30], yc), yc == 1)
+
+
+def test_twin_labels_inside_tmu_follow_the_original_model():
+    """The labels TMU trains its predictor on are the original model's correctness on D_twin: give it
+    a model whose predictions are shifted by one class and they flip."""
+    split, original, _ = digits_models()
+    split = make_split(split.data, forget="random", fraction=0.1, seed=0, heldout_fraction=0.2)
+    fast = dict(twin_epochs=1, curriculum_epochs=1, predictor_epochs=2, epochs=0, features=("af",))
+    xh, yh = split.heldout.tensors
+    for model in (original, _shifted(original)):
+        m = TMU(**fast)
+        m.unlearn(model, split.forget, split.retain, heldout=split.heldout)
+        assert torch.equal(m.last_details["twin_labels"], predict(model, xh).argmax(1) == yh)
+    assert m.last_details["twin_labels"].float().mean() < 0.1  # the shifted model: nearly all hard
+
+
+def test_warns_when_the_twin_set_has_one_generalisation_label():
+    split, original, _ = digits_models()
+    x, y = split.data.x_test, split.data.y_test
+    right = predict(original, x).argmax(1) == y
+    fast = TMU(twin_epochs=0, epochs=0, features=("af",))
+    with pytest.warns(UserWarning, match="heldout: the original model classifies all of the 20 twin samples"):
+        fast.unlearn(original, split.forget, split.retain, heldout=(x[right][:20], y[right][:20]))
+    assert not fast.last_details["forget_hard"].any()
+
+
+def test_robust_minmax_clips_outliers_and_scales_per_column():
+    f = torch.tensor([[0.0, 3.0], [1.0, 3.0], [2.0, 3.0], [3.0, 3.0], [100.0, 3.0]])
+    s = robust_minmax(f)
+    assert s.shape == f.shape and float(s.min()) == 0.0 and float(s[:, 0].max()) == 1.0
+    assert torch.all(s[:, 1] == 0)  # a constant column
+    # Q1 = 1, Q3 = 3, IQR = 2: 100 is clipped to 6, so 3 maps to 3/6 rather than 3/100.
+    assert torch.allclose(s[:, 0], torch.tensor([0.0, 1 / 6, 2 / 6, 3 / 6, 1.0]))
+    with pytest.raises(ValueError, match="features"):
+        robust_minmax(torch.zeros(5))
+
+
+def test_pgd_and_adversarial_feature():
+    split, original, _ = digits_models()
+    x, y = split.data.x_test[:64], split.data.y_test[:64]
+    eps = 4 / 255
+    x_adv = pgd_attack(original, x, y, epsilon=eps, steps=5, step_size=eps / 3)
+    assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert F.cross_entropy(original(x_adv), y) > F.cross_entropy(original(x), y)
+    af = adversarial_feature(original, x, y)
+    with torch.no_grad():
+        p = F.softmax(original(x), 1)
+        entropy = -(p * p.clamp_min(1e-30).log()).sum(1)
+        expected = -(p * F.log_softmax(original(x_adv), 1)).sum(1)
+    assert torch.allclose(af, expected, atol=1e-5)
+    assert torch.all(af >= entropy - 1e-5)  # cross-entropy >= entropy, equality without attack
+    assert torch.allclose(adversarial_feature(original, x, y, epsilon=0.0), entropy, atol=1e-5)
+
+
+def test_distance_feature_matches_brute_force_same_class_neighbours():
+    split, original, _ = digits_models()
+    xq, yq = split.forget.tensors
+    xo, yo = split.retain.tensors
+    df = distance_feature(original, xq, yq, xo, yo, k=5)
+    with torch.no_grad():
+        q, o = F.normalize(original.features(xq), dim=1), F.normalize(original.features(xo), dim=1)
+    # The bank is every training sample, the queries included; none is its own neighbour.
+    d = torch.cdist(q, torch.cat([q, o]))
+    d[yq[:, None] != torch.cat([yq, yo])[None, :]] = float("inf")
+    d[torch.arange(len(q)), torch.arange(len(q))] = float("inf")
+    expected = d.topk(5, largest=False).values.mean(1)
+    assert torch.allclose(df, expected, atol=1e-4)
+    assert df.min() > 0 and df.max() <= 2  # Euclidean (not squared) distances of unit vectors
+    lone = yq[:1]
+    with pytest.raises(ValueError, match="others_y"):
+        distance_feature(original, xq[:1], lone, xo[yo != lone], yo[yo != lone])
+
+
+def test_curriculum_feature_is_per_sample_cross_entropy():
+    split, original, _ = digits_models()
+    x, y = split.forget.tensors
+    cf = curriculum_feature(original, x, y)
+    assert cf.shape == y.shape
+    assert math.isclose(float(cf.mean()), float(F.cross_entropy(predict(original, x), y)), rel_tol=1e-5)
+
+
+def test_predictor_learns_a_separable_rule():
+    g = torch.Generator().manual_seed(0)
+    f = torch.rand(400, 3, generator=g)
+    labels = f[:, 0] + 0.5 * f[:, 2] < 0.8
+    torch.manual_seed(0)
+    net = fit_predictor(f, labels, epochs=50, generator=g)
+    assert roc_auc_score(labels.numpy(), net.predict_proba(f).numpy()) > 0.95
+    assert [m.out_features for m in net.modules() if isinstance(m, nn.Linear)] == [32, 16, 1]
+
+
+class _Recorder(nn.Module):
+    """A tiny classifier recording every input batch it sees in train mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(16, 3)
+        self.seen: list = []
+
+    def forward(self, x):
+        if self.training:
+            self.seen.append(x.detach().clone())
+        return self.lin(x.flatten(1))
+
+
+def test_finetune_perturbs_only_predicted_easy_forget_samples_and_relabels_hard_ones(monkeypatch):
+    # Retain images are all 0.3, forget images 0.5 (predicted easy) or 0.7 (predicted hard).
+    n_r, n_f = 40, 20
+    hard = torch.arange(n_f) % 4 == 0
+    xr, xf = torch.full((n_r, 1, 4, 4), 0.3), torch.full((n_f, 1, 4, 4), 0.5)
+    xf[hard] = 0.7
+    yr, yf = torch.zeros(n_r, dtype=torch.long), torch.ones(n_f, dtype=torch.long)
+    data = UnlearnData(xf, yf, xr, yr, None, None, 3)
+    model, labels_seen = _Recorder(), []
+    cross_entropy = F.cross_entropy
+
+    def spy(logits, y, *a, **k):
+        labels_seen.append(y.clone())
+        return cross_entropy(logits, y, *a, **k)
+
+    monkeypatch.setattr(F, "cross_entropy", spy)
+    TMU(epochs=2, batch_size=8, lr=1e-3, noise_std=0.05)._finetune(model, data, hard,
+                                                                  Context("tmu", torch.device("cpu"), 0, []))
+    monkeypatch.undo()
+    x = torch.cat(model.seen).flatten(1)
+    y = torch.cat(labels_seen)
+    assert len(x) == 2 * (n_r + n_f)
+    mean = x.mean(1)
+    is_r, is_h = (x == 0.3).all(1), (x == 0.7).all(1)
+    is_e = ~is_r & ~is_h
+    assert is_r.sum() == 2 * n_r and is_h.sum() == 2 * int(hard.sum()) and is_e.sum() == 2 * int((~hard).sum())
+    assert torch.allclose(mean[is_e], torch.full_like(mean[is_e], 0.5), atol=0.05)
+    assert 0.03 < float((x[is_e] - 0.5).std()) < 0.07  # Gaussian noise of std 0.05 on easy forget images only
+    assert torch.all(y[is_r] == 0) and torch.all(y[is_e] == 1)
+    assert torch.all(y[is_h] != 1)  # hard forget samples carry wrong labels
+
+
+# --- on real data ----------------------------------------------------------------------------------------
+
+def test_predictor_tells_easy_from_hard_on_the_twin_set():
+    """Cross-validated on D_twin (train the MLP on one half of its features and labels, score the other
+    half), and applied to D_f against the gold model's own correctness."""
+    split, original, gold, method, _, _ = tmu_run()
+    d = method.last_details
+    labels = d["twin_labels"].numpy()
+    assert 0 < labels.sum() < len(labels), "the twin set needs easy and hard samples"
+    rng = np.random.default_rng(0)
+    aucs = []
+    for _ in range(2):
+        perm = rng.permutation(len(labels))
+        a, b = perm[: len(perm) // 2], perm[len(perm) // 2:]
+        if not FASHION or labels[a].all() or labels[b].all() or not labels[a].any() or not labels[b].any():
+            a = b = perm  # digits: too few hard samples to split: the weaker in-sample check
+        torch.manual_seed(0)
+        net = fit_predictor(d["twin_features"][a], d["twin_labels"][a])
+        aucs.append(roc_auc_score(labels[b], net.predict_proba(d["twin_features"][b]).numpy()))
+    xf, yf = split.forget.tensors
+    gold_easy = (predict(gold, xf).argmax(1) == yf).numpy()
+    print(f"\n{DATASET}: twin-set AUC {aucs}, n_twin {len(labels)} ({int((~d['twin_labels']).sum())} hard)")
+    assert min(aucs) > 0.6, aucs
+    if FASHION:
+        forget_auc = roc_auc_score(gold_easy, d["forget_p_easy"].numpy())
+        print(f"forget-set AUC against the gold model's correctness {forget_auc:.3f}")
+        assert forget_auc > 0.6
+    else:
+        pytest.skip(NO_FASHION)
+
+
+def test_forget_accuracy_moves_to_gold_and_test_accuracy_stays():
+    split, original, gold, method, out, _ = tmu_run()
+    xf, yf = split.forget.tensors
+    xt, yt = split.test.tensors
+    acc = {name: (_acc(m, xf, yf), _acc(m, xt, yt)) for name, m in
+           (("original", original), ("gold", gold), ("tmu", out))}
+    hard = method.last_details["forget_hard"]
+    print(f"\n{DATASET}: (forget, test) accuracy {acc}; {int(hard.sum())} of {len(hard)} predicted hard")
+    assert abs(acc["tmu"][0] - acc["gold"][0]) < abs(acc["original"][0] - acc["gold"][0])
+    assert acc["tmu"][1] >= acc["original"][1] - 0.03
+    # The mechanism: accuracy falls on the predicted-hard forget samples, not on the predicted-easy ones.
+    if hard.any():
+        assert _acc(out, xf[hard], yf[hard]) < _acc(original, xf[hard], yf[hard])
+    assert _acc(out, xf[~hard], yf[~hard]) >= _acc(original, xf[~hard], yf[~hard]) - 0.05
+    # The twin set is not part of evaluation.
+    assert np.intersect1d(split.test_idx, split.heldout_idx).size == 0 and len(split.heldout_idx) > 0
+
+
+def test_logs_each_phase_and_keeps_the_original():
+    split, original, _, method, out, events = tmu_run()
+    phases = [e.phase for e in events]
+    assert {"twin", "curriculum", "features", "predictor", "split", "unlearn"} <= set(phases)
+    for phase in set(phases):
+        steps = [e for e in events if e.phase == phase]
+        assert [e.step for e in steps] == list(range(1, len(steps) + 1)) and steps[-1].total == len(steps)
+    assert all(e.source == "tmu" and all(np.isfinite(v) for v in e.logs.values()) for e in events)
+    split_log = next(e.logs for e in events if e.phase == "split")
+    assert split_log["forget_hard"] == int(method.last_details["forget_hard"].sum())
+    assert out is not original
