@@ -12,10 +12,17 @@ Three problems, each timed for unlearnkit and its anchors on the same data:
   ``KMeans(algorithm="lloyd", n_init=1)`` and faiss ``Kmeans`` (told to train on every point:
   by default it subsamples to 256 points per centroid).
 
+The anchors parallelise with OpenMP/BLAS threads. On a loaded machine OpenMP's spinning
+barriers can make them much slower with 2 threads than with 1, so for k-NN and k-means each
+anchor also runs pinned to one thread (``OMP_NUM_THREADS=1``, rows marked "1 thr"); the
+lower of the two anchor times is the fair comparison. Ours always uses all cores (rayon).
+
 Every case runs in its own subprocess: the data are generated there, the process's peak RSS is
 reset (``/proc/self/clear_refs``), and the case reports its wall time and the peak RSS above the
-RSS it started from (the working memory of the algorithm, not of the data). Agreement with the
-anchor is in the note (score differences, identical neighbour indices, inertia ratios).
+RSS it started from (the working memory of the algorithm, not of the data), plus its CPU time
+(user + system of all its threads: the work done, which a loaded machine does not inflate the
+way it inflates wall time). Agreement with the anchor is in the note (score differences,
+identical neighbour indices, inertia ratios).
 
 Sizes: the default ("quick") run fits in about 3 minutes on 2 cores: 1e6 labels, 1e4 queries x
 1e5 bank x 128, k-means 1e5 x 128. ``--full`` uses the sizes of issue 3: 1e7 labels,
@@ -39,6 +46,7 @@ import sys
 QUICK = {"labels": 1_000_000, "queries": 10_000, "bank": 100_000, "kmeans_n": 100_000}
 FULL = {"labels": 10_000_000, "queries": 10_000, "bank": 1_000_000, "kmeans_n": 1_000_000}
 DIM, K_NN, K_MEANS, ITERS, CLASSES = 128, 10, 100, 10, 1000
+TIMEOUT = 600  # seconds per case
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,6 +92,7 @@ def _case(problem: str, impl: str, size: int, extra: int) -> dict:
 
     import numpy as np
 
+    impl = impl.removesuffix("-1t")
     result: dict = {}
     if impl == "ours":
         import unlearnkit.metrics as M  # noqa: F401  (import outside the timed region)
@@ -102,7 +111,7 @@ def _case(problem: str, impl: str, size: int, extra: int) -> dict:
         import sklearn.neighbors  # noqa: F401
     start_rss = _rss_mib("VmRSS")
     _reset_peak()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if problem == "scores":
         if impl == "ours":
             s = M.clustering_scores(y, c, matched=False)
@@ -150,6 +159,7 @@ def _case(problem: str, impl: str, size: int, extra: int) -> dict:
             result["inertia"] = float(((x - cent[labels[:, 0]]) ** 2).sum(dtype=np.float64))
             result["iters"] = ITERS
     result["seconds"] = time.perf_counter() - t0
+    result["cpu_seconds"] = time.process_time() - c0
     result["extra_mib"] = _rss_mib("VmHWM") - start_rss
     return result
 
@@ -162,7 +172,13 @@ def _in_subprocess(problem: str, impl: str, size: int, extra: int = 0) -> dict:
     here = str(pathlib.Path(__file__).parent)
     code = (f"import sys, json; sys.path.insert(0, {here!r}); import bench_engine as b; "
             f"print(json.dumps(b._case({problem!r}, {impl!r}, {size}, {extra})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = dict(os.environ)
+    if impl.endswith("-1t"):
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {TIMEOUT} s"}
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -172,6 +188,10 @@ def _have(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def _cpu(ours: dict, anchor: dict) -> str:
+    return f"cpu {ours['cpu_seconds']:.2f} vs {anchor['cpu_seconds']:.2f} s"
 
 
 def _fmt(x: float) -> str:
@@ -184,7 +204,7 @@ def run(full: bool | None = None, only: set[str] | None = None) -> list[dict]:
     if full is None:
         full = os.environ.get("UNLEARNKIT_BENCH_FULL", "") not in ("", "0")
     sizes = FULL if full else QUICK
-    anchors = ["sklearn"] + (["faiss"] if _have("faiss") else [])
+    anchors = ["sklearn", "sklearn-1t"] + (["faiss", "faiss-1t"] if _have("faiss") else [])
     if "faiss" not in anchors:
         print("   faiss-cpu is not installed: its rows are skipped (pip install faiss-cpu)", flush=True)
     rows: list[dict] = []
@@ -193,11 +213,12 @@ def run(full: bool | None = None, only: set[str] | None = None) -> list[dict]:
         if "error" in r:
             print(f"   {name:<34} failed: {r['error']}", flush=True)
         else:
-            print(f"   {name:<34} {r['seconds']:8.3f} s   +{r['extra_mib']:.0f} MiB", flush=True)
+            print(f"   {name:<34} {r['seconds']:8.3f} s  cpu {r['cpu_seconds']:8.3f} s  +{r['extra_mib']:.0f} MiB",
+                  flush=True)
 
     if not only or "scores" in only:
         n = sizes["labels"]
-        r = {impl: _in_subprocess("scores", impl, n) for impl in ("ours", "sklearn")}
+        r = {impl: _in_subprocess("scores", impl, n) for impl in ("ours", "sklearn")}  # sklearn: single-threaded
         for impl, v in r.items():
             show(f"scores n={_fmt(n)} {impl}", v)
         ours, sk = r["ours"], r["sklearn"]
@@ -205,7 +226,8 @@ def run(full: bool | None = None, only: set[str] | None = None) -> list[dict]:
             diff = max(abs(a - b) for a, b in zip(ours["values"], sk["values"]))
             rows.append(dict(bench="engine", case=f"NMI+ARI+pair-F1, {_fmt(n)} labels, {CLASSES} classes",
                              ours_s=ours["seconds"], anchor="sklearn (3 calls)", anchor_s=sk["seconds"], goal=">= 20x",
-                             note=f"max |diff| {diff:.1e}; mem +{ours['extra_mib']:.0f} vs +{sk['extra_mib']:.0f} MiB"))
+                             note=f"max |diff| {diff:.1e}; {_cpu(ours, sk)}; "
+                                  f"mem +{ours['extra_mib']:.0f} vs +{sk['extra_mib']:.0f} MiB"))
 
     if not only or "knn" in only:
         m, n = sizes["queries"], sizes["bank"]
@@ -213,17 +235,18 @@ def run(full: bool | None = None, only: set[str] | None = None) -> list[dict]:
         for impl, v in r.items():
             show(f"knn {_fmt(m)}x{_fmt(n)} {impl}", v)
         ours = r["ours"]
-        for impl, goal in (("sklearn", ">= 5x"), ("faiss", ">= 1x")):
+        for impl, goal in (("sklearn", ">= 5x"), ("sklearn-1t", ">= 5x"), ("faiss", ">= 1x"), ("faiss-1t", ">= 1x")):
             a = r.get(impl)
             if a is None or "error" in a or "error" in ours:
                 continue
             same = float(np.mean(np.asarray(ours["indices"]) == np.asarray(a["indices"])))
             kth = np.max(np.abs(np.asarray(ours["distances"]) - np.asarray(a["distances"]))
                          / np.maximum(np.asarray(a["distances"]), 1e-12))
-            name = "sklearn NearestNeighbors brute" if impl == "sklearn" else "faiss IndexFlatL2"
+            name = {"sklearn": "sklearn brute NN", "sklearn-1t": "sklearn brute NN, 1 thr",
+                    "faiss": "faiss IndexFlatL2", "faiss-1t": "faiss FlatL2, 1 thr"}[impl]
             rows.append(dict(bench="engine", case=f"exact k-NN {_fmt(m)} x {_fmt(n)}, d={DIM}, k={K_NN}",
                              ours_s=ours["seconds"], anchor=name, anchor_s=a["seconds"], goal=goal,
-                             note=f"same indices {same:.4%}, k-th dist rel diff {kth:.1e}; "
+                             note=f"same idx {same:.4%}, k-th dist rel diff {kth:.1e}; {_cpu(ours, a)}; "
                                   f"mem +{ours['extra_mib']:.0f} vs +{a['extra_mib']:.0f} MiB"))
 
     if not only or "kmeans" in only:
@@ -232,14 +255,15 @@ def run(full: bool | None = None, only: set[str] | None = None) -> list[dict]:
         for impl, v in r.items():
             show(f"kmeans {_fmt(n)} {impl}", v)
         ours = r["ours"]
-        for impl, goal in (("sklearn", ">= 3x"), ("faiss", "info")):
+        for impl, goal in (("sklearn", ">= 3x"), ("sklearn-1t", ">= 3x"), ("faiss", "info"), ("faiss-1t", "info")):
             a = r.get(impl)
             if a is None or "error" in a or "error" in ours:
                 continue
-            name = "sklearn KMeans lloyd" if impl == "sklearn" else "faiss Kmeans (all points)"
+            name = {"sklearn": "sklearn KMeans lloyd", "sklearn-1t": "sklearn KMeans, 1 thr",
+                    "faiss": "faiss Kmeans (all pts)", "faiss-1t": "faiss Kmeans, 1 thr"}[impl]
             rows.append(dict(bench="engine", case=f"k-means {_fmt(n)} x {DIM}, k={K_MEANS}, {ITERS} iters",
                              ours_s=ours["seconds"], anchor=name, anchor_s=a["seconds"], goal=goal,
-                             note=f"inertia ours/anchor {ours['inertia'] / a['inertia']:.4f}; "
+                             note=f"inertia ours/anchor {ours['inertia'] / a['inertia']:.4f}; {_cpu(ours, a)}; "
                                   f"mem +{ours['extra_mib']:.0f} vs +{a['extra_mib']:.0f} MiB"))
     return rows
 
@@ -254,5 +278,5 @@ if __name__ == "__main__":
     print()
     for row in table:
         ratio = row["anchor_s"] / row["ours_s"]
-        print(f"{row['case']:<44} ours {row['ours_s']:8.3f} s | {row['anchor']:<30} {row['anchor_s']:8.3f} s | "
+        print(f"{row['case']:<44} ours {row['ours_s']:8.3f} s | {row['anchor']:<32} {row['anchor_s']:8.3f} s | "
               f"{ratio:6.1f}x (goal {row['goal']}) | {row['note']}")

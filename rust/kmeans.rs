@@ -1,8 +1,9 @@
 //! k-means (Lloyd) with greedy k-means++ initialisation.
 //!
-//! * Data are f32 or f64, read in place; each block of rows is centred on the column means and
-//!   scaled by a power of two into a small buffer (as scikit-learn centres X), then assigned by
-//!   one GEMM against the centroids (|c|^2 - 2 x.c) and a vectorised arg-min.
+//! * Data are f32 or f64, read in place; when they sit far from the origin (mean offset above
+//!   the spread) or at an unsafe magnitude, each block of rows is centred on the column means
+//!   and scaled by a power of two into a small buffer (as scikit-learn centres X). Each block
+//!   is assigned by one GEMM against the centroids (|c|^2 - 2 x.c) and a vectorised arg-min.
 //! * Centroid sums are accumulated in f64 per "super-chunk" of rows; the number of super-chunks
 //!   depends on (n, k, d) only and they are reduced in order, so a seed gives the same result
 //!   whatever the number of threads.
@@ -115,9 +116,28 @@ pub fn kmeans<T: Real>(
         Some(c) => linalg::max_deviation(c, d, Some(&stats.mean), "init")?,
         None => 0.0,
     };
-    let scale = linalg::pow2_scale(stats.max_dev.max(init_dev));
+    // Centre and rescale (as scikit-learn centres X) unless the data already sit near the
+    // origin (mean offset below the spread) at a safe magnitude: then rows are read in place.
+    let offset2: f64 = stats.mean.iter().map(|v| v * v).sum();
+    let top = stats.max_dev + stats.mean.iter().fold(0f64, |a, v| a.max(v.abs()));
+    let top = top.max(init.map_or(0.0, |c| c.iter().fold(0f64, |a, v| a.max(v.to_f64().abs()))));
+    let safe = if T::NAME == "float32" {
+        (2f64.powi(-30), 2f64.powi(30))
+    } else {
+        (2f64.powi(-250), 2f64.powi(250))
+    };
+    let identity =
+        offset2 <= stats.mean_var * d as f64 && (top == 0.0 || (top >= safe.0 && top <= safe.1));
+    let (scale, mean) = if identity {
+        (1.0, vec![0f64; d])
+    } else {
+        (
+            linalg::pow2_scale(stats.max_dev.max(init_dev)),
+            stats.mean.clone(),
+        )
+    };
     let tf = Transform {
-        center: Some(stats.mean.iter().map(|&v| T::from_f64(v)).collect()),
+        center: (!identity).then(|| mean.iter().map(|&v| T::from_f64(v)).collect()),
         scale: T::from_f64(scale),
         unit: false,
     };
@@ -149,7 +169,7 @@ pub fn kmeans<T: Real>(
             .chunks_exact(d)
             .flat_map(|c| {
                 c.iter()
-                    .zip(&stats.mean)
+                    .zip(&mean)
                     .map(|(&v, &mu)| T::from_f64(v / scale + mu))
             })
             .collect();
@@ -324,7 +344,11 @@ impl<T: Real> Job<'_, T> {
                     sums: vec![0.0; k * d],
                     counts: vec![0; k],
                 });
-                let mut xbuf = vec![T::ZERO; BLOCK * d];
+                let mut xbuf = if self.tf.is_identity() {
+                    Vec::new()
+                } else {
+                    vec![T::ZERO; BLOCK * d]
+                };
                 let mut xnorm = [T::ZERO; BLOCK];
                 let mut tile = vec![T::ZERO; BLOCK * k];
                 let r0 = s * rows_per;
@@ -334,15 +358,22 @@ impl<T: Real> Job<'_, T> {
                     let rows = lab_b.len();
                     let start = r0 + b * BLOCK;
                     let src = &self.x[start * d..(start + rows) * d];
-                    self.tf
-                        .apply(src, d, &mut xbuf[..rows * d], &mut xnorm[..rows]);
-                    gemm_abt(rows, k, d, &xbuf, ct, &mut tile, k);
+                    // Rows already near the origin at a safe scale are read in place.
+                    let xmat: &[T] = if self.tf.is_identity() {
+                        linalg::row_norms(src, d, &mut xnorm[..rows]);
+                        src
+                    } else {
+                        self.tf
+                            .apply(src, d, &mut xbuf[..rows * d], &mut xnorm[..rows]);
+                        &xbuf[..rows * d]
+                    };
+                    gemm_abt(rows, k, d, xmat, ct, &mut tile, k);
                     assign_block(
                         &mut tile[..rows * k],
                         k,
                         d,
                         &cnorm,
-                        &xbuf[..rows * d],
+                        xmat,
                         &xnorm[..rows],
                         lab_b,
                         md_b,

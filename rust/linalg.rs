@@ -435,6 +435,11 @@ pub struct Transform<T: Real> {
 }
 
 impl<T: Real> Transform<T> {
+    /// No centring, no scaling, no normalisation: rows can be used as they are.
+    pub fn is_identity(&self) -> bool {
+        self.center.is_none() && self.scale == T::ONE && !self.unit
+    }
+
     /// `dst = transform(src)` row by row; `norms[i]` = squared norm of the transformed row i
     /// (0 or 1 for unit rows).
     pub fn apply(&self, src: &[T], d: usize, dst: &mut [T], norms: &mut [T]) {

@@ -39,9 +39,9 @@ def kmeans(x, n_clusters: int, *, n_init: int = 1, max_iter: int = 100, tol: flo
     blocks of rows with one matrix product against the centroids and accumulates the new
     centroids in float64. It stops when no label changes or when the squared centroid shift,
     summed over clusters, is at most ``tol`` times the mean feature variance (scikit-learn's
-    rule); an empty cluster is re-seeded at the row farthest from its centroid. The data are
-    centred (and scaled by a power of two) block by block, as scikit-learn centres X, without a
-    copy of ``x``.
+    rule); an empty cluster is re-seeded at the row farthest from its centroid. Data far from
+    the origin are centred (and scaled by a power of two) block by block, as scikit-learn
+    centres X, without a copy of ``x``; otherwise rows are read in place.
 
     Args:
         x: (n, d) features (numpy or torch; float16/32/64, int or bool). float64 is computed in
