@@ -345,6 +345,8 @@ def test_knn_mia_detects_memorised_samples():
         (lambda x: M.knn_mia(x, x[:4], x, k=5), ValueError, "retain: expected more than k = 5 rows"),
         (lambda x: M.knn_mia(x, x, x, forget_labels=np.zeros(20)), ValueError, "retain_labels"),
         (lambda x: M.knn_mia(x, x, x, test_size=1.5), ValueError, "test_size"),
+        (lambda x: M.knn_mia(x, x, x, test_size=0.01), ValueError, "test_size: expected a split"),
+        (lambda x: M.knn_mia(x, x, x, max_per_set=4), ValueError, "max_per_set: expected at least 5"),
         (lambda x: M.knn_mia(np.full((20, 3), np.nan), x, x), ValueError, "forget: expected finite"),
         (lambda x: M.knn_mia(x, x, np.where(x > 1, np.inf, x)), ValueError, "test: expected finite"),
         (lambda x: M.knn_mia_features(x, np.where(x > 1, np.nan, x), x), ValueError, "train_bank: expected finite"),

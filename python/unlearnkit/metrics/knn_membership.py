@@ -215,6 +215,9 @@ def knn_mia(forget, retain, test, *, k: int = 5, forget_labels=None, retain_labe
 
     rng = np.random.default_rng(seed)
     n_ex = min(len(r), len(t), max_per_set)
+    if n_ex < 5:
+        raise ValueError(f"max_per_set: expected at least 5 member and 5 non-member examples for the attack "
+                         f"(min of len(retain), len(test), max_per_set), got {n_ex}")
     mem = np.sort(rng.choice(len(r), n_ex, replace=False))
     non = np.sort(rng.choice(len(t), n_ex, replace=False))
     feats_f = _features(f, r, t, k, fl, rl, metric, names=("forget", "retain", "test"))
@@ -225,10 +228,11 @@ def knn_mia(forget, retain, test, *, k: int = 5, forget_labels=None, retain_labe
 
     x = _transform(np.concatenate([feats_m, feats_n]), use_labels)
     y = np.concatenate([np.ones(n_ex), np.zeros(n_ex)])
-    x_tr, x_ho, y_tr, y_ho = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
-    if len(np.unique(y_ho)) < 2 or len(np.unique(y_tr)) < 2:
-        raise ValueError(f"max_per_set: expected enough retain and test rows to split the attack's examples, "
-                         f"got {n_ex} per class")
+    try:
+        x_tr, x_ho, y_tr, y_ho = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
+    except ValueError as exc:
+        raise ValueError(f"test_size: expected a split leaving both classes on both sides of {2 * n_ex} "
+                         f"examples, got {test_size!r} ({exc})") from None
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_tr, y_tr)
     auc = float(roc_auc_score(y_ho, model.predict_proba(x_ho)[:, 1]))
     acc = float((model.predict(x_ho) == y_ho).mean())
