@@ -356,3 +356,24 @@ def test_membership_bad_inputs(call, exc, pattern):
     x = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
     with pytest.raises(exc, match=pattern):
         call(x)
+
+
+def test_the_gil_is_released_while_the_engine_computes():
+    # Python code keeps running in the main thread while another thread is inside the engine.
+    import threading
+    import time
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((4000, 64)).astype(np.float32)
+    y = rng.integers(0, 100, 1_000_000)
+    for work in (lambda: M.kneighbors(x, x, 5), lambda: M.kmeans(x, 50, max_iter=10, tol=0.0),
+                 lambda: M.clustering_scores(y, y[::-1].copy(), matched=False)):
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (work(), done.set()))
+        ticks = 0
+        thread.start()
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0)
+        thread.join()
+        assert ticks > 50, ticks
