@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -23,17 +21,14 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from helpers import digits_models
+from helpers import FASHION_TRAIN, digits_models, fashion_models
 from unlearnkit.bench.recipes import method_recipe
-from unlearnkit.checkpoints import cache_key, cached_train
-from unlearnkit.data import fashion_mnist_available, load_fashion_mnist, make_split
-from unlearnkit.data.datasets import _make
+from unlearnkit.data import fashion_mnist_available, make_split
 from unlearnkit.methods import METHODS, TMU, get_method
 from unlearnkit.methods.base import Context, UnlearnData
 from unlearnkit.methods.tmu import (TMUParams, adversarial_feature, curriculum_feature, distance_feature,
                                     fit_predictor, generalisation_labels, pgd_attack, robust_minmax)
-from unlearnkit.models import build_model
-from unlearnkit.training import TrainConfig, fit, predict
+from unlearnkit.training import predict
 
 FASHION = fashion_mnist_available()
 DATASET = "fashion-mnist" if FASHION else "digits"
@@ -41,8 +36,7 @@ NO_FASHION = "Debian's dataset-fashion-mnist is not installed (`make fashion-dat
 
 # The Fashion-MNIST subset and how its reference models are trained (a small-data version of the
 # fashion-mnist recipe: more epochs on fewer images).
-N_TRAIN = 6000
-FASHION_TRAIN = TrainConfig(epochs=8, batch_size=128, lr=0.05)
+N_TRAIN = 6000  # helpers.fashion_models trains with helpers.FASHION_TRAIN (8 epochs, lr 0.05)
 # TMU on that subset: the fashion-mnist recipe, but two unlearning epochs (the subset has a tenth of
 # the steps per epoch of the full set).
 SUBSET_OVERRIDES = {"epochs": 2}
@@ -60,22 +54,7 @@ def reference_models():
         # The same forget set (same seed), now with 20% of the test split held out as D_twin.
         split = make_split(split.data, forget="random", fraction=0.1, seed=0, heldout_fraction=0.2)
         return split, original, gold
-    full = load_fashion_mnist()
-    keep = torch.from_numpy(np.sort(np.random.default_rng(0).permutation(len(full.y_train))[:N_TRAIN]))
-    data = _make("fashion-mnist-6k", full.x_train[keep], full.y_train[keep], full.x_test, full.y_test, full.classes)
-    split = make_split(data, forget="random", fraction=0.1, seed=0, heldout_fraction=0.2)
-    cache_dir = os.environ.get("UNLEARNKIT_CACHE") or tempfile.mkdtemp(prefix="unlearnkit-test-")
-    models = []
-    for kind, idx in (("original", np.arange(N_TRAIN)), ("gold", split.retain_idx)):
-        torch.manual_seed(0)
-        model = build_model("small-cnn", data, channels=(16, 32))
-        x, y = data.x_train[torch.from_numpy(idx)], data.y_train[torch.from_numpy(idx)]
-        key = cache_key(kind=kind, data=data.fingerprint(), idx=cache_key(idx=idx.tolist()),
-                        train=FASHION_TRAIN.to_dict(), model="small-cnn-16-32", seed=0)
-        model, _ = cached_train(model, lambda m: fit(m, x, y, FASHION_TRAIN, seed=0), cache_dir=cache_dir, key=key,
-                                name=f"test-tmu-{kind}")
-        models.append(model)
-    return (split, *models)
+    return fashion_models(n_train=N_TRAIN, epochs=FASHION_TRAIN.epochs, heldout_fraction=0.2)
 
 
 @functools.lru_cache(maxsize=None)

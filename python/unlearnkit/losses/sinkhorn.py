@@ -252,10 +252,10 @@ class SinkhornLoss(nn.Module):
         return res
 
     # --- torch path -----------------------------------------------------------------------
-    def _sub_problem(self, key: str, p: torch.Tensor, q: torch.Tensor, wp: torch.Tensor, wq: torch.Tensor,
-                     symmetric: bool):
+    def _sub_problem(self, key: str, c: torch.Tensor, p: torch.Tensor, q: torch.Tensor, wp: torch.Tensor,
+                     wq: torch.Tensor, symmetric: bool):
+        """Solves the problem with cost ``c`` (n, m; detached) between the clouds ``p`` and ``q``."""
         with torch.no_grad():
-            c = cost_matrix(p.detach(), q.detach(), self.cost, self.cost_scale)
             prob = _Problem(c, wp.log(), wq.log(), symmetric)
             warm = self._warm.get(key) if self.warm_start else None
             if warm is not None and (warm[0].shape != wp.shape or warm[1].shape != wq.shape):
@@ -267,33 +267,41 @@ class SinkhornLoss(nn.Module):
                 self._warm[key] = (f, g)
             eps = sched[-1]
             plan = torch.exp(wp.log()[:, None] + wq.log()[None, :] + (f[:, None] + g[None, :] - c) / eps)
-        return c, plan, f, g, it, err
+        return plan, f, g, it, err
 
     def _solve_torch(self, x, y, a, b) -> SinkhornResult:
-        c_xy, p_xy, f, g, it, err = self._sub_problem("xy", x, y, a, b, symmetric=False)
-        ot_xy = (a * f).sum() + (b * g).sum()
         needs_grad = x.requires_grad or y.requires_grad
+
+        def cost(u, v):
+            # computed once: the solver reads it detached, the envelope surrogate keeps its graph
+            if not needs_grad:
+                u, v = u.detach(), v.detach()
+            return cost_matrix(u, v, self.cost, self.cost_scale)
+
+        c_xy = cost(x, y)
+        p_xy, f, g, it, err = self._sub_problem("xy", c_xy.detach(), x, y, a, b, symmetric=False)
+        ot_xy = (a * f).sum() + (b * g).sum()
         if self.output == "cost":
-            value = (p_xy * c_xy).sum()
-            grad_terms = [(1.0, p_xy, x, y)]
+            value = (p_xy * c_xy.detach()).sum()
+            grad_terms = [(1.0, p_xy, c_xy)]
             weight_terms = [(a, f), (b, g)]
         elif self.output == "ot":
             value = ot_xy
-            grad_terms = [(1.0, p_xy, x, y)]
+            grad_terms = [(1.0, p_xy, c_xy)]
             weight_terms = [(a, f), (b, g)]
         else:
-            _, p_xx, f_xx, _, it_x, _ = self._sub_problem("xx", x, x, a, a, symmetric=True)
-            _, p_yy, g_yy, _, it_y, _ = self._sub_problem("yy", y, y, b, b, symmetric=True)
+            c_xx, c_yy = cost(x, x), cost(y, y)
+            p_xx, f_xx, _, it_x, _ = self._sub_problem("xx", c_xx.detach(), x, x, a, a, symmetric=True)
+            p_yy, g_yy, _, it_y, _ = self._sub_problem("yy", c_yy.detach(), y, y, b, b, symmetric=True)
             it += it_x + it_y
             value = ot_xy - (a * f_xx).sum() - (b * g_yy).sum()
             value = value.clamp_min(0.0)  # >= 0 in exact arithmetic; rounding can give -1e-9
-            grad_terms = [(1.0, p_xy, x, y), (-0.5, p_xx, x, x), (-0.5, p_yy, y, y)]
+            grad_terms = [(1.0, p_xy, c_xy), (-0.5, p_xx, c_xx), (-0.5, p_yy, c_yy)]
             weight_terms = [(a, f - f_xx), (b, g - g_yy)]
         value = value.detach()
         if needs_grad:
             # envelope theorem: gradient of <P*, C(x, y)> with the optimal plan P* held fixed
-            surrogate = sum(w * (p * cost_matrix(u, v, self.cost, self.cost_scale)).sum()
-                            for w, p, u, v in grad_terms)
+            surrogate = sum(w * (p * c).sum() for w, p, c in grad_terms)
             value = value + (surrogate - surrogate.detach())
         for w, pot in weight_terms:
             if w.requires_grad:

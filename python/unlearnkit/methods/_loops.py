@@ -14,6 +14,16 @@ from .base import Context
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with no parameter requiring grad: a fixed teacher."""
+    import copy
+
+    teacher = copy.deepcopy(model).eval()
+    for q in teacher.parameters():
+        q.requires_grad_(False)
+    return teacher
+
+
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(model(x), y)
 

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.tensors import iterate_batches
+from ._loops import frozen_copy
 from .base import Method, register
 from .retrain import reset_parameters
 
@@ -73,9 +74,9 @@ class BadTeacher(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        good = copy.deepcopy(model).eval()
+        good = frozen_copy(model)
         bad = incompetent_teacher(model, ctx.seed)
-        for q in (*good.parameters(), *bad.parameters()):
+        for q in bad.parameters():
             q.requires_grad_(False)
         n_f, n_r = len(data.y_forget), len(data.y_retain)
         n_keep = max(1, int(round(p.retain_fraction * n_r)))

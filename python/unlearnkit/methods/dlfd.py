@@ -116,11 +116,10 @@ def synthesize(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor,
         clean = _outputs(model, x_retain, layer).detach() if mode == "reference_code" else None
         for _ in range(steps):
             xp = (x_retain + delta).clamp(lo, hi)
-            out = model(xp) if layer == "logits" else None
-            z = out if layer == "logits" else model.features(xp)
-            logits = out if out is not None else model.head(z)
+            feats = model.features(xp)
+            logits = model.head(feats)
             ce = F.cross_entropy(logits, y_retain)
-            ot_val = ot(clean if mode == "reference_code" else z, z_forget)
+            ot_val = ot(clean if mode == "reference_code" else (logits if layer == "logits" else feats), z_forget)
             loss = -w * ce + lambda_f * ot_val
             (grad,) = torch.autograd.grad(loss, delta, allow_unused=True)
             with torch.no_grad():

@@ -4,7 +4,6 @@ Alignment, WACV 2025 (arXiv 2407.17710). Spec: ``../shared/papers/muda.md``."""
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ from torch.nn import functional as F
 from ..data.tensors import cycle_batches, iterate_batches
 from ..losses import DimensionalAlignmentLoss, SelfDistillationLoss
 from ..training import extract_features, sgd
+from ._loops import frozen_copy
 from .base import Method, register
 
 
@@ -92,9 +92,7 @@ class MUDA(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        teacher = copy.deepcopy(model).eval()
-        for q in teacher.parameters():
-            q.requires_grad_(False)
+        teacher = frozen_copy(model)
         da_loss = DimensionalAlignmentLoss(k=p.k, energy=p.energy, center=p.center)
         sd_loss = SelfDistillationLoss(temperature=p.temperature)
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)

@@ -4,7 +4,6 @@ Unlearning, NeurIPS 2023."""
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -12,7 +11,9 @@ import torch
 from torch.nn import functional as F
 
 from ..data.tensors import iterate_batches
+from ..losses.distillation import self_distillation
 from ..training import sgd
+from ._loops import frozen_copy
 from .base import Method, register
 
 
@@ -41,14 +42,6 @@ class ScrubParams:
             raise ValueError(f"msteps, epochs: expected non-negative counts, got {self.msteps!r} and {self.epochs!r}")
 
 
-def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(p_t || p_s) * T^2 averaged over the batch, with p = softmax(logits / T) (Hinton et al.'s
-    distillation loss, the ``DistillKL`` SCRUB uses)."""
-    log_p_s = F.log_softmax(student_logits / temperature, dim=1)
-    p_t = F.softmax(teacher_logits / temperature, dim=1)
-    return F.kl_div(log_p_s, p_t, reduction="batchmean") * temperature ** 2
-
-
 @register
 class Scrub(Method):
     """SCRUB (Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023).
@@ -73,9 +66,7 @@ class Scrub(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        teacher = copy.deepcopy(model).eval()
-        for q in teacher.parameters():
-            q.requires_grad_(False)
+        teacher = frozen_copy(model)
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
         n_f, n_r = len(data.y_forget), len(data.y_retain)
         steps_f, steps_r = math.ceil(n_f / p.forget_batch_size), math.ceil(n_r / p.retain_batch_size)
@@ -88,7 +79,7 @@ class Scrub(Method):
                     x = data.x_forget[idx].to(ctx.device)
                     with torch.no_grad():
                         t = teacher(x)
-                    kl = distill_kl(model(x), t, p.temperature)
+                    kl = self_distillation(model(x), t, temperature=p.temperature)
                     opt.zero_grad(set_to_none=True)
                     (-kl).backward()
                     opt.step()
@@ -99,7 +90,7 @@ class Scrub(Method):
                 with torch.no_grad():
                     t = teacher(x)
                 out = model(x)
-                kl = distill_kl(out, t, p.temperature)
+                kl = self_distillation(out, t, temperature=p.temperature)
                 ce = F.cross_entropy(out, y)
                 loss = p.alpha * kl + p.gamma * ce
                 opt.zero_grad(set_to_none=True)

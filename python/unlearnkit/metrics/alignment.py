@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._validation import check_choice, check_features, check_fraction
+from .._validation import check_features
 
 __all__ = ["dimensional_alignment"]
 
@@ -42,9 +42,7 @@ def dimensional_alignment(forget_features, retain_features, *, k: int | None = N
     if zf.shape[1] != zr.shape[1]:
         raise ValueError(f"retain_features: expected {zf.shape[1]} columns like forget_features, "
                          f"got {zr.shape[1]}")
-    check_fraction(energy, "energy", closed_high=True)
-    check_choice(reduction, "reduction", ("mean", "total"))
-    check_choice(variant, "variant", ("projection", "subspace"))
+    # k, energy, reduction and variant are validated by the shared definition below
     from ..losses.alignment import dimensional_alignment_torch
 
     with torch.no_grad():
