@@ -90,3 +90,33 @@ def test_unknown_method_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="method"):
         run(RunConfig(methods=("nope",), features=False), out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_failing_method_is_reported_and_the_others_finish(tmp_path, monkeypatch):
+    """One diverging method must not cost the run: its error is recorded and listed in the
+    report, the other methods' rows are complete, nothing is cached for it (a resumed run retries)."""
+    from unlearnkit.methods.base import Method
+
+    real = Method.unlearn
+
+    def unlearn(self, *a, **k):
+        if self.name == "neggrad":
+            raise ValueError("student: expected finite values, got NaN or Inf")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Method, "unlearn", unlearn)
+    with pytest.warns(UserWarning, match="neggrad"):
+        result = run(RunConfig(methods=("neggrad", "finetune"), features=False), out_dir=tmp_path / "o",
+                     cache_dir=tmp_path / "c", progress=False)
+    failed = [r for r in result["rows"] if "error" in r]
+    assert [r["model"] for r in failed] == ["neggrad"] and "NaN" in failed[0]["error"]
+    ok = {r["model"] for r in result["rows"] if "error" not in r}
+    assert ok == {"original", "gold", "finetune"}
+    assert not list((tmp_path / "o" / "units").glob("*-neggrad-*"))
+    paths = write_report(result, tmp_path / "o", plots=True)
+    md = paths["markdown"].read_text()
+    assert "## Failed runs" in md and "neggrad, seed 0" in md
+    table_part = md.split("## Failed runs")[0]
+    assert "| neggrad |" not in table_part and "| finetune |" in table_part
+    csv_rows = paths["csv"].read_text().splitlines()
+    assert any(line.startswith("neggrad,0,") and "NaN" in line for line in csv_rows)

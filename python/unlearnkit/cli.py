@@ -35,7 +35,7 @@ def _parse_set(values: list[str]) -> dict:
 
 def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool, plots: bool = True) -> int:
     from .bench import run, table, write_report
-    from .bench.report import describe
+    from .bench.report import describe, failures
 
     t0 = time.perf_counter()
     result = run(config, out_dir=out, cache_dir=cache_dir, progress=not quiet)
@@ -43,8 +43,11 @@ def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool, plots: bo
     print(f"\n{describe(result['meta'])}")
     print("accuracies, MIA and gaps in %; |Δ| = |value - gold value|\n")
     print(table(result["rows"]))
+    failed = failures(result["rows"])
+    for r in failed:
+        print(f"FAILED {r['model']} (seed {r['seed']}): {r['error']}")
     print(f"\nwrote {paths['json']}, {paths['csv']} and {paths['markdown']} ({time.perf_counter() - t0:.1f} s)")
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_demo(args) -> int:

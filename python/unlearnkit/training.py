@@ -77,22 +77,42 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
     return model
 
 
+# Inference batch: 512 keeps a small CNN's activations in cache on a CPU (measured on 20k
+# Fashion-MNIST images: 2048 per batch is ~10% slower than 512, and 3x slower inside the
+# evaluation where the larger working set competes with the rest).
+INFERENCE_BATCH = 512
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """(n, C, H, W) -> (n, num_classes) float32 logits on the CPU, model in eval mode."""
-    return _batched(model, x, batch_size, lambda m, b: m(b))
+    return _batched(model, x, batch_size, lambda m, b: (m(b),))[0]
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = 2048) -> torch.Tensor:
+def extract_features(model: nn.Module, x: torch.Tensor, *, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """(n, C, H, W) -> (n, feature_dim) float32 penultimate features on the CPU."""
-    return _batched(model, x, batch_size, lambda m, b: m.features(b))
+    return _batched(model, x, batch_size, lambda m, b: (m.features(b),))[0]
 
 
-def _batched(model, x, batch_size, fn):
+@torch.no_grad()
+def predict_with_features(model: nn.Module, x: torch.Tensor, *,
+                          batch_size: int = INFERENCE_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, C, H, W) -> ((n, num_classes) logits, (n, feature_dim) features), float32 on the CPU,
+    from one forward pass (``logits = model.head(features)``, the models' contract)."""
+    def both(m, b):
+        z = m.features(b)
+        return m.head(z), z
+    return _batched(model, x, batch_size, both)
+
+
+def _batched(model, x, batch_size, fn) -> tuple[torch.Tensor, ...]:
     was_training = model.training
     model.eval()
     device = model_device(model)
-    out = [fn(model, x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    parts = [tuple(t.float().cpu() for t in fn(model, x[i:i + batch_size].to(device)))
+             for i in range(0, len(x), batch_size)]
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    if not parts:
+        return (torch.empty(0),) * 2
+    return tuple(torch.cat(col) for col in zip(*parts))

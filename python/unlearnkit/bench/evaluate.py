@@ -13,7 +13,7 @@ import torch
 from .. import metrics as M
 from ..data.backdoor import attack_success_rate
 from ..data.forget import UnlearningSplit
-from ..training import extract_features, predict
+from ..training import predict, predict_with_features
 
 # The four quantities the average gap is taken over (UA's gap equals acc_forget's).
 GAP_METRICS = ("acc_forget", "acc_retain", "acc_test", "mia")
@@ -44,13 +44,15 @@ def evaluate_model(model: torch.nn.Module, split: UnlearningSplit, *, seed: int 
     probs, labels, feats = {}, {}, {}
     for name, (idx, x, y) in sets.items():
         i = torch.from_numpy(idx)
-        logits = predict(model, x[i])
         labels[name] = y[i].numpy()
+        if features:  # one forward pass for both
+            logits, z = predict_with_features(model, x[i])
+            sub = _subsample(len(idx), _MAX_BANK, seed)
+            feats[name] = (z[torch.from_numpy(sub)].numpy(), labels[name][sub])
+        else:
+            logits = predict(model, x[i])
         out[f"acc_{name}"] = M.accuracy(labels[name], logits)
         probs[name] = M.softmax(logits)
-        if features:
-            sub = torch.from_numpy(idx[_subsample(len(idx), _MAX_BANK, seed)])
-            feats[name] = (extract_features(model, x[sub]).numpy(), y[sub].numpy())
     out["ua"] = 1.0 - out["acc_forget"]
     out.update(M.mia_suite(probs["retain"], labels["retain"], probs["test"], labels["test"], probs["forget"],
                            labels["forget"], seed=seed))

@@ -42,8 +42,15 @@ def _present(rows, columns):
     return [c for c in columns if any(c[0] in r for r in rows)]
 
 
+def failures(rows: list[dict]) -> list[dict]:
+    """The rows of methods that raised (``{"model", "seed", "error", ...}``); tables leave them out."""
+    return [r for r in rows if "error" in r]
+
+
 def summarize(rows: list[dict], columns=MAIN) -> list[dict]:
-    """One entry per model: {"model", "n_seeds", key: (mean, std)} for every column key present."""
+    """One entry per model: {"model", "n_seeds", key: (mean, std)} for every column key present.
+    Failed runs (rows with an ``error``) are left out; ``n_seeds`` counts the runs that finished."""
+    rows = [r for r in rows if "error" not in r]
     out = []
     for model in _models_in_order(rows):
         rs = [r for r in rows if r["model"] == model]
@@ -111,8 +118,8 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
     rows = result["rows"]
     paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "markdown": out_dir / "report.md"}
     io.write_json(paths["json"], result)
-    keys = ["model", "seed", "scenario"] + sorted({k for r in rows for k, v in r.items()
-                                                   if isinstance(v, (int, float)) and k != "seed"})
+    keys = ["model", "seed", "scenario", "error"] + sorted({k for r in rows for k, v in r.items()
+                                                            if isinstance(v, (int, float)) and k != "seed"})
     buf = _io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     w.writeheader()
@@ -123,10 +130,11 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
         from .plots import plot_all
 
         first = result["meta"]["config"]["seeds"][0]
+        done = [r for r in rows if "error" not in r]
         units = {r["model"]: dict(np.load(out_dir / "units" / f"{r['unit']}.npz"))
-                 for r in rows if r["seed"] == first and (out_dir / "units" / f"{r['unit']}.npz").exists()}
+                 for r in done if r["seed"] == first and (out_dir / "units" / f"{r['unit']}.npz").exists()}
         if units:
-            figures = plot_all(units, rows, out_dir, title=describe(result["meta"]))
+            figures = plot_all(units, done, out_dir, title=describe(result["meta"]))
     best = closest_to_gold(rows)
     md = [f"# unlearnkit report\n\n{describe(result['meta'])}\n",
           "Accuracies, MIA and gaps in %; |Δ| = |value − gold value|; avg gap = mean of |Δ| over forget, retain "
@@ -137,6 +145,9 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
           table(rows, markdown=True, columns=MIA) + "\n"]
     if _present(rows, FEATURES):
         md += ["## Feature space\n", table(rows, markdown=True, columns=FEATURES) + "\n"]
+    if failures(rows):
+        md += ["## Failed runs (left out of the tables)\n",
+               "\n".join(f"- {r['model']}, seed {r['seed']}: `{r['error']}`" for r in failures(rows)) + "\n"]
     md += [f"![{f.stem}]({f.name})\n" for f in figures]
     io.write_text(paths["markdown"], "\n".join(md))
     paths.update({f.stem: f for f in figures})

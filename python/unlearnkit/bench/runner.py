@@ -13,6 +13,7 @@ import json
 import pathlib
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -167,11 +168,23 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
                 method = get_method(method_name)(**hparams)
                 t0 = time.perf_counter()
                 extra = {"heldout": split.heldout} if method.needs_heldout else {}
-                model = method.unlearn(original, split.forget, split.retain, test=split.test, seed=seed,
-                                       callbacks=[bars], **extra)
+                try:
+                    model = method.unlearn(original, split.forget, split.retain, test=split.test, seed=seed,
+                                           callbacks=[bars], **extra)
+                except Exception as exc:  # noqa: BLE001 - one diverging method must not cost the others' results
+                    bars.close()
+                    error = f"{type(exc).__name__}: {exc}"
+                    warnings.warn(f"{name} (seed {seed}) failed and is left out of the tables: {error}", stacklevel=2)
+                    # not written as a unit, so a resumed run tries it again
+                    rows.append({"model": name, "seed": seed, "scenario": config.scenario, "error": error,
+                                 "hparams": hparams})
+                    continue
                 seconds = time.perf_counter() - t0
             bars.close()
-            row = add_gaps(evaluate_model(model, split, seed=seed, features=config.features), gold_row)
+            if name == "gold":  # evaluated once above; a copy, because gold_row keeps its arrays for the gaps
+                row = add_gaps(dict(gold_row), gold_row)
+            else:
+                row = add_gaps(evaluate_model(model, split, seed=seed, features=config.features), gold_row)
             arrays = {k.lstrip("_"): row.pop(k) for k in [k for k in row if k.startswith("_")]}
             if seed == config.seeds[0]:  # what the plots need: losses and a feature sample
                 arrays["features"], arrays["is_forget"], arrays["labels"] = plot_features(model, split, seed)
