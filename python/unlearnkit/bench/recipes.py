@@ -25,6 +25,16 @@ def dataset_recipe(dataset: str, path: str | None = None) -> dict:
     return recipes[dataset]
 
 
-def method_recipe(dataset: str, method: str, path: str | None = None) -> dict:
-    """Hyper-parameters of ``method`` on ``dataset`` (empty: the paper's defaults)."""
-    return dict(dataset_recipe(dataset, path).get("methods", {}).get(method, {}))
+def method_recipe(dataset: str, method: str, path: str | None = None, scenario: str | None = None) -> dict:
+    """Hyper-parameters of ``method`` on ``dataset`` (empty: the paper's defaults).
+
+    With ``scenario`` (e.g. ``"class-3"``), the fields under
+    ``[datasets.<dataset>.scenarios.<kind>.methods]`` (kind: random, class, subclass, backdoor)
+    override the dataset's: removing a whole class asks more of a method than removing 10% at random.
+    """
+    recipe = dataset_recipe(dataset, path)
+    out = dict(recipe.get("methods", {}).get(method, {}))
+    if scenario is not None:
+        kind = str(scenario).partition("-")[0]
+        out.update(recipe.get("scenarios", {}).get(kind, {}).get("methods", {}).get(method, {}))
+    return out

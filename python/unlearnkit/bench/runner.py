@@ -152,7 +152,7 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
         for name, method_name in units:
             hparams = {}
             if method_name is not None:
-                hparams = {**method_recipe(config.dataset, method_name, recipes),
+                hparams = {**method_recipe(config.dataset, method_name, recipes, config.scenario),
                            **config.overrides.get(method_name, {})}
             # A unit is identified by everything that decides its result, so resuming never
             # reuses a row computed under other settings.
@@ -164,13 +164,20 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
                 continue
             if method_name is None:
                 model, seconds = (original, o_meta["seconds"]) if name == "original" else (gold, retrain_s)
+                # gold was evaluated once above; a copy, because gold_row keeps its arrays for the gaps
+                row = add_gaps(dict(gold_row) if name == "gold" else
+                               evaluate_model(model, split, seed=seed, features=config.features), gold_row)
             else:
                 method = get_method(method_name)(**hparams)
-                t0 = time.perf_counter()
                 extra = {"heldout": split.heldout} if method.needs_heldout else {}
                 try:
+                    t0 = time.perf_counter()
                     model = method.unlearn(original, split.forget, split.retain, test=split.test, seed=seed,
                                            callbacks=[bars], **extra)
+                    seconds = time.perf_counter() - t0
+                    bars.close()
+                    # inside the try: a method that diverged (NaN weights) fails here, in validation
+                    row = add_gaps(evaluate_model(model, split, seed=seed, features=config.features), gold_row)
                 except Exception as exc:  # noqa: BLE001 - one diverging method must not cost the others' results
                     bars.close()
                     error = f"{type(exc).__name__}: {exc}"
@@ -179,12 +186,7 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
                     rows.append({"model": name, "seed": seed, "scenario": config.scenario, "error": error,
                                  "hparams": hparams})
                     continue
-                seconds = time.perf_counter() - t0
             bars.close()
-            if name == "gold":  # evaluated once above; a copy, because gold_row keeps its arrays for the gaps
-                row = add_gaps(dict(gold_row), gold_row)
-            else:
-                row = add_gaps(evaluate_model(model, split, seed=seed, features=config.features), gold_row)
             arrays = {k.lstrip("_"): row.pop(k) for k in [k for k in row if k.startswith("_")]}
             if seed == config.seeds[0]:  # what the plots need: losses and a feature sample
                 arrays["features"], arrays["is_forget"], arrays["labels"] = plot_features(model, split, seed)

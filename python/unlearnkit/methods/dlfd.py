@@ -126,7 +126,7 @@ def synthesize(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor,
             if step > 0:
                 # the OT at the start of step k+1 is the OT after step k's update: one forward
                 # and one Sinkhorn solve per step, not two
-                history.append(float(ot_val))
+                history.append(float(ot_val.detach()))
             if last:
                 break
             loss = -w * F.cross_entropy(logits, y_retain) + lambda_f * ot_val
