@@ -365,4 +365,3 @@ def test_self_distillation_bad_inputs():
         SelfDistillationLoss(temperature=0)
     with pytest.raises(ValueError, match="teacher"):
         SelfDistillationLoss()(torch.randn(3, 4), torch.randn(3, 5))
-

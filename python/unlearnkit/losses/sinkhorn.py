@@ -217,10 +217,6 @@ class SinkhornLoss(nn.Module):
         """Forgets the stored potentials: the next call starts cold (with annealing)."""
         self._warm.clear()
 
-    def reset_warm_start(self) -> None:
-        """Forgets the stored potentials: the next call starts cold (with annealing)."""
-        self._warm.clear()
-
     def extra_repr(self) -> str:
         return (f"epsilon={self.epsilon:g}, cost={self.cost!r}, cost_scale={self.cost_scale}, "
                 f"scaling={self.scaling}, output={self.output!r}, tol={self.tol:g}, backend={self.backend!r}")
