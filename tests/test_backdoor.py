@@ -1,5 +1,7 @@
 """Backdoor scenario end to end on digits: the trigger works on the original model, the gold model
-(retrained without the poisoned samples) ignores it, and NegGrad on the poisoned samples removes it."""
+(retrained without the poisoned samples) ignores it, and random labels on the poisoned samples
+removes it. (On digits NegGrad and NegGrad+ at their recipes leave the ASR at 0.98: the ascent
+stops before the trigger's shortcut goes; measured when this test was written.)"""
 
 import json
 
@@ -19,12 +21,14 @@ def test_poisoned_split_holds_the_triggered_samples():
 
 
 def test_attack_success_rate_falls_when_the_backdoor_is_unlearned(tmp_path):
-    result = run(RunConfig(dataset="digits", scenario="backdoor-10", methods=("neggrad",), features=False),
+    result = run(RunConfig(dataset="digits", scenario="backdoor-10", methods=("random_labels",), features=False),
                  out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     asr = {r["model"]: r["asr"] for r in result["rows"]}
     assert asr["original"] > 0.6, asr  # the planted trigger works
     assert asr["gold"] < 0.2, asr  # never having seen it, the gold model ignores it
-    assert asr["neggrad"] < asr["original"] - 0.4, asr  # ascent on the poisoned samples removes it
+    assert asr["random_labels"] < asr["original"] - 0.4, asr  # relabelling the poisoned samples removes it
+    acc = {r["model"]: r["acc_test"] for r in result["rows"]}
+    assert acc["random_labels"] > acc["original"] - 0.03, acc  # ... without costing clean accuracy
     paths = write_report(result, tmp_path / "o", plots=False)
     assert "backdoor ASR" in paths["markdown"].read_text()
     rows = json.loads(paths["json"].read_text())["rows"]
