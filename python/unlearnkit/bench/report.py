@@ -125,12 +125,12 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
     w.writeheader()
     w.writerows(rows)
     io.write_text(paths["csv"], buf.getvalue())
+    failed, done = failures(rows), [r for r in rows if "error" not in r]
     figures = []
     if plots:
         from .plots import plot_all
 
         first = result["meta"]["config"]["seeds"][0]
-        done = [r for r in rows if "error" not in r]
         units = {r["model"]: dict(np.load(out_dir / "units" / f"{r['unit']}.npz"))
                  for r in done if r["seed"] == first and (out_dir / "units" / f"{r['unit']}.npz").exists()}
         if units:
@@ -145,9 +145,9 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
           table(rows, markdown=True, columns=MIA) + "\n"]
     if _present(rows, FEATURES):
         md += ["## Feature space\n", table(rows, markdown=True, columns=FEATURES) + "\n"]
-    if failures(rows):
+    if failed:
         md += ["## Failed runs (left out of the tables)\n",
-               "\n".join(f"- {r['model']}, seed {r['seed']}: `{r['error']}`" for r in failures(rows)) + "\n"]
+               "\n".join(f"- {r['model']}, seed {r['seed']}: `{r['error']}`" for r in failed) + "\n"]
     md += [f"![{f.stem}]({f.name})\n" for f in figures]
     io.write_text(paths["markdown"], "\n".join(md))
     paths.update({f.stem: f for f in figures})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
@@ -16,8 +17,6 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def frozen_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` in eval mode with no parameter requiring grad: a fixed teacher."""
-    import copy
-
     teacher = copy.deepcopy(model).eval()
     for q in teacher.parameters():
         q.requires_grad_(False)

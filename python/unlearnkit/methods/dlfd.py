@@ -114,15 +114,18 @@ def synthesize(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor,
         q.requires_grad_(False)
     ot.reset_warm_start()  # potentials carry over between the S steps of this batch only
     try:
-        clean = _outputs(model, x_retain, layer).detach() if mode == "reference_code" else None
+        # reference_code: the OT term is the clean batch's, a constant of delta: solved once
+        clean_ot = ot(_outputs(model, x_retain, layer).detach(), z_forget) if mode == "reference_code" else None
         for step in range(steps + 1):
-            xp = (x_retain + delta).clamp(lo, hi)
             last = step == steps
+            if last and clean_ot is not None:
+                history.append(float(clean_ot))
+                break
+            xp = (x_retain + delta).clamp(lo, hi)
             with torch.set_grad_enabled(not last):
                 feats = model.features(xp)
                 logits = model.head(feats)
-                ot_val = ot(clean if mode == "reference_code" else (logits if layer == "logits" else feats),
-                            z_forget)
+                ot_val = clean_ot if clean_ot is not None else ot(logits if layer == "logits" else feats, z_forget)
             if step > 0:
                 # the OT at the start of step k+1 is the OT after step k's update: one forward
                 # and one Sinkhorn solve per step, not two
