@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 SMOKE = r"""
 import pathlib, sys

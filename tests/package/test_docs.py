@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 BLOCKS = [(p.name, i, code) for p in sorted(DOCS.glob("*.md"))
           for i, code in enumerate(re.findall(r"```python\n(.*?)```", p.read_text(), re.S))]
 

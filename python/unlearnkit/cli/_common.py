@@ -1,0 +1,22 @@
+"""Layer: cli. Options and helpers shared by several subcommands."""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+
+
+def default_out(name: str) -> pathlib.Path:
+    return pathlib.Path("unlearnkit-results") / f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def add_common(sp) -> None:
+    """--out, --cache-dir, --quiet: every subcommand that trains models."""
+    sp.add_argument("--out", type=pathlib.Path, help="results folder (default: unlearnkit-results/<name>-<time>)")
+    sp.add_argument("--cache-dir", type=pathlib.Path,
+                    help="checkpoint cache (default: $UNLEARNKIT_CACHE or ~/.cache/unlearnkit)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# Kept here (not imported from bench.runner) so that `unlearnkit --help` imports no torch.
+SCENARIO_HELP = "random-<percent> | class-<label> | subclass-<fine label> | backdoor-<percent>"
