@@ -15,9 +15,9 @@ use pyo3::types::PyDict;
 
 use crate::contingency::{Contingency, Label};
 use crate::error::CoreError;
+use crate::float::Real;
 use crate::kmeans::{self as km, KMeansOptions};
 use crate::knn::{self, KnnOptions, Metric};
-use crate::linalg::Real;
 use crate::scores::{self, AverageMethod};
 
 fn to_py(err: CoreError) -> PyErr {
@@ -458,11 +458,7 @@ fn num_threads() -> usize {
 /// The SIMD level the engine's hand-vectorised loops run with ("avx512", "avx2" or "scalar").
 #[pyfunction]
 fn simd_level() -> &'static str {
-    match crate::linalg::simd_level() {
-        crate::linalg::Simd::Avx512 => "avx512",
-        crate::linalg::Simd::Avx2 => "avx2",
-        crate::linalg::Simd::Scalar => "scalar",
-    }
+    crate::simd::simd_level().name()
 }
 
 #[pymodule]

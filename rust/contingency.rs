@@ -347,6 +347,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
 
     /// A straightforward reference: BTreeMap of (true, pred) pairs.
     type Reference = (Vec<i64>, Vec<i64>, Vec<(u32, u32, u64)>);
@@ -365,13 +366,6 @@ mod tests {
             *m.entry((r, c)).or_insert(0u64) += 1;
         }
         (ua, ub, m.into_iter().map(|((r, c), v)| (r, c, v)).collect())
-    }
-
-    fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        *seed >> 33
     }
 
     #[test]
@@ -413,7 +407,7 @@ mod tests {
 
     #[test]
     fn all_paths_agree_with_the_reference() {
-        let mut seed = 42u64;
+        let mut rng = Rng::new(42);
         // (n, true value range, pred value range): small ranges take the LUT and dense paths,
         // large ones the sorted and hashed paths.
         for &(n, ra, rb) in &[
@@ -425,9 +419,9 @@ mod tests {
             (100_000, 1 << 62, 1 << 62),
         ] {
             let a: Vec<i64> = (0..n)
-                .map(|_| (lcg(&mut seed) % ra) as i64 - (ra / 2) as i64)
+                .map(|_| (rng.next_u64() % ra) as i64 - (ra / 2) as i64)
                 .collect();
-            let b: Vec<i64> = (0..n).map(|_| (lcg(&mut seed) % rb) as i64).collect();
+            let b: Vec<i64> = (0..n).map(|_| (rng.next_u64() % rb) as i64).collect();
             let t = Contingency::new(&a, &b).unwrap();
             let (ua, ub, cells) = reference(&a, &b);
             assert_eq!(t.classes, ua);

@@ -17,9 +17,13 @@
 //! * `n_init` restarts use independent streams of the seed; the lowest inertia wins (the first
 //!   on ties). Inertia is recomputed exactly (f64) against the returned centroids.
 
+use crate::distance;
 use crate::error::{CoreError, CoreResult};
-use crate::linalg::{self, dispatch, gemm_abt, Real, Transform};
+use crate::float::Real;
+use crate::gemm::gemm_abt;
 use crate::rng::Rng;
+use crate::simd::{dispatch, LANES};
+use crate::transform::{self, Transform};
 use rayon::prelude::*;
 
 /// Rows per assignment block (one GEMM each).
@@ -71,7 +75,7 @@ pub fn kmeans<T: Real>(
     opt: &KMeansOptions,
     init: Option<&[T]>,
 ) -> CoreResult<KMeansResult<T>> {
-    linalg::check_shape(x, n, d, "x", 1)?;
+    transform::check_shape(x, n, d, "x", 1)?;
     let k = opt.n_clusters;
     if k < 1 || k > n {
         return Err(CoreError::invalid(
@@ -109,11 +113,11 @@ pub fn kmeans<T: Real>(
                 format!("{} values", c.len()),
             ));
         }
-        linalg::max_deviation(c, d, None, "init")?;
+        transform::max_deviation(c, d, None, "init")?;
     }
-    let stats = linalg::column_stats(x, n, d, "x")?;
+    let stats = transform::column_stats(x, n, d, "x")?;
     let init_dev = match init {
-        Some(c) => linalg::max_deviation(c, d, Some(&stats.mean), "init")?,
+        Some(c) => transform::max_deviation(c, d, Some(&stats.mean), "init")?,
         None => 0.0,
     };
     // Centre and rescale (as scikit-learn centres X) unless the data already sit near the
@@ -121,18 +125,12 @@ pub fn kmeans<T: Real>(
     let offset2: f64 = stats.mean.iter().map(|v| v * v).sum();
     let top = stats.max_dev + stats.mean.iter().fold(0f64, |a, v| a.max(v.abs()));
     let top = top.max(init.map_or(0.0, |c| c.iter().fold(0f64, |a, v| a.max(v.to_f64().abs()))));
-    let safe = if T::NAME == "float32" {
-        (2f64.powi(-30), 2f64.powi(30))
-    } else {
-        (2f64.powi(-250), 2f64.powi(250))
-    };
-    let identity =
-        offset2 <= stats.mean_var * d as f64 && (top == 0.0 || (top >= safe.0 && top <= safe.1));
+    let identity = offset2 <= stats.mean_var * d as f64 && transform::in_safe_range::<T>(top);
     let (scale, mean) = if identity {
         (1.0, vec![0f64; d])
     } else {
         (
-            linalg::pow2_scale(stats.max_dev.max(init_dev)),
+            transform::pow2_scale(stats.max_dev.max(init_dev)),
             stats.mean.clone(),
         )
     };
@@ -230,24 +228,24 @@ fn assign_block_impl<T: Real>(
         let row = &mut tile[r * k..(r + 1) * k];
         // One vectorised pass: scores in place, and per lane the minimum and the first index
         // holding it; then the lowest index among the lanes holding the overall minimum.
-        let mut lane_min = [T::INFINITY; linalg::LANES];
-        let mut lane_idx = [0u32; linalg::LANES];
-        let mut rc = row.chunks_exact_mut(linalg::LANES);
-        let mut cc = cnorm.chunks_exact(linalg::LANES);
+        let mut lane_min = [T::INFINITY; LANES];
+        let mut lane_idx = [0u32; LANES];
+        let mut rc = row.chunks_exact_mut(LANES);
+        let mut cc = cnorm.chunks_exact(LANES);
         let mut base = 0u32;
         for (rv, cv) in (&mut rc).zip(&mut cc) {
-            for t in 0..linalg::LANES {
+            for t in 0..LANES {
                 let v = cv[t] - two * rv[t];
                 rv[t] = v;
                 let better = v < lane_min[t];
                 lane_min[t] = if better { v } else { lane_min[t] };
                 lane_idx[t] = if better { base + t as u32 } else { lane_idx[t] };
             }
-            base += linalg::LANES as u32;
+            base += LANES as u32;
         }
         let mut best = T::INFINITY;
         let mut j = u32::MAX;
-        for t in 0..linalg::LANES {
+        for t in 0..LANES {
             if lane_min[t] < best || (lane_min[t] == best && lane_idx[t] < j) {
                 best = lane_min[t];
                 j = lane_idx[t];
@@ -291,11 +289,11 @@ fn thin_dots_impl<T: Real>(rows: &[T], d: usize, cands: &[T], out: &mut [T]) {
     let t = cands.len() / d;
     for (row, o) in rows.chunks_exact(d).zip(out.chunks_exact_mut(t)) {
         for (c, oj) in cands.chunks_exact(d).zip(o.iter_mut()) {
-            let mut acc = [T::ZERO; linalg::LANES];
-            let mut rc = row.chunks_exact(linalg::LANES);
-            let mut cc = c.chunks_exact(linalg::LANES);
+            let mut acc = [T::ZERO; LANES];
+            let mut rc = row.chunks_exact(LANES);
+            let mut cc = c.chunks_exact(LANES);
             for (a, b) in (&mut rc).zip(&mut cc) {
-                for l in 0..linalg::LANES {
+                for l in 0..LANES {
                     acc[l] = acc[l] + a[l] * b[l];
                 }
             }
@@ -303,7 +301,7 @@ fn thin_dots_impl<T: Real>(rows: &[T], d: usize, cands: &[T], out: &mut [T]) {
             for (&a, &b) in rc.remainder().iter().zip(cc.remainder()) {
                 s = s + a * b;
             }
-            let mut half = linalg::LANES / 2;
+            let mut half = LANES / 2;
             while half > 0 {
                 for l in 0..half {
                     acc[l] = acc[l] + acc[l + half];
@@ -360,7 +358,7 @@ impl<T: Real> Job<'_, T> {
                     let src = &self.x[start * d..(start + rows) * d];
                     // Rows already near the origin at a safe scale are read in place.
                     let xmat: &[T] = if self.tf.is_identity() {
-                        linalg::row_norms(src, d, &mut xnorm[..rows]);
+                        transform::row_norms(src, d, &mut xnorm[..rows]);
                         src
                     } else {
                         self.tf
@@ -471,8 +469,7 @@ impl<T: Real> Job<'_, T> {
             return;
         }
         let mut order: Vec<(T, usize)> = mind.iter().copied().zip(0..).collect();
-        let far_first =
-            |a: &(T, usize), b: &(T, usize)| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1));
+        let far_first = |a: &(T, usize), b: &(T, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         let e = empty.len();
         if e < order.len() {
             order.select_nth_unstable_by(e - 1, far_first);
@@ -602,7 +599,7 @@ impl<T: Real> Job<'_, T> {
             .x
             .par_chunks(PP_CHUNK * d)
             .zip(labels.par_chunks(PP_CHUNK))
-            .map(|(rows, lab)| linalg::sum_sq_dist(rows, d, lab, centroids))
+            .map(|(rows, lab)| distance::sum_sq_dist(rows, d, lab, centroids))
             .collect();
         parts.iter().sum()
     }
@@ -612,23 +609,15 @@ impl<T: Real> Job<'_, T> {
 mod tests {
     use super::*;
 
-    fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*seed >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     /// `per` points around each of `centers` (uniform noise of half-width `spread`).
     fn blobs(centers: &[[f32; 2]], per: usize, spread: f32, seed: u64) -> (Vec<f32>, Vec<usize>) {
-        let mut s = seed;
+        let mut rng = Rng::new(seed);
         let mut x = Vec::new();
         let mut y = Vec::new();
-        for i in 0..per {
+        for _ in 0..per {
             for (c, ctr) in centers.iter().enumerate() {
-                let _ = i;
-                x.push(ctr[0] + spread * (2.0 * lcg(&mut s) as f32 - 1.0));
-                x.push(ctr[1] + spread * (2.0 * lcg(&mut s) as f32 - 1.0));
+                x.push(ctr[0] + spread * (2.0 * rng.uniform() as f32 - 1.0));
+                x.push(ctr[1] + spread * (2.0 * rng.uniform() as f32 - 1.0));
                 y.push(c);
             }
         }
@@ -665,7 +654,7 @@ mod tests {
         // Inertia is the exact sum over points of the squared distance to their centroid.
         let direct: f64 = (0..n)
             .map(|i| {
-                linalg::sq_dist_f64(
+                distance::sq_dist_f64(
                     &x[i * 2..i * 2 + 2],
                     &r.centroids[r.labels[i] as usize * 2..r.labels[i] as usize * 2 + 2],
                 )

@@ -2,7 +2,7 @@
 //! cosine distance.
 //!
 //! * Tiles of `QUERY_BLOCK` queries x `block_size` bank rows are scored by one GEMM each
-//!   (`linalg::gemm_abt`): for squared L2, |b|^2 - 2 q.b (the query's own |q|^2 does not change
+//!   (`gemm::gemm_abt`): for squared L2, |b|^2 - 2 q.b (the query's own |q|^2 does not change
 //!   its ranking); for cosine, -q.b on unit rows. Memory per worker is one tile plus the two
 //!   blocks, never m x n.
 //! * The GEMM scores carry rounding error, bounded a priori by E = 2c (|q|^2 + |b|^2) (c from
@@ -20,8 +20,12 @@
 //!   then loses precision), and scaled by a power of two when their magnitude would overflow or
 //!   underflow; both are exact or ranking-only, as the final distances are exact.
 
+use crate::distance;
 use crate::error::{CoreError, CoreResult};
-use crate::linalg::{self, dispatch, gemm_abt, Real, Transform};
+use crate::float::{by_value_then_index, Real};
+use crate::gemm::gemm_abt;
+use crate::simd::{dispatch, LANES};
+use crate::transform::{self, Transform};
 use rayon::prelude::*;
 
 /// Distance of the search.
@@ -122,8 +126,8 @@ pub fn kneighbors<T: Real>(
     d: usize,
     opt: &KnnOptions,
 ) -> CoreResult<Neighbors<T>> {
-    linalg::check_shape(queries, m, d, "queries", 1)?;
-    linalg::check_shape(bank, n, d, "bank", 1)?;
+    transform::check_shape(queries, m, d, "queries", 1)?;
+    transform::check_shape(bank, n, d, "bank", 1)?;
     if opt.k < 1 {
         return Err(CoreError::invalid("k", "an int >= 1", format!("{}", opt.k)));
     }
@@ -168,12 +172,7 @@ pub fn kneighbors<T: Real>(
         ));
     }
     let tf = transform_for(queries, m, bank, n, d, opt.metric)?;
-    let unit = if T::NAME == "float32" {
-        2f64.powi(-24)
-    } else {
-        2f64.powi(-53)
-    };
-    let c = error_c(unit, d);
+    let c = error_c(T::UNIT_ROUNDOFF, d);
     let qb = QUERY_BLOCK.min(m);
     let bb = opt.block_size.unwrap_or(DEFAULT_BANK_BLOCK).min(n);
     let n_qblocks = m.div_ceil(qb);
@@ -216,7 +215,7 @@ pub fn kneighbors<T: Real>(
                     &qmat
                 }
                 None => {
-                    linalg::row_norms(qsrc, d, &mut qnorm);
+                    transform::row_norms(qsrc, d, &mut qnorm);
                     qsrc
                 }
             };
@@ -250,9 +249,9 @@ fn transform_for<T: Real>(
     let _ = m;
     match metric {
         Metric::Cosine => {
-            let bdev = linalg::max_deviation(bank, d, None, "bank")?;
-            let qdev = linalg::max_deviation(queries, d, None, "queries")?;
-            let scale = T::from_f64(linalg::pow2_scale(bdev.max(qdev)));
+            let bdev = transform::max_deviation(bank, d, None, "bank")?;
+            let qdev = transform::max_deviation(queries, d, None, "queries")?;
+            let scale = T::from_f64(transform::pow2_scale(bdev.max(qdev)));
             Ok(Some(Transform {
                 center: None,
                 scale,
@@ -260,12 +259,12 @@ fn transform_for<T: Real>(
             }))
         }
         Metric::SqEuclidean => {
-            let stats = linalg::column_stats(bank, n, d, "bank")?;
+            let stats = transform::column_stats(bank, n, d, "bank")?;
             let total_var = stats.mean_var * d as f64;
             let offset2: f64 = stats.mean.iter().map(|v| v * v).sum();
             if offset2 > total_var {
-                let qdev = linalg::max_deviation(queries, d, Some(&stats.mean), "queries")?;
-                let scale = T::from_f64(linalg::pow2_scale(stats.max_dev.max(qdev)));
+                let qdev = transform::max_deviation(queries, d, Some(&stats.mean), "queries")?;
+                let scale = T::from_f64(transform::pow2_scale(stats.max_dev.max(qdev)));
                 let center = Some(stats.mean.iter().map(|&v| T::from_f64(v)).collect());
                 return Ok(Some(Transform {
                     center,
@@ -273,21 +272,16 @@ fn transform_for<T: Real>(
                     unit: false,
                 }));
             }
-            let qmax = linalg::max_deviation(queries, d, None, "queries")?;
+            let qmax = transform::max_deviation(queries, d, None, "queries")?;
             let bmax = stats.max_dev + stats.mean.iter().fold(0f64, |a, v| a.max(v.abs()));
             let top = qmax.max(bmax);
             // Inside this range the squared norms and products cannot overflow or go subnormal.
-            let safe = if T::NAME == "float32" {
-                (2f64.powi(-30), 2f64.powi(30))
-            } else {
-                (2f64.powi(-250), 2f64.powi(250))
-            };
-            if top == 0.0 || (top >= safe.0 && top <= safe.1) {
+            if transform::in_safe_range::<T>(top) {
                 Ok(None)
             } else {
                 Ok(Some(Transform {
                     center: None,
-                    scale: T::from_f64(linalg::pow2_scale(top)),
+                    scale: T::from_f64(transform::pow2_scale(top)),
                     unit: false,
                 }))
             }
@@ -385,9 +379,7 @@ impl<T: Real> Selection<T> {
         list.retain(|c| c.0 <= root);
         let cap = max_candidates(self.k);
         if list.len() > cap {
-            list.select_nth_unstable_by(cap - 1, |a, b| {
-                a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1))
-            });
+            list.select_nth_unstable_by(cap - 1, by_value_then_index);
             list.truncate(cap);
         }
         self.prune_at[r] = (2 * list.len()).max(prune_floor(self.k));
@@ -422,8 +414,8 @@ fn scan_impl<T: Real>(
         let mut root = sel.root(r);
         // lower <= root  <=>  bl - alpha x <= root + e
         let mut t_low = root + e;
-        let mut rc = row.chunks_exact(linalg::LANES);
-        let mut lc = bl.chunks_exact(linalg::LANES);
+        let mut rc = row.chunks_exact(LANES);
+        let mut lc = bl.chunks_exact(LANES);
         let mut j = 0usize;
         let visit = |sel: &mut Selection<T>, jj: usize, x: T, root: &mut T, t_low: &mut T| {
             let lower = bl[jj] - alpha * x - e;
@@ -440,17 +432,17 @@ fn scan_impl<T: Real>(
         };
         for (x, l) in (&mut rc).zip(&mut lc) {
             let mut hit = 0u32;
-            for t in 0..linalg::LANES {
+            for t in 0..LANES {
                 hit |= (l[t] - alpha * x[t] <= t_low) as u32;
             }
             if hit != 0 {
-                for t in 0..linalg::LANES {
+                for t in 0..LANES {
                     if l[t] - alpha * x[t] <= t_low {
                         visit(sel, j + t, x[t], &mut root, &mut t_low);
                     }
                 }
             }
-            j += linalg::LANES;
+            j += LANES;
         }
         for (t, (&x, &l)) in rc.remainder().iter().zip(lc.remainder()).enumerate() {
             if l - alpha * x <= t_low {
@@ -507,7 +499,7 @@ impl<T: Real> Ctx<'_, T> {
                     &bbuf[..cols * d]
                 }
                 None => {
-                    linalg::row_norms(src, d, &mut bnorm[..cols]);
+                    transform::row_norms(src, d, &mut bnorm[..cols]);
                     src
                 }
             };
@@ -556,7 +548,7 @@ impl<T: Real> Ctx<'_, T> {
                 uppers.extend_from_slice(&s.heap[r * k..r * k + s.len[r]]);
             }
             let root = if uppers.len() >= k {
-                uppers.select_nth_unstable_by(k - 1, |a, b| a.partial_cmp(b).unwrap());
+                uppers.select_nth_unstable_by(k - 1, T::total_cmp);
                 uppers[k - 1]
             } else {
                 T::INFINITY
@@ -568,8 +560,8 @@ impl<T: Real> Ctx<'_, T> {
                     if lower <= root {
                         let b = &self.bank[j as usize * d..(j as usize + 1) * d];
                         let dist = match self.metric {
-                            Metric::SqEuclidean => linalg::sq_dist_f64(q, b),
-                            Metric::Cosine => linalg::cosine_dist_f64(q, b),
+                            Metric::SqEuclidean => distance::sq_dist_f64(q, b),
+                            Metric::Cosine => distance::cosine_dist_f64(q, b),
                         };
                         exact.push((dist, j));
                     }
@@ -577,12 +569,10 @@ impl<T: Real> Ctx<'_, T> {
             }
             let take = k.min(exact.len());
             if exact.len() > take {
-                exact.select_nth_unstable_by(take - 1, |a, b| {
-                    a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1))
-                });
+                exact.select_nth_unstable_by(take - 1, by_value_then_index);
                 exact.truncate(take);
             }
-            exact.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+            exact.sort_unstable_by(by_value_then_index);
             for (t, &(dist, j)) in exact.iter().enumerate() {
                 dist_out[r * k + t] = T::from_f64(dist);
                 idx_out[r * k + t] = j as i64 + self.opt.index_offset;
@@ -594,18 +584,13 @@ impl<T: Real> Ctx<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
 
-    fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*seed >> 11) as f64 / (1u64 << 53) as f64
-    }
-
+    /// (n x d) uniform values in [-1, 1).
     fn random(n: usize, d: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
+        let mut rng = Rng::new(seed);
         (0..n * d)
-            .map(|_| (lcg(&mut s) * 2.0 - 1.0) as f32)
+            .map(|_| (rng.uniform() * 2.0 - 1.0) as f32)
             .collect()
     }
 
@@ -627,13 +612,13 @@ mod tests {
                 .map(|j| {
                     let bj = &b[j * d..(j + 1) * d];
                     let v = match opt.metric {
-                        Metric::SqEuclidean => linalg::sq_dist_f64(qi, bj),
-                        Metric::Cosine => linalg::cosine_dist_f64(qi, bj),
+                        Metric::SqEuclidean => distance::sq_dist_f64(qi, bj),
+                        Metric::Cosine => distance::cosine_dist_f64(qi, bj),
                     };
                     (v, j)
                 })
                 .collect();
-            all.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+            all.sort_by(by_value_then_index);
             for &(v, j) in all.iter().take(opt.k) {
                 dist.push(v as f32);
                 idx.push(j as i64 + opt.index_offset);
@@ -783,12 +768,12 @@ mod tests {
             let mut all: Vec<(f64, usize)> = (0..n)
                 .map(|j| {
                     (
-                        linalg::sq_dist_f64(&q[i * d..(i + 1) * d], &b[j * d..(j + 1) * d]),
+                        distance::sq_dist_f64(&q[i * d..(i + 1) * d], &b[j * d..(j + 1) * d]),
                         j,
                     )
                 })
                 .collect();
-            all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            all.sort_by(by_value_then_index);
             assert_eq!(got.indices[i * 2], all[0].1 as i64);
             assert_eq!(got.distances[i * 2 + 1], all[1].0);
         }

@@ -10,15 +10,22 @@
 //!   decomposition of the Hungarian matching;
 //! * `kmeans`: k-means++ and Lloyd over blocked GEMM;
 //! * `knn`: exact k nearest neighbours over blocked GEMM with exact re-ranking;
-//! * `linalg`, `rng`: shared helpers.
+//! * shared dense helpers, one concern each: `float` (the f32/f64 trait with its rounding
+//!   unit and safe range), `simd` (run-time dispatch of the lane loops), `gemm` (the blocked
+//!   A B^T), `transform` (column statistics, finite check, centre/scale/normalise rows),
+//!   `distance` (exact f64 distances); `rng` (portable seeded generator).
 
 pub mod contingency;
+pub mod distance;
 pub mod error;
+pub mod float;
+pub mod gemm;
 pub mod kmeans;
 pub mod knn;
-pub mod linalg;
 pub mod rng;
 pub mod scores;
+pub mod simd;
+pub mod transform;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -1,215 +1,16 @@
-//! Dense helpers shared by k-means and k-NN: the float trait, the blocked GEMM call (the `gemm`
-//! crate, runtime-dispatched to AVX-512 / AVX2+FMA kernels), column statistics with the finite
-//! check, and the row transform (centre, power-of-two scale, optional unit norm) that keeps the
-//! norm trick (|x - y|^2 = |x|^2 + |y|^2 - 2 x.y) accurate and overflow-free.
+//! Column statistics with the finite check, and the row transform applied before the GEMM
+//! (centre on the column means, scale by a power of two, optionally normalise to unit norm).
+//!
+//! Invariants: the transform only serves the ranking (k-NN and k-means recompute distances
+//! exactly from the original rows); centring keeps the norm trick
+//! |x - y|^2 = |x|^2 + |y|^2 - 2 x.y accurate for data far from the origin, and the power-of-two
+//! scale (exact) keeps squared norms away from overflow and subnormals. Every pass reduces
+//! fixed-size chunks in order, so results do not depend on the number of threads.
 
 use crate::error::{CoreError, CoreResult};
+use crate::float::{Real, MAX_MAGNITUDE_F64};
+use crate::simd::{dispatch, LANES};
 use rayon::prelude::*;
-use std::fmt::Debug;
-use std::ops::{Add, Mul, Neg, Sub};
-
-/// f32 or f64.
-pub trait Real:
-    Copy
-    + Send
-    + Sync
-    + PartialOrd
-    + Default
-    + Debug
-    + 'static
-    + Add<Output = Self>
-    + Sub<Output = Self>
-    + Mul<Output = Self>
-    + Neg<Output = Self>
-{
-    const ZERO: Self;
-    const ONE: Self;
-    const INFINITY: Self;
-    /// Exponent range (powers of two) inside which the transformed data is kept: values are
-    /// scaled so that the largest magnitude is in [0.5, 1].
-    const NAME: &'static str;
-    fn to_f64(self) -> f64;
-    fn from_f64(v: f64) -> Self;
-    fn is_finite(self) -> bool;
-    /// Finite, and small enough that squares and sums of squares stay finite in f64
-    /// (|v| <= 1e150 for f64; any finite f32).
-    fn magnitude_ok(self) -> bool;
-    fn min(self, other: Self) -> Self;
-}
-
-/// The largest magnitude accepted in float64 input.
-pub const MAX_MAGNITUDE_F64: f64 = 1e150;
-
-impl Real for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const INFINITY: Self = f32::INFINITY;
-    const NAME: &'static str = "float32";
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    #[inline(always)]
-    fn is_finite(self) -> bool {
-        f32::is_finite(self)
-    }
-    #[inline(always)]
-    fn magnitude_ok(self) -> bool {
-        f32::is_finite(self)
-    }
-    #[inline(always)]
-    fn min(self, other: Self) -> Self {
-        if other < self {
-            other
-        } else {
-            self
-        }
-    }
-}
-
-impl Real for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    const INFINITY: Self = f64::INFINITY;
-    const NAME: &'static str = "float64";
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-    #[inline(always)]
-    fn is_finite(self) -> bool {
-        f64::is_finite(self)
-    }
-    #[inline(always)]
-    fn magnitude_ok(self) -> bool {
-        self.abs() <= MAX_MAGNITUDE_F64
-    }
-    #[inline(always)]
-    fn min(self, other: Self) -> Self {
-        if other < self {
-            other
-        } else {
-            self
-        }
-    }
-}
-
-/// Which SIMD level the hand-vectorised loops were compiled for at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Simd {
-    Avx512,
-    Avx2,
-    Scalar,
-}
-
-pub fn simd_level() -> Simd {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static LEVEL: OnceLock<Simd> = OnceLock::new();
-        *LEVEL.get_or_init(|| {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                Simd::Avx512
-            } else if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                Simd::Avx2
-            } else {
-                Simd::Scalar
-            }
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        Simd::Scalar
-    }
-}
-
-/// Defines `$name` dispatching at run time to copies of the `#[inline(always)]` function
-/// `$body` compiled with AVX-512 or AVX2+FMA enabled (LLVM vectorises the lane loops), or the
-/// baseline build.
-macro_rules! dispatch {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident<$T:ident: Real>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
-        $(#[$meta])*
-        $vis fn $name<$T: $crate::linalg::Real>($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,bmi1,bmi2,popcnt")]
-                unsafe fn v4<$T: $crate::linalg::Real>($($arg: $ty),*) $(-> $ret)? { $body::<$T>($($arg),*) }
-                #[target_feature(enable = "avx2,fma,bmi1,bmi2,popcnt")]
-                unsafe fn v3<$T: $crate::linalg::Real>($($arg: $ty),*) $(-> $ret)? { $body::<$T>($($arg),*) }
-                match $crate::linalg::simd_level() {
-                    // SAFETY: the CPU supports the features these copies were compiled with.
-                    $crate::linalg::Simd::Avx512 => return unsafe { v4::<$T>($($arg),*) },
-                    $crate::linalg::Simd::Avx2 => return unsafe { v3::<$T>($($arg),*) },
-                    $crate::linalg::Simd::Scalar => {}
-                }
-            }
-            $body::<$T>($($arg),*)
-        }
-    };
-}
-pub(crate) use dispatch;
-
-/// Lanes of the hand-unrolled SIMD loops.
-pub const LANES: usize = 16;
-
-/// `out[i * ldo + j] = sum_t a[i * d + t] * b[j * d + t]` for i < m, j < n: A (m x d) times the
-/// transpose of B (n x d), both row-major, into a row-major tile. Single-threaded (the callers
-/// parallelise over tiles, which keeps results independent of the thread count).
-pub fn gemm_abt<T: Real>(
-    m: usize,
-    n: usize,
-    d: usize,
-    a: &[T],
-    b: &[T],
-    out: &mut [T],
-    ldo: usize,
-) {
-    assert!(a.len() >= m * d && b.len() >= n * d);
-    assert!(m == 0 || out.len() >= (m - 1) * ldo + n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the asserts above bound every element gemm reads (A: m x d with row stride d,
-    // B^T: d x n with column stride d) and writes (m x n with row stride ldo).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            d,
-            out.as_mut_ptr(),
-            1,
-            ldo as isize,
-            false,
-            a.as_ptr(),
-            1,
-            d as isize,
-            b.as_ptr(),
-            d as isize,
-            1,
-            T::ZERO,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
 
 /// Validates a row-major (n x d) array: length, at least `min_rows` rows, d >= 1.
 pub fn check_shape<T>(
@@ -537,111 +338,14 @@ dispatch! {
     pub fn row_norms<T: Real>(src: &[T], d: usize, norms: &mut [T]) => row_norms_impl
 }
 
-/// Exact squared Euclidean distance in f64 (lane-wise partial sums; vectorised where inlined
-/// into a SIMD-dispatched caller).
-#[inline(always)]
-pub fn sq_dist_f64<T: Real>(a: &[T], b: &[T]) -> f64 {
-    let mut acc = [0f64; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for t in 0..8 {
-            let dd = x[t].to_f64() - y[t].to_f64();
-            acc[t] += dd * dd;
-        }
-    }
-    let mut s = 0f64;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        let dd = x.to_f64() - y.to_f64();
-        s += dd * dd;
-    }
-    s + acc.iter().sum::<f64>()
-}
-
-#[inline(always)]
-fn sum_sq_dist_impl<T: Real>(rows: &[T], d: usize, labels: &[u32], centroids: &[T]) -> f64 {
-    rows.chunks_exact(d)
-        .zip(labels)
-        .map(|(row, &l)| sq_dist_f64(row, &centroids[l as usize * d..(l as usize + 1) * d]))
-        .sum()
-}
-
-dispatch! {
-    /// Sum over rows of the exact squared distance to the centroid of the row's label.
-    pub fn sum_sq_dist<T: Real>(rows: &[T], d: usize, labels: &[u32], centroids: &[T]) -> f64 => sum_sq_dist_impl
-}
-
-/// Exact cosine distance 1 - a.b / (|a| |b|) in f64, clamped to [0, 2]; 1 when a row is zero.
-/// Each row is first scaled by a power of two near its largest magnitude (exact), so that
-/// neither huge nor tiny rows overflow or underflow the sums of squares.
-#[inline]
-pub fn cosine_dist_f64<T: Real>(a: &[T], b: &[T]) -> f64 {
-    let amax = a.iter().fold(0f64, |m, v| m.max(v.to_f64().abs()));
-    let bmax = b.iter().fold(0f64, |m, v| m.max(v.to_f64().abs()));
-    if amax == 0.0 || bmax == 0.0 {
-        return 1.0;
-    }
-    let (sa, sb) = (pow2_scale(amax), pow2_scale(bmax));
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (x, y) in a.iter().zip(b) {
-        let (x, y) = (x.to_f64() * sa, y.to_f64() * sb);
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    (1.0 - ab / (aa.sqrt() * bb.sqrt())).clamp(0.0, 2.0)
-}
-
-#[inline(always)]
-fn argmin_row_impl<T: Real>(vals: &[T]) -> (usize, T) {
-    // Pass 1: vectorised lane-wise minimum; pass 2: first index that holds it.
-    let mut acc = [T::INFINITY; LANES];
-    let mut chunks = vals.chunks_exact(LANES);
-    for c in &mut chunks {
-        for t in 0..LANES {
-            acc[t] = acc[t].min(c[t]);
-        }
-    }
-    let mut best = T::INFINITY;
-    for &v in acc.iter().chain(chunks.remainder()) {
-        best = best.min(v);
-    }
-    let idx = vals.iter().position(|&v| v == best).unwrap_or(0);
-    (idx, best)
-}
-
-dispatch! {
-    /// (first index of the minimum, minimum) of a non-empty finite row.
-    pub fn argmin_row<T: Real>(vals: &[T]) -> (usize, T) => argmin_row_impl
+/// Whether data whose largest magnitude is `top` can enter the GEMM unscaled in precision `T`.
+pub fn in_safe_range<T: Real>(top: f64) -> bool {
+    top == 0.0 || (top >= T::SAFE_RANGE.0 && top <= T::SAFE_RANGE.1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gemm_matches_a_naive_product() {
-        let (m, n, d) = (37, 53, 29);
-        let a: Vec<f32> = (0..m * d).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
-        let b: Vec<f32> = (0..n * d).map(|i| ((i * 5) % 13) as f32 - 6.0).collect();
-        let ldo = n + 3;
-        let mut out = vec![0f32; m * ldo];
-        gemm_abt(m, n, d, &a, &b, &mut out, ldo);
-        for i in 0..m {
-            for j in 0..n {
-                let naive: f32 = (0..d).map(|t| a[i * d + t] * b[j * d + t]).sum();
-                assert_eq!(out[i * ldo + j], naive);
-            }
-        }
-        let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
-        let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
-        let mut out64 = vec![0f64; m * n];
-        gemm_abt(m, n, d, &a64, &b64, &mut out64, n);
-        assert_eq!(
-            out64[5 * n + 7],
-            (0..d).map(|t| a64[5 * d + t] * b64[7 * d + t]).sum::<f64>()
-        );
-    }
 
     #[test]
     fn stats_and_finite_check() {
@@ -675,26 +379,35 @@ mod tests {
     }
 
     #[test]
-    fn argmin_takes_the_first_minimum() {
-        let v: Vec<f32> = (0..100).map(|i| ((i * 37) % 17) as f32).collect();
-        assert_eq!(argmin_row(&v), (0, 0.0));
-        let mut w = vec![3.0f64; 45];
-        w[33] = -1.0;
-        w[40] = -1.0;
-        assert_eq!(argmin_row(&w), (33, -1.0));
-    }
-
-    #[test]
-    fn exact_distances() {
-        assert_eq!(sq_dist_f64(&[1f32, 2.0, 3.0], &[1.0, 0.0, 0.0]), 13.0);
-        assert_eq!(cosine_dist_f64(&[0f32, 0.0], &[1.0, 0.0]), 1.0);
-        assert!(
-            (cosine_dist_f64(&[1e-300f64, 0.0], &[1e140, 1e140]) - (1.0 - 0.5f64.sqrt())).abs()
-                < 1e-15
-        );
-        assert!(cosine_dist_f64(&[3e38f32, 3e38], &[1e-40, 0.0]).is_finite());
-        assert!((cosine_dist_f64(&[1f64, 0.0], &[-2.0, 0.0]) - 2.0).abs() < 1e-15);
+    fn transform_centres_scales_and_normalises() {
+        let src = [3.0f64, 4.0, 0.0, 0.0, 1.0, 1.0];
+        let tf = Transform {
+            center: Some(vec![1.0, 0.0]),
+            scale: 0.5,
+            unit: false,
+        };
+        let (mut dst, mut norms) = ([0f64; 6], [0f64; 3]);
+        tf.apply(&src, 2, &mut dst, &mut norms);
+        assert_eq!(dst, [1.0, 2.0, -0.5, 0.0, 0.0, 0.5]);
+        assert_eq!(norms, [5.0, 0.25, 0.25]);
+        let unit = Transform {
+            center: None,
+            scale: 1.0f64,
+            unit: true,
+        };
+        assert!(!unit.is_identity());
+        unit.apply(&src, 2, &mut dst, &mut norms);
+        // x * (1 / |x|): within an ulp of the quotient.
+        assert!((dst[0] - 0.6).abs() < 1e-15 && (dst[1] - 0.8).abs() < 1e-15);
+        assert_eq!(&dst[2..4], &[0.0, 0.0]);
+        assert_eq!(norms, [1.0, 0.0, 1.0]);
+        let mut rn = [0f64; 3];
+        row_norms(&src, 2, &mut rn);
+        assert_eq!(rn, [25.0, 0.0, 2.0]);
         assert_eq!(pow2_scale(3.0), 0.25);
         assert_eq!(pow2_scale(0.0), 1.0);
+        assert!(
+            in_safe_range::<f32>(1.0) && !in_safe_range::<f32>(1e10) && in_safe_range::<f64>(1e10)
+        );
     }
 }
