@@ -122,3 +122,205 @@ def check_fraction(value: Any, name: str, *, open_low: bool = True, closed_high:
         lo = "(0" if open_low else "[0"
         raise ValueError(f"{name}: expected a number in {lo}, {hi}, got {value!r}")
     return v
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter schemas: the constraints (and tuning ranges) of a hyper-parameter dataclass, declared
+# once in each field's metadata and checked in one place (sklearn's ``_parameter_constraints``
+# idea, attached to the dataclass field instead of a side table).
+#
+#     @dataclass(frozen=True)
+#     class FineTuneParams:
+#         epochs: int = param(10, ge=0, space=integers(1, 10), doc="passes over the retain set")
+#         lr: float = param(0.01, gt=0, space=log_uniform(1e-5, 1e-1), doc="SGD step")
+#
+#     check_params(FineTuneParams, {"epochs": 2.5}, prefix="finetune.")
+#     -> ValueError: finetune.epochs: expected an int >= 0, got float 2.5
+# --------------------------------------------------------------------------------------------
+
+import dataclasses as _dc
+import math as _math
+import typing as _typing
+
+_META = "unlearnkit"
+
+
+@_dc.dataclass(frozen=True)
+class Space:
+    """A tuning range: ``kind`` is "log" (log-uniform float), "float" (uniform), "int" (integers,
+    ``log`` for a log scale) or "choice" (one of ``choices``)."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    log: bool = False
+
+    def __post_init__(self):
+        check_choice(self.kind, "kind", ("log", "float", "int", "choice"))
+        if self.kind == "choice":
+            if not self.choices:
+                raise ValueError("choices: expected at least one choice, got none")
+        elif not (self.low is not None and self.high is not None and self.low < self.high):
+            raise ValueError(f"low, high: expected low < high, got {self.low!r}, {self.high!r}")
+        if self.kind == "log" and not self.low > 0:
+            raise ValueError(f"low: expected a positive lower bound of a log-uniform range, got {self.low!r}")
+
+    def contains(self, value) -> bool:
+        if self.kind == "choice":
+            return value in self.choices
+        return self.low <= value <= self.high
+
+
+def log_uniform(low: float, high: float) -> Space:
+    return Space("log", float(low), float(high))
+
+
+def uniform(low: float, high: float) -> Space:
+    return Space("float", float(low), float(high))
+
+
+def integers(low: int, high: int, *, log: bool = False) -> Space:
+    return Space("int", int(low), int(high), log=log)
+
+
+def categorical(*choices) -> Space:
+    return Space("choice", choices=tuple(choices))
+
+
+@_dc.dataclass(frozen=True)
+class Constraint:
+    """What one field accepts: bounds (``ge``/``gt``/``le``/``lt``), ``choices``, and for tuple
+    fields their ``length`` and per-item ``choices``; ``space`` is its tuning range (or None: not tuned)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple | None = None
+    length: int | None = None
+    space: Space | None = None
+    doc: str = ""
+
+    def describe(self, kind: str) -> str:
+        parts = [f"{'an' if kind == 'int' else 'a'} {kind}"]
+        parts += [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                  if v is not None]
+        text = " ".join(parts[:2]) + "".join(f" and {p}" for p in parts[2:])
+        return text + (f" among {list(self.choices)}" if self.choices else "")
+
+
+def param(default, *, ge=None, gt=None, le=None, lt=None, choices=None, length=None, space: Space | None = None,
+          doc: str = ""):
+    """A dataclass field carrying its constraints and tuning range (see ``check_params``)."""
+    c = Constraint(ge, gt, le, lt, tuple(choices) if choices is not None else None, length, space, doc)
+    if isinstance(default, (list, dict, set)):
+        raise TypeError(f"default: expected an immutable default (use a tuple), got {type(default).__name__}")
+    return _dc.field(default=default, metadata={_META: c})
+
+
+def constraints(params_cls) -> dict[str, Constraint]:
+    """``{field: Constraint}`` for each field of a parameter dataclass (plain fields get an empty one)."""
+    return {f.name: f.metadata.get(_META, Constraint()) for f in _dc.fields(params_cls)}
+
+
+def search_space(params_cls) -> dict[str, Space]:
+    """``{field: Space}`` of the fields that declare a tuning range."""
+    return {name: c.space for name, c in constraints(params_cls).items() if c.space is not None}
+
+
+def _base_kind(hint) -> tuple[str, bool, object]:
+    """(kind, optional, item hint) of a field annotation: int, float, bool, str, tuple."""
+    optional = False
+    origin = _typing.get_origin(hint)
+    args = _typing.get_args(hint)
+    if origin in (_typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+        optional = True
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else hint
+        origin, args = _typing.get_origin(hint), _typing.get_args(hint)
+    if hint is tuple or origin is tuple:
+        return "tuple", optional, (args[0] if args else None)
+    for kind in (bool, int, float, str):
+        if hint is kind:
+            return kind.__name__, optional, None
+    return "any", optional, None
+
+
+def _coerce(value, kind: str, item, c: Constraint, name: str):
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name}: expected a bool, got {_describe(value)}")
+        return bool(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise TypeError(f"{name}: expected a string{' among ' + str(list(c.choices)) if c.choices else ''}, "
+                            f"got {_describe(value)}")
+        return value
+    if kind == "int":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name}: expected {c.describe('int')}, got {_describe(value)}")
+        return int(value)
+    if kind == "float":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name}: expected {c.describe('number')}, got {_describe(value)}")
+        value = float(value)
+        if not _math.isfinite(value):
+            raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        return value
+    if kind == "tuple":
+        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+            raise TypeError(f"{name}: expected a sequence, got {_describe(value)}")
+        if c.length is not None and len(value) != c.length:
+            raise ValueError(f"{name}: expected {c.length} values, got {len(value)}: {value!r}")
+        item_kind = _base_kind(item)[0] if item is not None and item is not Ellipsis else "any"
+        inner = Constraint(c.ge, c.gt, c.le, c.lt, c.choices)
+        out = tuple(_coerce(v, item_kind, None, inner, f"{name}[{i}]") for i, v in enumerate(value))
+        for i, v in enumerate(out):
+            _check_bounds(v, inner, f"{name}[{i}]", item_kind)
+        return out
+    return value
+
+
+def _check_bounds(value, c: Constraint, name: str, kind: str) -> None:
+    if c.choices is not None and kind != "tuple" and value not in c.choices:
+        raise ValueError(f"{name}: expected one of {list(c.choices)}, got {value!r}")
+    if kind not in ("int", "float"):
+        return
+    ok = ((c.ge is None or value >= c.ge) and (c.gt is None or value > c.gt)
+          and (c.le is None or value <= c.le) and (c.lt is None or value < c.lt))
+    if not ok:
+        raise ValueError(f"{name}: expected {c.describe('int' if kind == 'int' else 'number')}, got {value!r}")
+
+
+def check_params(params_cls, values: dict, *, prefix: str = "") -> dict:
+    """Checks ``values`` against the field types and constraints of ``params_cls`` and returns
+    them coerced (ints for float fields become floats, lists become tuples).
+
+    Raises ``TypeError`` for an unknown field or a value of the wrong type and ``ValueError`` for
+    a value out of range; every message starts with ``<prefix><field>:``.
+    """
+    fields = {f.name: f for f in _dc.fields(params_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise TypeError(f"{prefix}{unknown[0]}: not a hyper-parameter; expected one of {sorted(fields)}")
+    hints = _typing.get_type_hints(params_cls)
+    cons = constraints(params_cls)
+    out = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        kind, optional, item = _base_kind(hints.get(key))
+        if value is None:
+            if not optional:
+                raise TypeError(f"{name}: expected a value, got None")
+            out[key] = None
+            continue
+        v = _coerce(value, kind, item, cons[key], name)
+        _check_bounds(v, cons[key], name, kind)
+        out[key] = v
+    return out
+
+
+def params_dict(params) -> dict:
+    """The field values of a parameter dataclass instance, as a plain dict."""
+    return {f.name: getattr(params, f.name) for f in _dc.fields(params)}

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._validation import param
 from .data.tensors import iterate_batches
 from .progress import Callback, StepEvent, emit
 
@@ -26,11 +27,11 @@ class TrainConfig:
         momentum, weight_decay: SGD settings (the papers' 0.9 and 5e-4).
     """
 
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: int = param(30, ge=0)
+    batch_size: int = param(64, ge=1)
+    lr: float = param(0.05, gt=0)
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
 
     def to_dict(self) -> dict:
         return asdict(self)

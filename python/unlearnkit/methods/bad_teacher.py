@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform, integers, uniform
 from ..data.tensors import iterate_batches
 from ._loops import frozen_copy
 from .base import Method, register
@@ -24,18 +25,11 @@ class BadTeacherParams:
     temperature: KL temperature; retain_fraction: share of the retain set distilled from the
     competent teacher (drawn at random once per call)."""
 
-    epochs: int = 1
-    lr: float = 1e-4
-    batch_size: int = 256
-    temperature: float = 1.0
-    retain_fraction: float = 0.3
-
-    def __post_init__(self):
-        if not 0.0 < self.retain_fraction <= 1.0:
-            raise ValueError(f"retain_fraction: expected a share of the retain set in (0, 1], "
-                             f"got {self.retain_fraction!r}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature: expected a positive KL temperature, got {self.temperature!r}")
+    epochs: int = param(1, ge=0, space=integers(1, 10))
+    lr: float = param(1e-4, gt=0, space=log_uniform(1e-6, 1e-2))
+    batch_size: int = param(256, ge=1)
+    temperature: float = param(1.0, gt=0)
+    retain_fraction: float = param(0.3, gt=0, le=1, space=uniform(0.1, 1.0))
 
 
 def incompetent_teacher(model: nn.Module, seed: int) -> nn.Module:

@@ -18,6 +18,7 @@ from typing import ClassVar, Iterable
 import torch
 from torch import nn
 
+from .._validation import check_params, params_dict
 from ..data.tensors import as_tensors
 from ..progress import Callback, StepEvent, emit
 from ..training import model_device
@@ -91,11 +92,15 @@ class Method(ABC):
     needs_heldout: ClassVar[bool] = False
 
     def __init__(self, params=None, **hparams):
+        # The one place hyper-parameters are validated: the constraints live in each Params
+        # field's metadata (``_validation.param``); Params.__post_init__ keeps only cross-field checks.
+        prefix = f"{self.name}."
         if params is not None:
             if hparams:
                 raise TypeError("hparams: pass either a Params instance or keyword hyper-parameters, not both")
             if not isinstance(params, self.Params):
                 raise TypeError(f"params: expected {self.Params.__name__}, got {type(params).__name__}")
+            check_params(self.Params, params_dict(params), prefix=prefix)
             self.params = params
         else:
             fields = {f.name for f in dataclasses.fields(self.Params)}
@@ -103,7 +108,7 @@ class Method(ABC):
             if unknown:
                 raise TypeError(f"hparams: {self.name} has no hyper-parameter(s) {unknown}; "
                                 f"expected some of {sorted(fields)}")
-            self.params = self.Params(**hparams)
+            self.params = self.Params(**check_params(self.Params, hparams, prefix=prefix))
         self.last_history: list[StepEvent] = []
 
     def __repr__(self) -> str:

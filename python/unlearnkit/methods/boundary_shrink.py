@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform, integers
 from ..training import sgd
 from ._loops import run_epochs
 from .base import Method, register
@@ -19,16 +20,12 @@ class BoundaryShrinkParams:
     passes over the forget set; lr, momentum, weight_decay: SGD (the paper: lr 1e-5, momentum 0.9,
     10 epochs); batch_size: forget samples per step."""
 
-    bound: float = 0.1
-    epochs: int = 10
-    lr: float = 1e-5
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 64
-
-    def __post_init__(self):
-        if not self.bound > 0:
-            raise ValueError(f"bound: expected a positive FGSM radius in pixel units, got {self.bound!r}")
+    bound: float = param(0.1, gt=0, space=log_uniform(0.01, 0.5))
+    epochs: int = param(10, ge=0, space=integers(1, 10))
+    lr: float = param(1e-5, gt=0, space=log_uniform(1e-6, 1e-2))
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(0.0, ge=0)
+    batch_size: int = param(64, ge=1)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform, integers, categorical
 from ..data.tensors import cycle_batches, iterate_batches
 from ..losses import SinkhornLoss
 from ..metrics.membership import mia_forget_vs_test
@@ -41,44 +42,30 @@ class DLFDParams:
     (1 = every batch, the paper; larger saves time on CPU); val_samples: validation subsample.
     """
 
-    epochs: int = 1
-    batch_size: int = 32
-    lr: float = 0.008
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lambda_f: float = 3.0
-    w_start: float = 0.0
-    w_end: float = 1.0
-    steps: int = 15
-    alpha: float = 0.4
-    pixel_range: tuple[float, float] = (0.0, 1.0)
-    forget_threshold: float = 0.15
-    max_forgetting_score: float = 0.09
-    epsilon: float = 0.01
-    ot_max_iter: int = 50
-    ot_tol: float = 0.1
-    layer: str = "logits"
-    mode: str = "paper"
-    mia_samples: int = 300
-    mia_splits: int = 10
-    check_every: int = 1
-    val_samples: int = 2000
+    epochs: int = param(1, ge=0, space=integers(1, 3))
+    batch_size: int = param(32, ge=1, space=categorical(32, 64, 128))
+    lr: float = param(0.008, gt=0, space=log_uniform(1e-4, 1e-1))
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    lambda_f: float = param(3.0, ge=0, space=log_uniform(0.1, 10.0))
+    w_start: float = param(0.0, ge=0)
+    w_end: float = param(1.0, ge=0)
+    steps: int = param(15, ge=0, space=integers(1, 20))
+    alpha: float = param(0.4, ge=0, space=log_uniform(1e-3, 1.0))
+    pixel_range: tuple[float, float] = param((0.0, 1.0), length=2)
+    forget_threshold: float = param(0.15, ge=0, le=0.5)
+    max_forgetting_score: float = param(0.09, ge=0, le=0.5)
+    epsilon: float = param(0.01, gt=0)
+    ot_max_iter: int = param(50, ge=1)
+    ot_tol: float = param(0.1, gt=0)
+    layer: str = param("logits", choices=LAYERS)
+    mode: str = param("paper", choices=MODES)
+    mia_samples: int = param(300, ge=1)
+    mia_splits: int = param(10, ge=1)
+    check_every: int = param(1, ge=1)
+    val_samples: int = param(2000, ge=1)
 
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
-        if self.layer not in LAYERS:
-            raise ValueError(f"layer: expected one of {LAYERS}, got {self.layer!r}")
-        for name in ("epochs", "batch_size", "steps", "ot_max_iter", "mia_samples", "mia_splits",
-                     "check_every", "val_samples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name in ("epochs", "steps") else 1):
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        for name in ("lr", "epsilon", "ot_tol"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
-        if self.alpha < 0 or self.lambda_f < 0:
-            raise ValueError(f"alpha, lambda_f: expected non-negative numbers, got {self.alpha!r}, {self.lambda_f!r}")
+    def __post_init__(self):  # per-field constraints live in the field metadata (checked by Method)
         lo, hi = self.pixel_range
         if not lo < hi:
             raise ValueError(f"pixel_range: expected (low, high) with low < high, got {self.pixel_range!r}")

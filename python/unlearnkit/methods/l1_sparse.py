@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform, integers
 from ..data.tensors import iterate_batches
 from ..training import sgd
 from .base import Method, register
@@ -20,16 +21,12 @@ class L1SparseParams:
     """alpha: initial L1 strength (gamma in the paper), decayed linearly per epoch; epochs: passes
     over the retain set; lr, momentum, weight_decay: SGD; batch_size: retain samples per step."""
 
-    alpha: float = 5e-4
-    epochs: int = 10
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-
-    def __post_init__(self):
-        if self.alpha < 0:
-            raise ValueError(f"alpha: expected a non-negative L1 strength, got {self.alpha!r}")
+    alpha: float = param(5e-4, ge=0, space=log_uniform(1e-6, 1e-2))
+    epochs: int = param(10, ge=0, space=integers(1, 10))
+    lr: float = param(0.01, gt=0, space=log_uniform(1e-5, 1e-1))
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    batch_size: int = param(256, ge=1)
 
 
 def l1_norm(model: torch.nn.Module) -> torch.Tensor:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform, integers, uniform
 from ..data.tensors import cycle_batches, iterate_batches
 from ..losses import DimensionalAlignmentLoss, SelfDistillationLoss
 from ..training import extract_features, sgd
@@ -31,36 +32,21 @@ class MUDAParams:
     recover_ratio: retain batches per forget batch seen in the preceding forget phase.
     """
 
-    epochs: int = 5
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    lambda_da: float = 1.0
-    lambda_sd: float = 1.0
-    temperature: float = 4.0
-    ce_cap: float = 10.0
-    energy: float = 0.9
-    k: int | None = None
+    epochs: int = param(5, ge=0, space=integers(1, 5))
+    lr: float = param(0.01, gt=0, space=log_uniform(1e-4, 1e-1))
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    batch_size: int = param(128, ge=1)
+    lambda_da: float = param(1.0, ge=0, space=log_uniform(0.1, 10.0))
+    lambda_sd: float = param(1.0, ge=0, space=log_uniform(0.1, 10.0))
+    temperature: float = param(4.0, gt=0)
+    ce_cap: float = param(10.0, gt=0, space=uniform(0.5, 10.0))
+    energy: float = param(0.9, gt=0, le=1)
+    k: int | None = param(None, ge=1)
     center: bool = False
-    refresh: int = 10
-    bank_size: int = 2048
-    recover_ratio: float = 1.0
-
-    def __post_init__(self):
-        for name in ("epochs", "batch_size", "refresh", "bank_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "epochs" else 1):
-                raise ValueError(f"{name}: expected a {'non-negative' if name == 'epochs' else 'positive'} "
-                                 f"integer, got {v!r}")
-        for name in ("lr", "temperature", "ce_cap", "recover_ratio"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
-        for name in ("lambda_da", "lambda_sd", "weight_decay", "momentum"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected a non-negative number, got {getattr(self, name)!r}")
-        if not 0 < self.energy <= 1:
-            raise ValueError(f"energy: expected a fraction in (0, 1], got {self.energy!r}")
+    refresh: int = param(10, ge=1)
+    bank_size: int = param(2048, ge=1)
+    recover_ratio: float = param(1.0, gt=0, space=log_uniform(0.5, 8.0))
 
 
 @register

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._validation import param, log_uniform, integers, categorical
 from ..training import sgd
 from ._loops import run_epochs
 from .base import Method, register
@@ -14,11 +15,11 @@ from .base import Method, register
 class NegGradParams:
     """epochs: passes over the forget set; lr: SGD step (small: ascent diverges fast)."""
 
-    epochs: int = 5
-    lr: float = 1e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 64
+    epochs: int = param(5, ge=0, space=integers(1, 10))
+    lr: float = param(1e-4, gt=0, space=log_uniform(1e-6, 1e-2))
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    batch_size: int = param(64, ge=1, space=categorical(32, 64, 128, 256))
 
 
 @register

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform, integers, uniform
 from ..data.tensors import cycle_batches, iterate_batches
 from ..training import sgd
 from .base import Method, register
@@ -21,19 +22,12 @@ class NegGradPlusParams:
     momentum, weight_decay: SGD (the SCRUB code base uses plain SGD, no momentum, no decay);
     batch_size: samples per retain batch and per forget batch."""
 
-    beta: float = 0.999
-    epochs: int = 5
-    lr: float = 0.01
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = 128
-
-    def __post_init__(self):
-        if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"beta: expected a weight in [0, 1], got {self.beta!r}")
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ValueError(f"epochs, batch_size: expected epochs >= 0 and batch_size >= 1, "
-                             f"got {self.epochs!r} and {self.batch_size!r}")
+    beta: float = param(0.999, ge=0, le=1, space=uniform(0.5, 1.0))
+    epochs: int = param(5, ge=0, space=integers(1, 10))
+    lr: float = param(0.01, gt=0, space=log_uniform(1e-5, 1e-1))
+    momentum: float = param(0.0, ge=0, lt=1)
+    weight_decay: float = param(0.0, ge=0)
+    batch_size: int = param(128, ge=1)
 
 
 @register

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validation import param, log_uniform, integers, categorical
 from ..training import sgd
 from ._loops import random_wrong_labels, run_epochs
 from .base import Method, register
@@ -17,11 +18,11 @@ from .base import Method, register
 class RandomLabelsParams:
     """epochs over forget+retain; lr, momentum, weight_decay: SGD; batch_size."""
 
-    epochs: int = 10
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 64
+    epochs: int = param(10, ge=0, space=integers(1, 10))
+    lr: float = param(0.01, gt=0, space=log_uniform(1e-5, 1e-1))
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    batch_size: int = param(64, ge=1, space=categorical(32, 64, 128, 256))
 
 
 @register

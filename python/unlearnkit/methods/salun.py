@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform, integers, uniform
 from ..data.tensors import iterate_batches
 from ..training import sgd
 from ._loops import random_wrong_labels
@@ -23,16 +24,12 @@ class SalUnParams:
     magnitude; 0.5 is the paper's median threshold); epochs: passes (forget pass with random labels,
     then retain pass); lr, momentum, weight_decay: SGD; batch_size: samples per step."""
 
-    threshold: float = 0.5
-    epochs: int = 10
-    lr: float = 0.013
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-
-    def __post_init__(self):
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold: expected the salient fraction of weights in (0, 1], got {self.threshold!r}")
+    threshold: float = param(0.5, gt=0, le=1, space=uniform(0.1, 0.9))
+    epochs: int = param(10, ge=0, space=integers(1, 10))
+    lr: float = param(0.013, gt=0, space=log_uniform(1e-5, 1e-1))
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    batch_size: int = param(256, ge=1)
 
 
 def saliency_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fraction: float, *, batch_size: int = 256,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform, integers, uniform, categorical
 from ..data.tensors import iterate_batches
 from ..losses.distillation import self_distillation
 from ..training import sgd
@@ -24,22 +25,16 @@ class ScrubParams:
     distillation temperature T; lr, momentum, weight_decay: SGD shared by both steps;
     forget_batch_size, retain_batch_size: batch sizes of the max- and min-steps."""
 
-    epochs: int = 3
-    msteps: int = 2
-    alpha: float = 0.001
-    gamma: float = 0.99
-    temperature: float = 4.0
-    lr: float = 5e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    forget_batch_size: int = 512
-    retain_batch_size: int = 256
-
-    def __post_init__(self):
-        if not self.temperature > 0:
-            raise ValueError(f"temperature: expected a positive distillation temperature, got {self.temperature!r}")
-        if self.msteps < 0 or self.epochs < 0:
-            raise ValueError(f"msteps, epochs: expected non-negative counts, got {self.msteps!r} and {self.epochs!r}")
+    epochs: int = param(3, ge=0, space=integers(1, 10))
+    msteps: int = param(2, ge=0, space=integers(0, 5))
+    alpha: float = param(0.001, ge=0, space=log_uniform(1e-4, 1.0))
+    gamma: float = param(0.99, ge=0, space=uniform(0.5, 1.0))
+    temperature: float = param(4.0, gt=0)
+    lr: float = param(5e-4, gt=0, space=log_uniform(1e-5, 1e-2))
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    forget_batch_size: int = param(512, ge=1, space=categorical(128, 256, 512))
+    retain_batch_size: int = param(256, ge=1)
 
 
 @register

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform
 from .base import Context, Method, register
 
 
@@ -19,14 +20,9 @@ class SSDParams:
     """dampening: lambda, the dampening constant; selection: alpha, the selection weighting;
     batch_size: samples per gradient when estimating the importances."""
 
-    dampening: float = 1.0
-    selection: float = 10.0
-    batch_size: int = 128
-
-    def __post_init__(self):
-        if not (self.dampening > 0 and self.selection > 0):
-            raise ValueError(f"dampening, selection: expected positive lambda and alpha, "
-                             f"got {self.dampening!r} and {self.selection!r}")
+    dampening: float = param(1.0, gt=0, space=log_uniform(0.1, 10.0))
+    selection: float = param(10.0, gt=0, space=log_uniform(0.1, 100.0))
+    batch_size: int = param(128, ge=1)
 
 
 def importance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 128,

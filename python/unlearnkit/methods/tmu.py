@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import param, log_uniform, integers
 from .. import metrics as _metrics
 from ..data.tensors import iterate_batches
 from ..training import extract_features, predict, sgd
@@ -66,65 +67,43 @@ class TMUParams:
             units (0.05; the paper's exact noise form is not known, see ``TMU``).
     """
 
-    twin_epochs: int = 5
-    twin_lr: float = 0.01
-    twin_batch_size: int = 64
-    features: tuple[str, ...] = FEATURES
-    k: int = 5
-    pgd_epsilon: float = 4 / 255
-    pgd_steps: int = 5
-    pgd_step_size: float | None = None
-    curriculum_epochs: int = 2
-    curriculum_lr: float = 0.01
-    curriculum_batch_size: int = 64
-    iqr_factor: float = 1.5
-    hidden: tuple[int, ...] = (32, 16)
-    predictor_lr: float = 0.01
-    predictor_epochs: int = 200
-    predictor_batch_size: int = 128
-    threshold: float = 0.5
-    epochs: int = 5
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 64
-    noise_std: float = 0.05
+    twin_epochs: int = param(5, ge=0)
+    twin_lr: float = param(0.01, gt=0)
+    twin_batch_size: int = param(64, ge=1)
+    features: tuple[str, ...] = param(FEATURES, choices=FEATURES)
+    k: int = param(5, ge=1)
+    pgd_epsilon: float = param(4 / 255, ge=0)
+    pgd_steps: int = param(5, ge=0)
+    pgd_step_size: float | None = param(None, gt=0)
+    curriculum_epochs: int = param(2, ge=0)
+    curriculum_lr: float = param(0.01, gt=0)
+    curriculum_batch_size: int = param(64, ge=1)
+    iqr_factor: float = param(1.5, ge=0)
+    hidden: tuple[int, ...] = param((32, 16), ge=1)
+    predictor_lr: float = param(0.01, gt=0)
+    predictor_epochs: int = param(200, ge=1)
+    predictor_batch_size: int = param(128, ge=1)
+    threshold: float = param(0.5, gt=0, lt=1)
+    epochs: int = param(5, ge=0, space=integers(1, 10))
+    lr: float = param(0.01, gt=0, space=log_uniform(1e-5, 1e-1))
+    momentum: float = param(0.9, ge=0, lt=1)
+    weight_decay: float = param(5e-4, ge=0)
+    batch_size: int = param(64, ge=1)
+    noise_std: float = param(0.05, ge=0, space=log_uniform(1e-3, 0.3))
 
-    def __post_init__(self):
+    def __post_init__(self):  # per-field constraints live in the field metadata (checked by Method)
         # Recipes (TOML) give lists; store tuples so the dataclass stays hashable.
         for name in ("features", "hidden"):
             value = getattr(self, name)
             if isinstance(value, str) or not hasattr(value, "__iter__"):
                 raise TypeError(f"{name}: expected a sequence, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        bad = [f for f in self.features if f not in FEATURES]
-        if not self.features or bad or len(set(self.features)) != len(self.features):
+        if not self.features or len(set(self.features)) != len(self.features):
             raise ValueError(f"features: expected distinct names among {FEATURES}, at least one, got {self.features!r}")
-        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
-            raise ValueError(f"hidden: expected positive layer widths, got {self.hidden!r}")
-        for name in ("twin_epochs", "curriculum_epochs", "epochs", "pgd_steps"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name}: expected a non-negative integer, got {v!r}")
+        if not self.hidden:
+            raise ValueError(f"hidden: expected at least one hidden layer width, got {self.hidden!r}")
         if self.curriculum_epochs < 1 and "cf" in self.features:
             raise ValueError(f"curriculum_epochs: expected at least 1 when 'cf' is a feature, got {self.curriculum_epochs}")
-        for name in ("k", "twin_batch_size", "curriculum_batch_size", "predictor_epochs", "predictor_batch_size",
-                     "batch_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        for name in ("twin_lr", "curriculum_lr", "predictor_lr", "lr"):
-            v = getattr(self, name)
-            if not v > 0:
-                raise ValueError(f"{name}: expected a positive learning rate, got {v!r}")
-        for name in ("pgd_epsilon", "noise_std", "weight_decay", "momentum", "iqr_factor"):
-            v = getattr(self, name)
-            if not v >= 0:
-                raise ValueError(f"{name}: expected a non-negative number, got {v!r}")
-        if self.pgd_step_size is not None and not self.pgd_step_size > 0:
-            raise ValueError(f"pgd_step_size: expected a positive step in pixel units or None, got {self.pgd_step_size!r}")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"threshold: expected a probability in (0, 1), got {self.threshold!r}")
 
 
 # --- the generalisation labels and features ---------------------------------------------------------
