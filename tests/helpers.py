@@ -49,7 +49,7 @@ def fashion_models(seed: int = 0, fraction: float = 0.1, heldout_fraction: float
 
     from unlearnkit.checkpoints import cache_key, cached_train
     from unlearnkit.data import load_fashion_mnist
-    from unlearnkit.data.datasets import _make
+    from unlearnkit.data.types import _make
 
     full = load_fashion_mnist()
     cfg = dataclasses.replace(FASHION_TRAIN, epochs=epochs)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .. import metrics as M
-from ..data.backdoor import attack_success_rate
+from ..metrics.backdoor import attack_success_rate
 from ..data.forget import UnlearningSplit
 from ..training import predict, predict_with_features
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .._validation import check_fraction
-from .datasets import ImageDataset
+from .types import ImageDataset
 
 
 @dataclass(frozen=True)
@@ -30,16 +30,6 @@ class Trigger:
         x = x.clone()
         x[..., -self.size:, -self.size:] = self.value
         return x
-
-
-def attack_success_rate(model: torch.nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, trigger: Trigger) -> float:
-    """Fraction of test images *not* of the target class that the model assigns to the target
-    class once the trigger is planted (lower is better after unlearning)."""
-    from ..training import predict
-
-    keep = y_test != trigger.target
-    pred = predict(model, trigger.apply(x_test[keep])).argmax(1)
-    return float((pred == trigger.target).float().mean())
 
 
 def poison(data: ImageDataset, *, fraction: float = 0.1, target: int = 0, patch: int | None = None,

@@ -20,7 +20,7 @@ import pickle
 import numpy as np
 import torch
 
-from .datasets import ImageDataset, _make
+from .types import ImageDataset, _make
 
 
 def _root(root, name: str, marker: str) -> pathlib.Path:
