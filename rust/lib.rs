@@ -15,6 +15,7 @@
 //!   A B^T), `transform` (column statistics, finite check, centre/scale/normalise rows),
 //!   `distance` (exact f64 distances); `rng` (portable seeded generator).
 
+pub mod audit;
 pub mod contingency;
 pub mod distance;
 pub mod error;
