@@ -19,6 +19,8 @@ from .membership import *  # noqa: F401,F403
 from .membership import __all__ as _membership_all
 from .output import *  # noqa: F401,F403
 from .output import __all__ as _output_all
+from .per_example import *  # noqa: F401,F403
+from .per_example import __all__ as _per_example_all
 
 __all__ = [*_alignment_all, *_clustering_all, *_kmeans_all, *_neighbors_all, *_knn_membership_all, *_membership_all,
-           *_output_all]
+           *_output_all, *_per_example_all]
