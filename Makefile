@@ -6,8 +6,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
+# The oldest Python the package claims (requires-python >= 3.10): found on PATH or under pyenv.
+PY310  ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) $(shell command -v python3.10 2>/dev/null))
+VENV310 := .venv310
 
-.PHONY: setup demo test test-rust test-python bench fashion-data wheel docs clean
+.PHONY: setup setup-py310 lint demo test test-rust test-python bench fashion-data wheel docs clean
 
 # Dependencies change rarely: install them once per pyproject.toml. torch is a few GB, and pip's
 # cache serves it again on the next fresh venv.
@@ -36,7 +39,22 @@ fashion-data:
 demo: setup
 	$(BIN)/unlearnkit demo
 
-test: setup fashion-data test-rust test-python
+# A small environment of the oldest claimed Python (numpy and tomli, no torch): the torch-free
+# part of the package (CLI parsing, recipes' TOML, parameter schemas) is tested on it.
+setup-py310:
+	@if [ -n "$(PY310)" ]; then \
+		test -x $(VENV310)/bin/python || $(PY310) -m venv $(VENV310); \
+		test -f $(VENV310)/.ok || ($(VENV310)/bin/python -m pip install -q numpy tomli && touch $(VENV310)/.ok); \
+	else echo "note: no python3.10 found; the Python 3.10 test will be skipped"; fi
+
+test: setup setup-py310 fashion-data lint test-rust test-python
+
+# Gates: ruff (lint + import order), rustfmt, clippy; then a type check of the public API.
+lint: $(DEPS)
+	$(BIN)/ruff check python tests scripts benchmarks docs
+	cargo fmt --check
+	cargo clippy --quiet --all-targets -- -D warnings
+	$(BIN)/mypy
 
 test-rust:
 	cargo test --quiet
@@ -58,4 +76,4 @@ wheel: $(DEPS)
 	$(BIN)/maturin build --release --sdist -o dist
 
 clean:
-	rm -rf target $(VENV) dist
+	rm -rf target $(VENV) $(VENV310) dist

@@ -6,7 +6,11 @@ network and the heavy wheels (torch) come from pip's cache on a fresh virtual en
 
 import pathlib
 import sys
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 project = tomllib.loads((pathlib.Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
 deps = list(project["dependencies"])

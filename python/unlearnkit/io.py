@@ -13,6 +13,11 @@ import pathlib
 import tempfile
 from typing import Any, Iterator
 
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli (a dependency there)
+    import tomli as tomllib  # type: ignore[no-redef]
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:

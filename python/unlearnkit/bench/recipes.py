@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pathlib
-import tomllib
 from functools import lru_cache
+
+from ..io import tomllib
 
 RECIPES_PATH = pathlib.Path(__file__).with_name("recipes.toml")
 

@@ -11,10 +11,7 @@ from ._common import SCENARIO_HELP, add_common, default_out
 
 def _parse_set(values: list[str]) -> dict:
     """``--set neggrad.lr=0.001`` -> {"neggrad": {"lr": 0.001}} (values parsed as TOML scalars)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    from ..io import tomllib
 
     out: dict = {}
     for item in values or []:
