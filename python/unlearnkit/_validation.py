@@ -306,7 +306,7 @@ def check_params(params_cls, values: dict, *, prefix: str = "") -> dict:
         raise TypeError(f"{prefix}{unknown[0]}: not a hyper-parameter; expected one of {sorted(fields)}")
     hints = _typing.get_type_hints(params_cls)
     cons = constraints(params_cls)
-    out = {}
+    out: dict = {}
     for key, value in values.items():
         name = f"{prefix}{key}"
         kind, optional, item = _base_kind(hints.get(key))
