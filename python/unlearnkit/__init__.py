@@ -1,6 +1,6 @@
 """unlearnkit: machine unlearning for PyTorch.
 
-Sub-packages (see DESIGN.md):
+Sub-packages (see docs/design.md):
 
 - :mod:`unlearnkit.data`     datasets, splits, forget-set selection
 - :mod:`unlearnkit.models`   small CNN / ResNet-18 exposing ``features`` and ``head``

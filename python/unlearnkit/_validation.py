@@ -1,7 +1,7 @@
 """Input validation shared by every public function.
 
 Each check raises ``ValueError`` or ``TypeError`` whose message names the argument, says what
-was expected and what arrived, as DESIGN.md asks.
+was expected and what arrived, as docs/design.md asks.
 """
 
 from __future__ import annotations

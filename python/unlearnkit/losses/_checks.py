@@ -1,6 +1,6 @@
 """Validation and backend dispatch shared by the losses.
 
-Errors name the argument, what was expected and what arrived (DESIGN.md). The finiteness
+Errors name the argument, what was expected and what arrived (docs/design.md). The finiteness
 check is one reduction over the input: cheap next to any of the losses it guards.
 """
 
