@@ -292,6 +292,7 @@ def test_rmia_known_answers():
     (lambda: M.per_example_epsilon(np.zeros((2, 2)), np.zeros((2, 2)), delta=1.5), r"^delta: expected"),
     (lambda: M.forgetting_quality(np.zeros((2, 0)), np.zeros((2, 0))), r"^unlearned: expected at least one example"),
     (lambda: M.ulira(np.zeros((3, 2)), np.array([[np.inf, 0.0]] * 3)), r"^retrained: expected finite"),
+    (lambda: M.ulira(np.zeros((2, 2)), np.zeros((3, 2))), r"^unlearned: expected at least 3 models"),
     (lambda: M.klom(np.zeros((3, 2)), np.zeros((3, 2)), bins=0), r"^bins: expected an int >= 1"),
     (lambda: M.klom(np.zeros((3, 2)), np.zeros((1, 2))), r"^retrained_margins: expected at least 2 models"),
     (lambda: M.logit_scaled_confidence(np.zeros((3, 4)), [0, 1]), r"^labels: expected 3 labels"),

@@ -13,9 +13,9 @@ import argparse
 import sys
 
 from .. import __version__
-from . import bench, eval as eval_cmd
+from . import audit, bench, eval as eval_cmd
 
-SUBCOMMANDS = [bench, eval_cmd]
+SUBCOMMANDS = [bench, eval_cmd, audit]
 
 
 def build_parser() -> argparse.ArgumentParser:

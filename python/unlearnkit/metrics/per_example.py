@@ -289,15 +289,17 @@ def ulira_scores(unlearned, retrained, *, min_std: float = 1e-6) -> tuple[np.nda
     ``ln N(phi_ti; mu_u, sigma_u) - ln N(phi_ti; mu_r, sigma_r)`` (> 0: called "unlearned").
 
     Args:
-        unlearned: (K_u, n) logit-scaled confidences under the unlearned pool, K_u >= 2.
-        retrained: (K_r, n) under the retrained pool, K_r >= 2.
+        unlearned: (K_u, n) logit-scaled confidences under the unlearned pool, K_u >= 3 (leaving
+            one out must leave two models to fit a Gaussian).
+        retrained: (K_r, n) under the retrained pool, K_r >= 3.
         min_std: floor of each fitted standard deviation (phi units), so a pool that is a spike
             (a deterministic method) gives a finite, very peaked density instead of 0/0.
 
     Returns:
         (scores of the unlearned targets (K_u, n), scores of the retrained targets (K_r, n)).
     """
-    u, r = _pools(unlearned, retrained, "unlearned", "retrained")
+    # leave-one-out leaves K - 1 models to fit each Gaussian: at least 2
+    u, r = _pools(unlearned, retrained, "unlearned", "retrained", min_models=3)
     if not (isinstance(min_std, (int, float, np.floating)) and min_std > 0 and math.isfinite(min_std)):
         raise ValueError(f"min_std: expected a positive number, got {min_std!r}")
     mu_u_loo, sd_u_loo = _loo_gaussian(u, min_std)

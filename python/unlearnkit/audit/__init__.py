@@ -1,0 +1,20 @@
+"""Layer: audit. The per-example unlearning audit: pools of models trained on Ray, scored per forget
+example with the NeurIPS 2023 challenge's epsilon, U-LiRA, KLOM and RMIA
+(``shared/papers/evaluation.md``; the scores themselves are in ``unlearnkit.metrics.per_example``).
+
+    from unlearnkit.audit import AuditConfig, run_audit, write_audit
+    result = run_audit(AuditConfig(dataset="digits", methods=("finetune",), pool=16))
+    write_audit(result, "out/")
+
+Ray is confined to :mod:`.pools`; everything else is plain numpy.
+"""
+
+from .engine import audit_split
+from .pools import Member, PoolSetup, pool_members, run_pools
+from .report import table, write_audit
+from .run import AuditConfig, resolve_methods, run_audit
+from .scores import BENCH_COLUMNS, FLOOR, ORIGINAL, audit_columns, score_pair, score_pools
+
+__all__ = ["AuditConfig", "BENCH_COLUMNS", "FLOOR", "Member", "ORIGINAL", "PoolSetup", "audit_columns", "audit_split",
+           "pool_members", "resolve_methods", "run_audit", "run_pools", "score_pair", "score_pools", "table",
+           "write_audit"]

@@ -1,0 +1,138 @@
+"""Layer: audit. Writing an audit: ``audit.json``, ``report.md`` (one table), ``eps_hist.png``
+(a histogram of the per-example epsilons of every row) and ``per_example.npz``.
+
+Every file is written to a temporary name and renamed (``unlearnkit.io``).
+"""
+
+from __future__ import annotations
+
+import io as _io
+import math
+import pathlib
+
+import numpy as np
+
+from .. import io
+from .scores import FLOOR, ORIGINAL
+
+__all__ = ["table", "write_audit"]
+
+# (header, key, format); formats take a float
+_COLUMNS = [("K", "k", "{:.0f}"), ("F ↑", "F", "{:.3f}"), ("score ↑", "challenge_score", "{:.3f}"),
+            ("eps med ↓", "eps_median", "{:.2f}"), ("eps=50 ↓", "eps_at_clip", "{:.2f}"),
+            ("U-LiRA bacc ↓", "ulira_balanced_accuracy", "{:.3f}"), ("U-LiRA AUC", "ulira_auc", "{:.3f}"),
+            ("U-LiRA TPR@1%", "ulira_tpr_at_1pct_fpr", "{:.3f}"),
+            ("KLOM forget med/p95 ↓", ("klom_forget_median", "klom_forget_p95"), "{:.2f}"),
+            ("KLOM retain med/p95", ("klom_retain_median", "klom_retain_p95"), "{:.2f}"),
+            ("KLOM test med/p95", ("klom_test_median", "klom_test_p95"), "{:.2f}"),
+            ("RMIA AUC", "rmia_auc", "{:.3f}"), ("RMIA TPR@1%", "rmia_tpr_at_1pct_fpr", "{:.3f}"),
+            ("retain acc", "retain_acc", "{:.3f}"), ("test acc", "test_acc", "{:.3f}"),
+            ("s/model", "pool_seconds_mean", "{:.1f}")]
+
+
+def _cell(row: dict, key, fmt: str) -> str:
+    if isinstance(key, tuple):
+        return " / ".join(_cell(row, k, fmt) for k in key)
+    v = row.get(key)
+    return "–" if v is None else fmt.format(v)
+
+
+def table(scores: dict) -> str:
+    """The markdown table: every method, then ``original`` and ``retrained floor``."""
+    head = "| model | " + " | ".join(h for h, _, _ in _COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(_COLUMNS) + 1)]
+    for name in scores["order"]:
+        row = scores["rows"][name]
+        if "error" in row:
+            lines.append(f"| {name} | FAILED: {row['error']} |" + " |" * (len(_COLUMNS) - 1))
+            continue
+        lines.append(f"| {name} | " + " | ".join(_cell(row, k, f) for _, k, f in _COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _footer(result: dict) -> str:
+    rows = result["scores"]["rows"]
+    k = result["pools"]["k"]
+    floor = rows.get(FLOOR, {})
+    eps_k = math.log(k - 1) if k > 2 else 0.0
+    lines = [
+        f"K = {k} models per pool (seeds 1..{k}). With K models the largest measurable per-example epsilon is "
+        f"about ln(K - 1) = {eps_k:.2f} (exactly {rows[next(iter(rows))].get('largest_measurable_eps', float('nan')):.2f} "
+        "at delta = 1e-5); a larger separation shows only as eps = 50 (a spike or a perfect split). "
+        "F's bins end at ceil(ln(K - 1)).",
+    ]
+    if "error" not in floor:
+        lines.append(f"The retrained floor compares the two halves of the retrained pool (K = {floor.get('k')} "
+                     "against K = " f"{floor.get('k_ref')}): what an ideal method reaches at that pool size; its RMIA "
+                     "takes every retrained model as the target against the others. `original` is doing nothing.")
+    lines += ["U-LiRA is the fixed-forget-set variant (one forget set, leave-one-out over both pools): 0.5 is "
+              "indistinguishable from retraining. KLOM is KL(unlearned || retrained) of the margin histograms "
+              "(20 bins), 0 is perfect. RMIA separates forget examples from unseen test examples with the retrained "
+              "pool as references: a method should match the floor, not 0.5.",
+              f"Pools ran on {result['pools']['executor'].get('name')} in {result['pools']['wall_seconds']:.1f} s "
+              f"({result['pools']['threads']} torch thread(s) per task); the scores took "
+              f"{result['scores'].get('metric_seconds', float('nan')):.2f} s."]
+    return "\n\n".join(lines)
+
+
+def _histograms(scores: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in scores["order"] if n in scores["arrays"]]
+    cols = min(len(names), 4)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharex=True)
+    bins = np.r_[np.arange(0, 10.5, 0.5), 50.5]
+    for ax, name in zip(axes.ravel(), names):
+        eps = np.minimum(scores["arrays"][name]["eps"], 10.25)  # eps = 50 drawn in the last bar
+        ax.hist(eps, bins=np.r_[bins[:-1], 10.5], color="tab:red" if name == ORIGINAL else "tab:blue")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("eps_i (last bar: 50)", fontsize=8)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    with io.atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def _jsonable(result: dict) -> dict:
+    pools = result["pools"]
+    return {"meta": {k: v for k, v in result.get("meta", {}).items() if k != "forget_idx"},
+            "k": pools["k"], "rows": result["scores"]["rows"], "order": result["scores"]["order"],
+            "executor": pools["executor"], "pool_wall_seconds": pools["wall_seconds"],
+            "metric_seconds": result["scores"].get("metric_seconds"), "cached_models": pools["cached"],
+            "errors": pools["errors"]}
+
+
+def write_audit(result: dict, out_dir: str | pathlib.Path, *, plots: bool = True) -> dict[str, pathlib.Path]:
+    """Writes the four files into ``out_dir`` (created); returns their paths."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "audit.json", "markdown": out / "report.md", "npz": out / "per_example.npz"}
+    io.write_json(paths["json"], _jsonable(result))
+    meta = result.get("meta", {})
+    title = f"# Per-example audit: {meta.get('dataset', '?')} {meta.get('scenario', '')}".rstrip()
+    sub = (f"forget set seed {meta.get('seed')}, {meta.get('n_forget')} forget / {meta.get('n_retain')} retain / "
+           f"{meta.get('n_test')} test examples; methods monitor: {meta.get('monitor')}") if meta else ""
+    body = [title, sub, table(result["scores"]), _footer(result)]
+    if plots:
+        paths["plot"] = out / "eps_hist.png"
+        _histograms(result["scores"], paths["plot"])
+        body.append("![per-example epsilon](eps_hist.png)")
+    io.write_text(paths["markdown"], "\n\n".join(b for b in body if b) + "\n")
+    arrays = {}
+    for name, arr in result["scores"]["arrays"].items():
+        for key, v in arr.items():
+            arrays[f"{name.replace(' ', '_')}/{key}"] = v
+    if "forget_idx" in meta:
+        arrays["forget_idx"] = np.asarray(meta["forget_idx"])
+    with io.atomic_path(paths["npz"]) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return paths

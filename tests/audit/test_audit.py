@@ -1,0 +1,167 @@
+"""The audit's pools and CLI on digits with a short training recipe: serial and Ray (a local
+2-CPU instance) give bit-identical outputs; a rerun loads every model from the cache and an
+interrupted audit trains only what is missing; the bench finds the audit's reference checkpoints
+under its own keys; methods are shown the validation part, never the test part; and
+``unlearnkit audit ... --pool 4`` writes its four files, whose numbers agree with each other."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from unlearnkit.audit import Member, PoolSetup, run_pools
+from unlearnkit.audit.pools import member_keys
+from unlearnkit.data import load_digits, make_split
+from unlearnkit.methods.base import METHODS, Method, register
+from unlearnkit.metrics import epsilon_points
+from unlearnkit.training import TrainConfig
+
+ray = pytest.importorskip("ray")
+
+TRAIN = TrainConfig(epochs=2, batch_size=64, lr=0.05)
+METHODS_HP = {"finetune": {"epochs": 1, "lr": 0.02, "batch_size": 64},
+              "neggrad": {"epochs": 1, "lr": 0.05, "batch_size": 32}}
+RECIPES = """
+[datasets.digits]
+model = "small-cnn"
+train = { epochs = 2, batch_size = 64, lr = 0.05, momentum = 0.9, weight_decay = 5e-4 }
+[datasets.digits.methods]
+finetune = { epochs = 1, lr = 0.02, batch_size = 64 }
+neggrad = { epochs = 1, lr = 0.05, batch_size = 32 }
+"""
+
+
+@pytest.fixture(scope="module")
+def split():
+    return make_split(load_digits(), forget="random", fraction=0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def _setup(cache) -> PoolSetup:
+    return PoolSetup(model="small-cnn", train=TRAIN, cache_dir=str(cache), threads=1)
+
+
+def _assert_same_pools(a: dict, b: dict) -> None:
+    assert a["pools"].keys() == b["pools"].keys()
+    for pool, sets in a["pools"].items():
+        for s, stats in sets.items():
+            for stat, v in stats.items():
+                w = b["pools"][pool][s][stat]
+                assert v.dtype == w.dtype and v.shape == w.shape
+                assert v.tobytes() == w.tobytes(), f"{pool}/{s}/{stat} differs"
+
+
+def test_serial_and_ray_are_bit_identical_and_reruns_come_from_the_cache(split, tmp_path, cluster):
+    k = 2
+    serial = run_pools(split, _setup(tmp_path / "serial"), METHODS_HP, k, executor="serial", progress=False)
+    on_ray = run_pools(split, _setup(tmp_path / "ray"), METHODS_HP, k, executor="ray", progress=False)
+    assert on_ray["executor"]["name"] == "ray" and on_ray["executor"]["cpus"] == 2
+    assert serial["cached"] == on_ray["cached"] == {p: 0 for p in ("original", "retrained", *METHODS_HP)}
+    _assert_same_pools(serial, on_ray)
+    assert serial["pools"]["finetune"]["forget"]["phi"].shape == (k, len(split.forget_idx))
+    # distinct seeds give distinct models
+    phi = serial["pools"]["original"]["forget"]["phi"]
+    assert not np.array_equal(phi[0], phi[1])
+    # a rerun trains nothing and gives the same bytes
+    again = run_pools(split, _setup(tmp_path / "serial"), METHODS_HP, k, executor="serial", progress=False)
+    assert again["cached"] == {p: k for p in ("original", "retrained", *METHODS_HP)}
+    _assert_same_pools(serial, again)
+    # an interrupted audit (one unlearned checkpoint missing) trains only that one, identically
+    key = member_keys([Member("unlearned", 2, "neggrad", METHODS_HP["neggrad"])], split,
+                      _setup(tmp_path / "serial"))[("unlearned", 2, "neggrad")]  # seed 2 of 1..2
+    victim = next((tmp_path / "serial").glob(f"*-unlearned-neggrad-{key}.pt"))
+    victim.unlink()
+    resumed = run_pools(split, _setup(tmp_path / "serial"), METHODS_HP, k, executor="serial", progress=False)
+    assert resumed["cached"]["neggrad"] == k - 1 and resumed["cached"]["finetune"] == k
+    _assert_same_pools(serial, resumed)
+
+
+def test_bench_loads_the_audits_reference_checkpoints(split, tmp_path):
+    from unlearnkit.bench.runner import _train_reference
+    from unlearnkit.progress import ProgressBars
+
+    run_pools(split, _setup(tmp_path), {}, 2, executor="serial", progress=False)
+    bars = ProgressBars(disable=True)
+    for kind in ("original", "gold"):
+        model, meta = _train_reference(kind, split, "small-cnn", {}, TRAIN, 2, tmp_path, "cpu", bars)
+        assert meta["cached"], f"the bench retrained the audit's {kind} model of seed 2"
+
+
+@dataclass(frozen=True)
+class _SpyParams:
+    pass
+
+
+_SEEN: list = []
+if "audit_spy" not in METHODS:
+    @register
+    class _Spy(Method):
+        """Records what it is shown and leaves the model as it is."""
+        name = "audit_spy"
+        paper = "test"
+        Params = _SpyParams
+
+        def _unlearn(self, model, data, ctx):
+            _SEEN.append((data.x_test, data.y_test))
+            return model
+
+
+def test_methods_monitor_the_validation_part_never_the_test_part(split, tmp_path):
+    _SEEN.clear()
+    run_pools(split, _setup(tmp_path), {"audit_spy": {}}, 2, executor="serial", progress=False)
+    assert len(_SEEN) == 2
+    x_val, y_val = split.val.tensors
+    x_test, _ = split.test.tensors
+    assert len(x_val) > 0
+    for x, y in _SEEN:
+        assert torch.equal(x, x_val) and torch.equal(y, y_val)
+        # not one test image among what the method saw
+        seen = {row.numpy().tobytes() for row in x}
+        assert not any(row.numpy().tobytes() in seen for row in x_test)
+
+
+def test_cli_audit_digits_pool_4(tmp_path, cluster, capsys):
+    from unlearnkit.cli import main
+
+    recipes = tmp_path / "recipes.toml"
+    recipes.write_text(RECIPES)
+    out = tmp_path / "out"
+    rc = main(["audit", "--dataset", "digits", "--scenario", "random-10", "--methods", "finetune,neggrad",
+               "--pool", "4", "--seed", "0", "--recipes", str(recipes), "--out", str(out),
+               "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "retrained floor" in printed and "K = 4" in printed
+    result = json.loads((out / "audit.json").read_text())
+    assert result["order"] == ["finetune", "neggrad", "original", "retrained floor"]
+    assert result["k"] == 4 and result["executor"]["name"] == "ray"
+    arrays = np.load(out / "per_example.npz")
+    n_forget = len(arrays["forget_idx"])
+    for name in ("finetune", "neggrad", "original"):
+        row = result["rows"][name]
+        eps = arrays[f"{name}/eps"]
+        assert eps.shape == (n_forget,) and ((0 <= eps) & (eps <= 50)).all()
+        # F in the JSON is the mean of the points of the saved epsilons (K = 4)
+        assert row["F"] == pytest.approx(epsilon_points(eps, 4).mean(), abs=1e-12)
+        assert row["eps_median"] == pytest.approx(np.median(eps), abs=1e-12)
+        assert 0 <= row["ulira_balanced_accuracy"] <= 1 and 0 <= row["rmia_auc"] <= 1
+        assert row["klom_forget_median"] == pytest.approx(np.median(arrays[f"{name}/klom_forget"]), abs=1e-12)
+        assert row["k"] == 4
+    floor = result["rows"]["retrained floor"]
+    assert floor["k"] == 2 and floor["ulira_balanced_accuracy"] is None  # halves of 2: no leave-one-out fit
+    report = (out / "report.md").read_text()
+    assert "| finetune |" in report and "| retrained floor |" in report and "ln(K - 1)" in report
+    assert (out / "eps_hist.png").stat().st_size > 1000
