@@ -1,19 +1,24 @@
-"""Turning datasets into tensors and tensors into minibatches, without a DataLoader.
+"""Layer: data. Turning datasets into tensors and tensors into minibatches, without a DataLoader.
 
-The datasets here fit in memory; indexing tensors directly is several times faster than a
-DataLoader on a CPU and keeps the data order a pure function of the generator's seed.
+For data that fits in memory, indexing tensors directly is several times faster than a
+DataLoader on a CPU and keeps the data order a pure function of the generator's seed. Loops
+read data through ``unlearnkit.data.batches`` (which uses these index batches on both its
+in-memory and its streaming path); ``as_tensors`` materialises any dataset.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import torch
-from torch.utils.data import Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from .batches import as_source, cycle_batches, iterate_batches
+
+__all__ = ["as_tensors", "cycle_batches", "iterate_batches"]
 
 
 def as_tensors(ds: Dataset | tuple, name: str = "dataset") -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (x, y) of a TensorDataset, a Subset of one, an (x, y) tuple, or any map-style dataset."""
+    """Returns (x, y) of a TensorDataset, a Subset of one, an (x, y) tuple, or any map-style dataset or
+    DataLoader (items (x, y) or dicts with an image and a label key; read once, in memory)."""
     if isinstance(ds, tuple) and len(ds) == 2 and all(isinstance(t, torch.Tensor) for t in ds):
         x, y = ds
     elif isinstance(ds, TensorDataset):
@@ -21,12 +26,9 @@ def as_tensors(ds: Dataset | tuple, name: str = "dataset") -> tuple[torch.Tensor
     elif isinstance(ds, Subset) and isinstance(ds.dataset, TensorDataset):
         idx = torch.as_tensor(ds.indices, dtype=torch.int64)
         x, y = ds.dataset.tensors[0][idx], ds.dataset.tensors[1][idx]
-    elif isinstance(ds, Dataset):
-        items = [ds[i] for i in range(len(ds))]  # type: ignore[arg-type]
-        if not items:
-            raise ValueError(f"{name}: expected a non-empty dataset, got 0 samples")
-        x = torch.stack([torch.as_tensor(i[0]) for i in items])
-        y = torch.as_tensor([int(i[1]) for i in items])
+    elif isinstance(ds, (Dataset, DataLoader)):
+        # items (x, y, ...) or dicts, PIL images, a DataLoader's workers: the streaming source reads it once
+        x, y = as_source(ds, name).tensors()
     else:
         raise TypeError(f"{name}: expected a torch Dataset or an (x, y) tuple of tensors, got {type(ds).__name__}")
     if x.shape[0] != y.shape[0]:
@@ -38,18 +40,3 @@ def as_tensors(ds: Dataset | tuple, name: str = "dataset") -> tuple[torch.Tensor
     if x.is_floating_point() and not torch.isfinite(x).all():
         raise ValueError(f"{name}: expected finite inputs, got NaN or Inf")
     return x, y.long()
-
-
-def iterate_batches(n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-                    drop_last: bool = False) -> Iterator[torch.Tensor]:
-    """Yields index tensors of minibatches over range(n)."""
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    stop = n - (n % batch_size) if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
-        yield order[start:start + batch_size]
-
-
-def cycle_batches(n: int, batch_size: int, *, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless shuffled minibatches (a new permutation every pass)."""
-    while True:
-        yield from iterate_batches(n, batch_size, shuffle=True, generator=generator)

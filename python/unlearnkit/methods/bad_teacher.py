@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._validation import param, log_uniform, integers, uniform
-from ..data.tensors import iterate_batches
+from ..data.batches import concat_sources
 from ._loops import frozen_copy
 from .base import Method, register
 from .retrain import reset_parameters
@@ -72,26 +72,24 @@ class BadTeacher(Method):
         bad = incompetent_teacher(model, ctx.seed)
         for q in bad.parameters():
             q.requires_grad_(False)
-        n_f, n_r = len(data.y_forget), len(data.y_retain)
+        n_f, n_r = len(data.forget), len(data.retain)
         n_keep = max(1, int(round(p.retain_fraction * n_r)))
         keep = torch.randperm(n_r, generator=ctx.generator)[:n_keep]
-        x = torch.cat([data.x_forget, data.x_retain[keep]])
-        is_forget = torch.zeros(len(x), dtype=torch.bool)
-        is_forget[:n_f] = True
+        both = concat_sources([data.forget, data.retain.subset(keep)], name="forget+retain")  # forget: < n_f
         opt = torch.optim.Adam(model.parameters(), lr=p.lr)
-        total = p.epochs * math.ceil(len(x) / p.batch_size)
+        total = p.epochs * math.ceil(len(both) / p.batch_size)
         step = 0
         model.train()
         for _ in range(p.epochs):
-            for idx in iterate_batches(len(x), p.batch_size, shuffle=True, generator=ctx.generator):
-                xb, lb = x[idx].to(ctx.device), is_forget[idx].to(ctx.device)[:, None]
-                with torch.no_grad():
-                    target = torch.where(lb, F.softmax(bad(xb) / p.temperature, 1),
-                                         F.softmax(good(xb) / p.temperature, 1))
-                loss = F.kl_div(F.log_softmax(model(xb) / p.temperature, 1), target, reduction="batchmean")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            for b in ctx.batches(both, p.batch_size):
+                lb = (b.idx < n_f).to(ctx.device)[:, None]
+                with ctx.amp.autocast():
+                    with torch.no_grad():
+                        target = torch.where(lb, F.softmax(bad(b.x).float() / p.temperature, 1),
+                                             F.softmax(good(b.x).float() / p.temperature, 1))
+                    loss = F.kl_div(F.log_softmax(model(b.x).float() / p.temperature, 1), target,
+                                    reduction="batchmean")
+                ctx.amp.step(opt, loss)
                 step += 1
                 ctx.log("distill", step, total, loss=loss.detach())
         model.eval()

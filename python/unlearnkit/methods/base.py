@@ -12,16 +12,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import ClassVar, Iterable
 
 import torch
 from torch import nn
 
 from .._validation import check_params, params_dict
-from ..data.tensors import as_tensors
+from ..data.batches import BatchSource, TensorSource, as_source
+from ..models.wrap import ensure_feature_classifier
 from ..progress import Callback, StepEvent, emit
-from ..training import model_device
+from ..training import Precision, as_precision, model_device
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -40,32 +40,84 @@ def get_method(name: str) -> type["Method"]:
     return METHODS[name]
 
 
-@dataclass(frozen=True)
 class UnlearnData:
-    """The tensors a method works on (CPU tensors; the method moves batches to the model's device).
+    """What a method works on: four batch sources (``unlearnkit.data.batches``) and the class count.
 
-    x_*: (n, C, H, W) images in [0, 1]; y_*: (n,) int64 labels. ``x_test`` and ``x_heldout`` may be None.
+    ``forget``, ``retain`` (and ``test``, ``heldout``, which may be None) are ``BatchSource`` s: loops
+    read them in seeded minibatches (``source.batches(...)``, ``source.cycle(...)``), streamed when the
+    user passed a Dataset or DataLoader. ``x_*`` / ``y_*`` are the same data as CPU tensors
+    ((n, C, H, W) images in [0, 1], (n,) int64 labels), materialised on first access for a streaming
+    source: loops that index tensors directly still work, at the cost of reading the data into memory.
+
+    Constructed either from tensors, ``UnlearnData(x_forget, y_forget, x_retain, y_retain, x_test,
+    y_test, num_classes[, x_heldout, y_heldout])``, or from sources (``forget=``, ``retain=``, ...).
     """
 
-    x_forget: torch.Tensor
-    y_forget: torch.Tensor
-    x_retain: torch.Tensor
-    y_retain: torch.Tensor
-    x_test: torch.Tensor | None
-    y_test: torch.Tensor | None
-    num_classes: int
-    x_heldout: torch.Tensor | None = None
-    y_heldout: torch.Tensor | None = None
+    def __init__(self, x_forget=None, y_forget=None, x_retain=None, y_retain=None, x_test=None, y_test=None,
+                 num_classes: int | None = None, x_heldout=None, y_heldout=None, *, forget: BatchSource | None = None,
+                 retain: BatchSource | None = None, test: BatchSource | None = None,
+                 heldout: BatchSource | None = None):
+        def pick(src, x, y, name):
+            if src is not None:
+                return src
+            return TensorSource(x, y, name=name) if x is not None else None
+
+        self.forget = pick(forget, x_forget, y_forget, "forget")
+        self.retain = pick(retain, x_retain, y_retain, "retain")
+        self.test = pick(test, x_test, y_test, "test")
+        self.heldout = pick(heldout, x_heldout, y_heldout, "heldout")
+        if self.forget is None or self.retain is None:
+            raise TypeError("UnlearnData: expected forget and retain data (tensors or sources)")
+        if num_classes is None:
+            raise TypeError("num_classes: expected the number of classes, got None")
+        self.num_classes = int(num_classes)
+
+    @staticmethod
+    def _x(src):
+        return None if src is None else src.tensors()[0]
+
+    @staticmethod
+    def _y(src):
+        if src is None:
+            return None
+        lab = src.labels()
+        return lab if lab is not None else src.tensors()[1]
+
+    x_forget = property(lambda self: self._x(self.forget))
+    y_forget = property(lambda self: self._y(self.forget))
+    x_retain = property(lambda self: self._x(self.retain))
+    y_retain = property(lambda self: self._y(self.retain))
+    x_test = property(lambda self: self._x(self.test))
+    y_test = property(lambda self: self._y(self.test))
+    x_heldout = property(lambda self: self._x(self.heldout))
+    y_heldout = property(lambda self: self._y(self.heldout))
 
 
 class Context:
-    """Per-call state handed to ``_unlearn``: device, seeded generator, progress reporting."""
+    """Per-call state handed to ``_unlearn``: device, seeded generator, precision, progress reporting.
 
-    def __init__(self, source: str, device: torch.device, seed: int, callbacks: Iterable[Callback]):
+    ``ctx.amp`` is the :class:`unlearnkit.training.Precision` of the call: forward passes run under
+    ``with ctx.amp.autocast():`` and optimiser steps through ``ctx.amp.step(opt, loss)`` (a GradScaler
+    for fp16); ``ctx.batches(source, batch_size, shuffle=...)`` and ``ctx.cycle(...)`` read a source
+    in the seeded order onto the device.
+    """
+
+    def __init__(self, source: str, device: torch.device, seed: int, callbacks: Iterable[Callback],
+                 precision: str | Precision = "fp32"):
         self.source, self.device, self.seed = source, device, seed
         self.generator = torch.Generator().manual_seed(seed)
         self.callbacks = list(callbacks)
         self.history: list[StepEvent] = []
+        self.amp = as_precision(precision, device)
+
+    def batches(self, source: BatchSource, batch_size: int, *, shuffle: bool = True, drop_last: bool = False):
+        """One pass over ``source`` (shuffled with the call's generator unless ``shuffle=False``)."""
+        return source.batches(batch_size, shuffle=shuffle, generator=self.generator if shuffle else None,
+                              device=self.device, drop_last=drop_last)
+
+    def cycle(self, source: BatchSource, batch_size: int):
+        """Endless shuffled batches of ``source`` (a new permutation every pass)."""
+        return source.cycle(batch_size, generator=self.generator, device=self.device)
 
     def log(self, phase: str, step: int, total: int | None, **logs) -> None:
         event = StepEvent(self.source, phase, step, total, {k: _scalar(v) for k, v in logs.items()})
@@ -75,6 +127,12 @@ class Context:
 
 def _scalar(v):
     return v.item() if isinstance(v, torch.Tensor) else v
+
+
+def _item_shape(source: BatchSource) -> tuple:
+    if isinstance(source, TensorSource):
+        return tuple(source.x.shape[1:])
+    return tuple(getattr(source, "item_shape", ()) or source.take([0]).x.shape[1:])
 
 
 class Method(ABC):
@@ -115,48 +173,84 @@ class Method(ABC):
         return f"{type(self).__name__}({self.params})"
 
     def unlearn(self, model: nn.Module, forget, retain, *, test=None, heldout=None,
-                callbacks: Iterable[Callback] = (), seed: int = 0, inplace: bool = False) -> nn.Module:
+                callbacks: Iterable[Callback] = (), seed: int = 0, inplace: bool = False,
+                precision: str = "fp32", compile: bool | str = False,
+                channels_last: bool | None = None) -> nn.Module:
         """Returns ``model`` with what it learned from ``forget`` removed.
 
         Args:
-            model: a trained classifier exposing ``features``/``head`` (``unlearnkit.models``).
-            forget: the samples to forget: a TensorDataset (x (n_f, C, H, W) in [0, 1], y (n_f,)),
-                a Subset of one, or an (x, y) tuple.
-            retain: the remaining training samples, in the same form.
+            model: a trained classifier. The contract (checked here): ``model(x)`` returns (N, classes)
+                logits and ``model.head(model.features(x))`` equals it, as every
+                ``unlearnkit.models.FeatureClassifier`` does. Any other classifier is wrapped with
+                ``unlearnkit.models.wrap`` (head found automatically; pass ``wrap(model, head="fc")``
+                yourself to name it, or to give ``mean``/``std``) and returned unwrapped, as you passed it.
+            forget: the samples to forget: (x, y) tensors (x (n_f, C, H, W) in [0, 1], y (n_f,)), a
+                TensorDataset or a Subset of one (in memory: the fast path); any map-style Dataset
+                (items (x, y) or dicts with an image and a label key; its transforms run per item) or
+                a DataLoader (its workers and pinning are used; its batch size and sampler are
+                replaced by the method's seeded order): streamed, never read whole into memory by the
+                converted methods; or an ``unlearnkit.data.BatchSource``.
+            retain: the remaining training samples, in any of the same forms.
             test: optional unseen samples some methods monitor (e.g. validation accuracy); never trained on.
             heldout: unseen samples a method may *train* on (TMU's D_twin); required when
                 ``needs_heldout``. Keep them out of any later evaluation.
             callbacks: called with a ``StepEvent`` after each step (progress bars, logging).
             seed: fixes data order and any randomness of the method.
             inplace: modify ``model`` itself; by default a deep copy is unlearned and returned.
+            precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (autocast; fp16 with a GradScaler).
+            compile: ``torch.compile`` the model's forward for this call (True, or a backend name).
+            channels_last: hand conv nets channels-last weights and batches; default: on CUDA only.
         """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-        xf, yf = as_tensors(forget, "forget")
-        xr, yr = as_tensors(retain, "retain")
-        xt, yt = as_tensors(test, "test") if test is not None else (None, None)
-        xh, yh = as_tensors(heldout, "heldout") if heldout is not None else (None, None)
+        src = {"forget": as_source(forget, "forget"), "retain": as_source(retain, "retain"),
+               "test": as_source(test, "test") if test is not None else None,
+               "heldout": as_source(heldout, "heldout") if heldout is not None else None}
         if self.needs_heldout and heldout is None:
             raise ValueError(f"heldout: {self.name} needs unseen samples to train on (e.g. part of the test split, "
                              "then excluded from evaluation), got None")
-        num_classes = getattr(model, "num_classes", None) or int(max(yf.max(), yr.max())) + 1
-        for name, y in (("forget", yf), ("retain", yr), ("test", yt), ("heldout", yh)):
+        labels = {k: s.labels() for k, s in src.items() if s is not None}
+        device = model_device(model)
+        model, wrapped = ensure_feature_classifier(model)  # before the copy: a bad model fails fast
+        if not inplace:
+            model = copy.deepcopy(model)
+        num_classes = getattr(model, "num_classes", None)
+        if not num_classes:  # a duck-typed model that does not say: the labels do
+            num_classes = max(int((y if y is not None else s.tensors()[1]).max()) + 1
+                              for y, s in ((labels.get(k), v) for k, v in src.items()) if s is not None)
+        for name, y in labels.items():
             if y is not None and (y.min() < 0 or y.max() >= num_classes):
                 raise ValueError(f"{name}: expected labels in [0, {num_classes}) (the model's classes), "
                                  f"got labels from {int(y.min())} to {int(y.max())}")
-        if xf.shape[1:] != xr.shape[1:]:
-            raise ValueError(f"retain: expected images of the forget set's shape {tuple(xf.shape[1:])}, "
-                             f"got {tuple(xr.shape[1:])}")
-        if not inplace:
-            model = copy.deepcopy(model)
-        ctx = Context(self.name, model_device(model), seed, callbacks)
-        data = UnlearnData(xf, yf, xr, yr, xt, yt, num_classes, xh, yh)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = self._unlearn(model, data, ctx)
+        shapes = {k: _item_shape(s) for k, s in (("forget", src["forget"]), ("retain", src["retain"]))}
+        if shapes["forget"] != shapes["retain"]:
+            raise ValueError(f"retain: expected images of the forget set's shape {shapes['forget']}, "
+                             f"got {shapes['retain']}")
+        if channels_last is None:
+            channels_last = device.type == "cuda"
+        if channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            model.to(memory_format=torch.channels_last)
+            for s in src.values():
+                if s is not None:
+                    s.memory_format = torch.channels_last
+        if compile:
+            model.compile(**({"backend": compile} if isinstance(compile, str) else {}))
+        ctx = Context(self.name, device, seed, callbacks, precision)
+        data = UnlearnData(forget=src["forget"], retain=src["retain"], test=src["test"], heldout=src["heldout"],
+                           num_classes=num_classes)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = self._unlearn(model, data, ctx)
+        finally:
+            for s in src.values():
+                if s is not None and channels_last:
+                    s.memory_format = None
         self.last_history = ctx.history
+        if compile:  # hand back a plain module (the compiled call wrapper is this call's)
+            model._compiled_call_impl = None
         model.eval()
-        return model
+        return model.model if wrapped else model
 
     @abstractmethod
     def _unlearn(self, model: nn.Module, data: UnlearnData, ctx: Context) -> nn.Module:

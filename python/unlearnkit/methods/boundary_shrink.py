@@ -9,7 +9,8 @@ import torch
 from torch.nn import functional as F
 
 from .._validation import param, log_uniform, integers
-from ..training import sgd
+from ..data.batches import TensorSource
+from ..training import Precision, sgd
 from ._loops import run_epochs
 from .base import Method, register
 
@@ -42,21 +43,25 @@ def nearest_wrong_labels(model, x: torch.Tensor, y: torch.Tensor, *, bound: floa
     its prediction; when it does not, it is the runner-up class at the neighbour, the nearest wrong
     side of the boundary). ``model`` is not changed. Returns (n,) int64 labels on the CPU.
     """
-    return _neighbours(model, x, y, bound, batch_size, device)[0]
+    return _neighbours(model, TensorSource(x, y, name="x"), bound, batch_size, torch.device(device))[0]
 
 
-def _neighbours(model, x, y, bound, batch_size, device):
-    """(nearest wrong labels, whether the FGSM neighbour's prediction already left the true class)."""
+def _neighbours(model, source, bound, batch_size, device, amp=None):
+    """(nearest wrong labels, whether the FGSM neighbour's prediction already left the true class),
+    over ``source`` (a BatchSource) in order."""
+    amp = amp or Precision("fp32", device)
     was_training = model.training
     model.eval()
     labels, crossed = [], []
-    for start in range(0, len(y), batch_size):
-        xb = x[start:start + batch_size].to(device).clone().requires_grad_(True)
-        yb = y[start:start + batch_size].to(device)
-        (grad,) = torch.autograd.grad(F.cross_entropy(model(xb), yb), xb)
+    for b in source.batches(batch_size, device=device):
+        xb = b.x.clone().requires_grad_(True)
+        yb = b.y
+        with amp.autocast():
+            loss = F.cross_entropy(model(xb), yb)
+        (grad,) = torch.autograd.grad(loss, xb)
         x_adv = (xb.detach() + bound * grad.sign()).clamp_(0.0, 1.0)
-        with torch.no_grad():
-            logits = model(x_adv)
+        with torch.no_grad(), amp.autocast():
+            logits = model(x_adv).float()
         labels.append(_masked_argmax(logits, yb).cpu())
         crossed.append((logits.argmax(1) != yb).cpu())
     model.train(was_training)
@@ -90,9 +95,9 @@ class BoundaryShrink(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        y_nbi, crossed = _neighbours(model, data.x_forget, data.y_forget, p.bound, 256, ctx.device)
+        y_nbi, crossed = _neighbours(model, data.forget, p.bound, 256, ctx.device, ctx.amp)
         ctx.log("neighbour-search", 1, 1, crossed=crossed.float().mean())
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
-        run_epochs(model, data.x_forget, data.y_forget, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt,
+        run_epochs(model, data.forget, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt,
                    ctx=ctx, phase="shrink", relabel=lambda idx, yb: y_nbi[idx])
         return model

@@ -31,6 +31,6 @@ class FineTune(Method):
     def _unlearn(self, model, data, ctx):
         p = self.params
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
-        run_epochs(model, data.x_retain, data.y_retain, epochs=p.epochs, batch_size=p.batch_size,
-                   optimizer=opt, ctx=ctx, phase="retain")
+        run_epochs(model, data.retain, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt, ctx=ctx,
+                   phase="retain")
         return model

@@ -11,7 +11,6 @@ import torch
 from torch.nn import functional as F
 
 from .._validation import param, log_uniform, integers
-from ..data.tensors import iterate_batches
 from ..training import sgd
 from .base import Method, register
 
@@ -55,18 +54,17 @@ class L1Sparse(Method):
     def _unlearn(self, model, data, ctx):
         p = self.params
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
-        n = len(data.y_retain)
+        n = len(data.retain)
         total = p.epochs * math.ceil(n / p.batch_size)
         step = 0
         model.train()
         for epoch in range(p.epochs):
             alpha = p.alpha * (1.0 - epoch / p.epochs)
-            for idx in iterate_batches(n, p.batch_size, shuffle=True, generator=ctx.generator):
-                ce = F.cross_entropy(model(data.x_retain[idx].to(ctx.device)), data.y_retain[idx].to(ctx.device))
+            for b in ctx.batches(data.retain, p.batch_size):
+                with ctx.amp.autocast():
+                    ce = F.cross_entropy(model(b.x), b.y)
                 loss = ce + alpha * l1_norm(model) if alpha > 0 else ce
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                ctx.amp.step(opt, loss)
                 step += 1
                 ctx.log("retain+l1", step, total, loss=loss.detach(), ce=ce.detach(), alpha=alpha)
         model.eval()

@@ -31,6 +31,6 @@ class NegGrad(Method):
     def _unlearn(self, model, data, ctx):
         p = self.params
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
-        run_epochs(model, data.x_forget, data.y_forget, epochs=p.epochs, batch_size=p.batch_size,
-                   optimizer=opt, ctx=ctx, phase="forget-ascent", sign=-1.0)
+        run_epochs(model, data.forget, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt, ctx=ctx,
+                   phase="forget-ascent", sign=-1.0)
         return model

@@ -10,7 +10,6 @@ import torch
 from torch.nn import functional as F
 
 from .._validation import param, log_uniform, integers, uniform
-from ..data.tensors import cycle_batches, iterate_batches
 from ..training import sgd
 from .base import Method, register
 
@@ -53,22 +52,20 @@ class NegGradPlus(Method):
     def _unlearn(self, model, data, ctx):
         p = self.params
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
-        forget_batches = cycle_batches(len(data.y_forget), p.batch_size, generator=ctx.generator)
-        n_r = len(data.y_retain)
+        forget_batches = ctx.cycle(data.forget, p.batch_size)
+        n_r = len(data.retain)
         total = p.epochs * math.ceil(n_r / p.batch_size)
         step = 0
         model.train()
         for _ in range(p.epochs):
-            for idx in iterate_batches(n_r, p.batch_size, shuffle=True, generator=ctx.generator):
-                fidx = next(forget_batches)
-                x = torch.cat([data.x_retain[idx], data.x_forget[fidx]]).to(ctx.device)
-                out = model(x)
-                loss_r = F.cross_entropy(out[: len(idx)], data.y_retain[idx].to(ctx.device))
-                loss_f = F.cross_entropy(out[len(idx):], data.y_forget[fidx].to(ctx.device))
-                loss = p.beta * loss_r - (1.0 - p.beta) * loss_f
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            for b in ctx.batches(data.retain, p.batch_size):
+                fb = next(forget_batches)
+                with ctx.amp.autocast():
+                    out = model(torch.cat([b.x, fb.x]))
+                    loss_r = F.cross_entropy(out[: len(b.idx)], b.y)
+                    loss_f = F.cross_entropy(out[len(b.idx):], fb.y)
+                    loss = p.beta * loss_r - (1.0 - p.beta) * loss_f
+                ctx.amp.step(opt, loss)
                 step += 1
                 ctx.log("retain-descent+forget-ascent", step, total, loss=loss.detach(),
                         retain_loss=loss_r.detach(), forget_loss=loss_f.detach())

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .._validation import param, log_uniform, integers, categorical
+from ..data.batches import concat_sources
 from ..training import sgd
 from ._loops import random_wrong_labels, run_epochs
 from .base import Method, register
@@ -33,16 +34,14 @@ class RandomLabels(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        x = torch.cat([data.x_forget, data.x_retain])
-        y = torch.cat([data.y_forget, data.y_retain])
-        is_forget = torch.zeros(len(y), dtype=torch.bool)
-        is_forget[: len(data.y_forget)] = True
+        both = concat_sources([data.forget, data.retain], name="forget+retain")  # forget first: positions < n_f
+        n_f = len(data.forget)
 
         def relabel(idx, yb):  # fresh wrong labels for forget samples at every visit
             wrong = random_wrong_labels(yb, data.num_classes, ctx.generator)
-            return torch.where(is_forget[idx], wrong, yb)
+            return torch.where((idx < n_f).to(yb.device), wrong, yb)
 
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
-        run_epochs(model, x, y, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt, ctx=ctx,
+        run_epochs(model, both, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt, ctx=ctx,
                    phase="relabelled", relabel=relabel)
         return model

@@ -12,8 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._validation import param, log_uniform, integers, uniform
-from ..data.tensors import iterate_batches
-from ..training import sgd
+from ..data.batches import TensorSource
+from ..training import Precision, sgd
 from ._loops import random_wrong_labels
 from .base import Method, register
 
@@ -38,13 +38,19 @@ def saliency_mask(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fraction: 
     parameters (ranked together, across layers) with the largest |grad_theta CE(theta; D_f)| at the
     current weights. Exactly round(fraction * n_params) entries are True. ``model`` is not changed.
     """
+    return _saliency(model, TensorSource(x, y, name="x"), fraction, batch_size, torch.device(device))
+
+
+def _saliency(model, source, fraction, batch_size, device, amp=None):
+    """``saliency_mask`` over a BatchSource (read in order)."""
+    amp = amp or Precision("fp32", device)
     params = [(n, q) for n, q in model.named_parameters() if q.requires_grad]
     grads = [torch.zeros_like(q) for _, q in params]
     was_training = model.training
     model.eval()
-    for start in range(0, len(y), batch_size):
-        loss = F.cross_entropy(model(x[start:start + batch_size].to(device)), y[start:start + batch_size].to(device),
-                               reduction="sum") / len(y)
+    for b in source.batches(batch_size, device=device):
+        with amp.autocast():
+            loss = F.cross_entropy(model(b.x), b.y, reduction="sum") / len(source)
         for g, gq in zip(grads, torch.autograd.grad(loss, [q for _, q in params])):
             g += gq
     model.train(was_training)
@@ -83,21 +89,20 @@ class SalUn(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        mask = saliency_mask(model, data.x_forget, data.y_forget, p.threshold, batch_size=p.batch_size,
-                             device=ctx.device)
+        mask = _saliency(model, data.forget, p.threshold, p.batch_size, ctx.device, ctx.amp)
         density = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
         ctx.log("saliency", 1, 1, density=density)
         named = [(n, q) for n, q in model.named_parameters() if n in mask]
         theta0 = {n: q.detach().clone() for n, q in named}
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
 
-        def masked_step(loss):
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+        def mask_grads():
             for n, q in named:
                 if q.grad is not None:
                     q.grad.mul_(mask[n])
-            opt.step()
+
+        def masked_step(loss):
+            ctx.amp.step(opt, loss, before_step=mask_grads)
             with torch.no_grad():
                 for n, q in named:
                     q.copy_(torch.where(mask[n], q, theta0[n]))
@@ -105,19 +110,21 @@ class SalUn(Method):
                     if buf is not None:
                         buf.mul_(mask[n])
 
-        n_f, n_r = len(data.y_forget), len(data.y_retain)
+        n_f, n_r = len(data.forget), len(data.retain)
         total_f, total_r = p.epochs * math.ceil(n_f / p.batch_size), p.epochs * math.ceil(n_r / p.batch_size)
         step_f = step_r = 0
         model.train()
         for _ in range(p.epochs):
-            for idx in iterate_batches(n_f, p.batch_size, shuffle=True, generator=ctx.generator):
-                y_rand = random_wrong_labels(data.y_forget[idx], data.num_classes, ctx.generator)
-                loss = F.cross_entropy(model(data.x_forget[idx].to(ctx.device)), y_rand.to(ctx.device))
+            for b in ctx.batches(data.forget, p.batch_size):
+                y_rand = random_wrong_labels(b.y, data.num_classes, ctx.generator)
+                with ctx.amp.autocast():
+                    loss = F.cross_entropy(model(b.x), y_rand)
                 masked_step(loss)
                 step_f += 1
                 ctx.log("forget-random-labels", step_f, total_f, loss=loss.detach())
-            for idx in iterate_batches(n_r, p.batch_size, shuffle=True, generator=ctx.generator):
-                loss = F.cross_entropy(model(data.x_retain[idx].to(ctx.device)), data.y_retain[idx].to(ctx.device))
+            for b in ctx.batches(data.retain, p.batch_size):
+                with ctx.amp.autocast():
+                    loss = F.cross_entropy(model(b.x), b.y)
                 masked_step(loss)
                 step_r += 1
                 ctx.log("retain", step_r, total_r, loss=loss.detach())

@@ -11,7 +11,6 @@ import torch
 from torch.nn import functional as F
 
 from .._validation import param, log_uniform, integers, uniform, categorical
-from ..data.tensors import iterate_batches
 from ..losses.distillation import self_distillation
 from ..training import sgd
 from ._loops import frozen_copy
@@ -63,34 +62,30 @@ class Scrub(Method):
         p = self.params
         teacher = frozen_copy(model)
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
-        n_f, n_r = len(data.y_forget), len(data.y_retain)
+        n_f, n_r = len(data.forget), len(data.retain)
         steps_f, steps_r = math.ceil(n_f / p.forget_batch_size), math.ceil(n_r / p.retain_batch_size)
         total_max, total_min = min(p.msteps, p.epochs) * steps_f, p.epochs * steps_r
         step_max = step_min = 0
         model.train()
         for epoch in range(1, p.epochs + 1):
             if epoch <= p.msteps:
-                for idx in iterate_batches(n_f, p.forget_batch_size, shuffle=True, generator=ctx.generator):
-                    x = data.x_forget[idx].to(ctx.device)
-                    with torch.no_grad():
-                        t = teacher(x)
-                    kl = self_distillation(model(x), t, temperature=p.temperature)
-                    opt.zero_grad(set_to_none=True)
-                    (-kl).backward()
-                    opt.step()
+                for b in ctx.batches(data.forget, p.forget_batch_size):
+                    with ctx.amp.autocast():
+                        with torch.no_grad():
+                            t = teacher(b.x)
+                        kl = self_distillation(model(b.x), t, temperature=p.temperature)
+                    ctx.amp.step(opt, -kl)
                     step_max += 1
                     ctx.log("max-forget", step_max, total_max, loss=-kl.detach(), forget_kl=kl.detach(), epoch=epoch)
-            for idx in iterate_batches(n_r, p.retain_batch_size, shuffle=True, generator=ctx.generator):
-                x, y = data.x_retain[idx].to(ctx.device), data.y_retain[idx].to(ctx.device)
-                with torch.no_grad():
-                    t = teacher(x)
-                out = model(x)
-                kl = self_distillation(out, t, temperature=p.temperature)
-                ce = F.cross_entropy(out, y)
-                loss = p.alpha * kl + p.gamma * ce
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            for b in ctx.batches(data.retain, p.retain_batch_size):
+                with ctx.amp.autocast():
+                    with torch.no_grad():
+                        t = teacher(b.x)
+                    out = model(b.x)
+                    kl = self_distillation(out, t, temperature=p.temperature)
+                    ce = F.cross_entropy(out, b.y)
+                    loss = p.alpha * kl + p.gamma * ce
+                ctx.amp.step(opt, loss)
                 step_min += 1
                 ctx.log("min-retain", step_min, total_min, loss=loss.detach(), retain_kl=kl.detach(), ce=ce.detach(),
                         epoch=epoch)

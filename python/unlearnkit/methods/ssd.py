@@ -12,6 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._validation import param, log_uniform
+from ..data.batches import BatchSource, TensorSource, concat_sources
+from ..training import Precision
 from .base import Context, Method, register
 
 
@@ -25,24 +27,26 @@ class SSDParams:
     batch_size: int = param(128, ge=1)
 
 
-def importance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 128,
+def importance(model: nn.Module, x, y: torch.Tensor | None = None, *, batch_size: int = 128,
                device: torch.device | str = "cpu", ctx: Context | None = None, phase: str = "importance"
                ) -> dict[str, torch.Tensor]:
     """SSD's diagonal Fisher estimate: for each parameter, the mean over the (unshuffled) batches of
     the squared gradient of the batch's mean cross-entropy, [I]_i = mean_b (d CE(B_b) / d theta_i)^2,
-    as in the reference code. ``model`` is not changed."""
+    as in the reference code. ``model`` is not changed. ``x`` may be a BatchSource (with ``y=None``)."""
+    source = x if isinstance(x, BatchSource) else TensorSource(x, y, name="x")
+    amp = ctx.amp if ctx is not None else Precision("fp32", device)
     params = [(n, q) for n, q in model.named_parameters() if q.requires_grad]
     imp = {n: torch.zeros_like(q) for n, q in params}
     was_training = model.training
     model.eval()
-    n_batches = math.ceil(len(y) / batch_size)
-    for b in range(n_batches):
-        sl = slice(b * batch_size, (b + 1) * batch_size)
-        loss = F.cross_entropy(model(x[sl].to(device)), y[sl].to(device))
+    n_batches = math.ceil(len(source) / batch_size)
+    for k, b in enumerate(source.batches(batch_size, device=torch.device(device))):
+        with amp.autocast():
+            loss = F.cross_entropy(model(b.x), b.y)
         for (n, _), g in zip(params, torch.autograd.grad(loss, [q for _, q in params])):
-            imp[n] += g.pow(2)
+            imp[n] += g.float().pow(2)
         if ctx is not None:
-            ctx.log(phase, b + 1, n_batches, loss=loss.detach())
+            ctx.log(phase, k + 1, n_batches, loss=loss.detach())
     model.train(was_training)
     return {n: v / n_batches for n, v in imp.items()}
 
@@ -69,11 +73,10 @@ class SSD(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        imp_f = importance(model, data.x_forget, data.y_forget, batch_size=p.batch_size, device=ctx.device, ctx=ctx,
+        imp_f = importance(model, data.forget, batch_size=p.batch_size, device=ctx.device, ctx=ctx,
                            phase="importance-forget")
-        x_d = torch.cat([data.x_retain, data.x_forget])
-        y_d = torch.cat([data.y_retain, data.y_forget])
-        imp_d = importance(model, x_d, y_d, batch_size=p.batch_size, device=ctx.device, ctx=ctx,
+        train = concat_sources([data.retain, data.forget], name="retain+forget")
+        imp_d = importance(model, train, batch_size=p.batch_size, device=ctx.device, ctx=ctx,
                            phase="importance-train")
         selected = total = 0
         with torch.no_grad():

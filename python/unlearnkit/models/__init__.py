@@ -1,4 +1,5 @@
-"""Models exposing ``features(x)`` and ``head(z)``; ``build_model`` makes one for a dataset."""
+"""Models exposing ``features(x)`` and ``head(z)``; ``build_model`` makes one for a dataset, ``wrap``
+gives any classifier that interface."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 from .base import FeatureClassifier
 from .cnn import SmallCNN
 from .resnet import ResNet18
+from .wrap import WrappedClassifier, ensure_feature_classifier, is_feature_classifier, wrap
 
 MODELS = {"small-cnn": SmallCNN, "resnet18": ResNet18}
 
@@ -24,4 +26,5 @@ def build_model(name: str, data, **kwargs) -> FeatureClassifier:
     return model.to(memory_format=torch.channels_last)
 
 
-__all__ = ["FeatureClassifier", "MODELS", "ResNet18", "SmallCNN", "build_model"]
+__all__ = ["FeatureClassifier", "MODELS", "ResNet18", "SmallCNN", "WrappedClassifier", "build_model",
+           "ensure_feature_classifier", "is_feature_classifier", "wrap"]
