@@ -18,7 +18,9 @@
 //! * a rule's epsilon depends only on its two error counts, so it is read from a table built
 //!   once per call ((K_pos + 1) x (K_neg + 1) entries) instead of two logarithms per rule;
 //! * the counts walk pointers over the sorted pools (amortised O(1) per rule, robust to a grid
-//!   that is not monotone), so one example costs O(K log K + T) with T the number of rules.
+//!   that is not monotone); within one upper edge h the band's counts change only where a low l
+//!   passes a data value, so the lows in between (same counts, same epsilon) are skipped: one
+//!   example costs O(K log K + T_t + H (K + 1)) for T_t thresholds and H upper edges.
 //!
 //! Rule epsilon: FPR = FNR = 0 gives +inf; exactly one of them 0 discards the rule; otherwise
 //! `max(0, ln(1 - delta - FPR) - ln FNR, ln(1 - delta - FNR) - ln FPR)`, a term whose first
@@ -52,6 +54,72 @@ pub fn linspace_at(start: f64, stop: f64, num: usize, i: usize) -> f64 {
         (i as f64) / div * delta + start
     } else {
         (i as f64) * step + start
+    }
+}
+
+/// `numpy.linspace(start, stop, num)` with its step computed once: `at(i) == linspace_at(...)`.
+#[derive(Clone, Copy)]
+struct Grid {
+    start: f64,
+    stop: f64,
+    num: usize,
+    div: f64,
+    delta: f64,
+    step: f64,
+}
+
+impl Grid {
+    #[inline]
+    fn new(start: f64, stop: f64, num: usize) -> Self {
+        let div = num.saturating_sub(1) as f64;
+        let delta = stop - start;
+        Grid {
+            start,
+            stop,
+            num,
+            div,
+            delta,
+            step: delta / div,
+        }
+    }
+
+    /// The first index `i >= from` with `at(i) > v` (`num` if none), for an increasing grid.
+    #[inline]
+    fn first_above(&self, v: f64, from: usize) -> usize {
+        if from >= self.num {
+            return self.num;
+        }
+        let mut i = from;
+        if self.num > 1 && self.step > 0.0 {
+            let guess = ((v - self.start) / self.step).floor() + 1.0;
+            if guess > from as f64 {
+                i = if guess >= self.num as f64 {
+                    self.num
+                } else {
+                    guess as usize
+                };
+            }
+        }
+        while i > from && self.at(i - 1) > v {
+            i -= 1;
+        }
+        while i < self.num && self.at(i) <= v {
+            i += 1;
+        }
+        i
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> f64 {
+        if self.num <= 1 {
+            (i as f64) * self.delta + self.start
+        } else if i == self.num - 1 {
+            self.stop
+        } else if self.step == 0.0 {
+            (i as f64) / self.div * self.delta + self.start
+        } else {
+            (i as f64) * self.step + self.start
+        }
     }
 }
 
@@ -152,8 +220,9 @@ fn sweep_thresholds(
     }
     let n_t = n_t as usize;
     let (mut ip, mut ineg) = (0usize, 0usize);
+    let grid = Grid::new(lo, hi, n_t);
     for i in 0..n_t {
-        let t = linspace_at(lo, hi, n_t, i);
+        let t = grid.at(i);
         ip = walk(pos, ip, t, true); // positives called negative: phi < t
         ineg = walk(neg, ineg, t, true);
         let e = table.get(ip, neg.len() - ineg);
@@ -180,14 +249,16 @@ fn sweep_bands(peaky: &[f64], other: &[f64], table: &Table, mut best: f64) -> f6
     let kp = peaky.len();
     let (mut hp, mut ho) = (0usize, 0usize); // counts <= h
     let (mut lp0, mut lo0) = (0usize, 0usize); // counts < l at the first l of the previous h
+    let h_grid = Grid::new(h_start, h_stop, n_h);
     for k in 0..n_h {
-        let h = linspace_at(h_start, h_stop, n_h, k);
+        let h = h_grid.at(k);
         hp = walk(peaky, hp, h, false);
         ho = walk(other, ho, h, false);
-        let (l_start, l_stop) = (h - w - 2.0, h - w + 2.0);
+        let l_grid = Grid::new(h - w - 2.0, h - w + 2.0, BAND_LOWS);
         let (mut lp, mut lo) = (lp0, lo0);
-        for j in 0..BAND_LOWS {
-            let l = linspace_at(l_start, l_stop, BAND_LOWS, j);
+        let mut j = 0usize;
+        while j < BAND_LOWS {
+            let l = l_grid.at(j);
             lp = walk(peaky, lp, l, true);
             lo = walk(other, lo, l, true);
             if j == 0 {
@@ -203,6 +274,17 @@ fn sweep_bands(peaky: &[f64], other: &[f64], table: &Table, mut best: f64) -> f6
                     return best;
                 }
             }
+            // The counts below l change only when l passes the next value >= l: skip the lows
+            // up to it, whose rule has the same counts (same epsilon).
+            let next = peaky
+                .get(lp)
+                .copied()
+                .unwrap_or(f64::INFINITY)
+                .min(other.get(lo).copied().unwrap_or(f64::INFINITY));
+            if next == f64::INFINITY {
+                break;
+            }
+            j = l_grid.first_above(next, j + 1);
         }
     }
     best
@@ -375,6 +457,22 @@ mod tests {
     }
 
     #[test]
+    fn grid_equals_linspace_at() {
+        for &(a, b, n) in &[
+            (0.0, 1.0, 5),
+            (-3.7, 2.2, 400),
+            (1.0, 1.0, 3),
+            (2.0, 5.0, 1),
+            (0.1, 0.3, 2),
+        ] {
+            let g = Grid::new(a, b, n);
+            for i in 0..n {
+                assert_eq!(g.at(i).to_bits(), linspace_at(a, b, n, i).to_bits());
+            }
+        }
+    }
+
+    #[test]
     fn rule_epsilon_cases() {
         assert_eq!(rule_epsilon(0.0, 0.0, 1e-5), Some(f64::INFINITY));
         assert_eq!(rule_epsilon(0.0, 0.5, 1e-5), None);
@@ -411,6 +509,23 @@ mod tests {
             let fast = challenge_epsilons(&u, &r, 1, ku, kr, 1e-5).unwrap()[0];
             let slow = brute(&u, &r, 1e-5);
             assert_eq!(fast, slow, "case {case}: {u:?} vs {r:?}");
+        }
+    }
+
+    #[test]
+    fn matches_brute_force_with_values_on_the_grids() {
+        // values on a 0.01 lattice and repeated values: data sit on (or next to) grid points
+        let mut rng = Rng::new(11);
+        for case in 0..8 {
+            let (ku, kr) = [(4, 4), (6, 5)][case % 2];
+            let u: Vec<f64> = (0..ku)
+                .map(|_| (rng.uniform() * 300.0).round() / 100.0)
+                .collect();
+            let r: Vec<f64> = (0..kr)
+                .map(|_| (rng.uniform() * 200.0).round() / 100.0 + 0.5)
+                .collect();
+            let fast = challenge_epsilons(&u, &r, 1, ku, kr, 1e-5).unwrap()[0];
+            assert_eq!(fast, brute(&u, &r, 1e-5), "case {case}: {u:?} vs {r:?}");
         }
     }
 
