@@ -195,13 +195,16 @@ def wrap(model: nn.Module, *, head: str | None = None, mean=None, std=None,
                              f"{_describe_linears(model)}); pass unlearnkit.models.wrap(model, head='<dotted name of "
                              "the final layer>')")
         name, module = candidates[-1]
-    n_out = getattr(module, "out_features", None) or num_classes or getattr(model, "num_classes", None)
+    inner = _linears(module)  # a head that is a block (e.g. VGG's classifier MLP): its first and last linears
+    n_out = (getattr(module, "out_features", None) or (inner[-1][1].out_features if inner else None) or num_classes
+             or getattr(model, "num_classes", None))
     if not n_out:
         raise ValueError(f"num_classes: the head {name!r} is not an nn.Linear; pass num_classes=")
     if num_classes is not None and n_out != num_classes:
         raise ValueError(f"head: expected {name!r} to output num_classes={num_classes} logits, got {n_out}")
     return WrappedClassifier(model, name, module, timm=False, num_classes=int(n_out),
-                             feature_dim=getattr(module, "in_features", None), mean=mean, std=std)
+                             feature_dim=getattr(module, "in_features", None) or (inner[0][1].in_features if inner else None),
+                             mean=mean, std=std)
 
 
 def ensure_feature_classifier(model, *, num_classes: int | None = None, name: str = "model"
