@@ -215,7 +215,7 @@ fn sweep_thresholds(
     mut best: f64,
 ) -> f64 {
     let n_t = (100.0 * (hi - lo)).ceil();
-    if !(n_t >= 1.0) {
+    if !n_t.is_finite() || n_t < 1.0 {
         return best;
     }
     let n_t = n_t as usize;
@@ -241,7 +241,7 @@ fn sweep_bands(peaky: &[f64], other: &[f64], table: &Table, mut best: f64) -> f6
     let (lo_p, hi_p) = (peaky[0], peaky[peaky.len() - 1]);
     let w = hi_p - lo_p;
     let n_h = (100.0 * (hi_p - lo_p - w + 4.0)).ceil();
-    if !(n_h >= 1.0) {
+    if !n_h.is_finite() || n_h < 1.0 {
         return best;
     }
     let n_h = n_h as usize;
