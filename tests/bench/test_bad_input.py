@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from helpers import digits_models
+
 from unlearnkit import metrics as M
 from unlearnkit.checkpoints import load_checkpoint
 from unlearnkit.data import load_digits, make_split
@@ -82,7 +82,8 @@ def _method_cases():
     xr, yr = split.retain.tensors
     m = get_method("finetune")(epochs=1)
     return [
-        ("labels-outside-classes", lambda: m.unlearn(original, (x, y + 10), split.retain), ValueError, "forget.*labels"),
+        ("labels-outside-classes", lambda: m.unlearn(original, (x, y + 10), split.retain), ValueError,
+         "forget.*labels"),
         ("nan-images", lambda: m.unlearn(original, (x.clone().fill_(float("nan")), y), split.retain), ValueError,
          "forget.*finite"),
         ("inf-retain", lambda: m.unlearn(original, split.forget, (xr.clone().fill_(float("inf")), yr)), ValueError,
@@ -119,7 +120,8 @@ CLI_CASES = [
     ("dataset", ["bench", "--dataset", "mnist-10"], "dataset"),
     ("method", ["bench", "--methods", "finetune,oops"], "method"),
     ("set-syntax", ["bench", "--set", "neggrad-lr"], "--set"),
-    ("set-field", ["bench", "--methods", "neggrad", "--set", "neggrad.speed=3"], "hparams"),
+    ("set-field", ["bench", "--methods", "neggrad", "--set", "neggrad.speed=3"],
+     "neggrad.speed: not a hyper-parameter"),
     ("seeds", ["bench", "--seeds", "x"], "seeds"),
 ]
 
@@ -143,3 +145,153 @@ def test_cli_unwritable_out_path(tmp_path):
                           env={**os.environ, "UNLEARNKIT_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 2 and "a-file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 16: bench arguments that used to train first and fail (or not fail) later. Run in-process
+# through `unlearnkit.cli.main` (the exit status and stderr are the command's): each must exit with
+# 2 and `unlearnkit: error: <argument>: expected ..., got ...` before any data is loaded, any model
+# trained or the --out folder created.
+
+BENCH_CASES = [
+    ("seeds-0", ["--seeds", "0"], r"--seeds: expected an int >= 1 .*got 0"),
+    ("seeds-negative", ["--seeds", "-1"], r"--seeds: expected an int >= 1 .*got -1"),
+    ("device-tpu", ["--device", "tpu"], r"--device: expected a torch device such as 'cpu', 'cuda'.*got 'tpu'"),
+    ("device-gpu-index", ["--device", "cuda:99"],
+     r"--device: expected (a GPU index below|an available device).*cuda:99"),
+    ("set-unknown-method", ["--methods", "finetune", "--set", "foo.lr=0.1"],
+     r"--set: expected overrides of the methods of this run \['finetune'\], got 'foo'"),
+    ("set-method-not-in-run", ["--methods", "finetune", "--set", "neggrad.lr=0.1"], r"--set: .* got 'neggrad'"),
+    ("set-negative-epochs", ["--methods", "finetune", "--set", "finetune.epochs=-3"],
+     r"finetune\.epochs: expected an int >= 0, got -3"),
+    ("set-fractional-epochs", ["--methods", "finetune", "--set", "finetune.epochs=2.5"],
+     r"finetune\.epochs: expected an int >= 0, got float 2\.5"),
+    ("set-bare-string-checked", ["--methods", "dlfd", "--set", "dlfd.layer=nowhere"],
+     r"dlfd\.layer: expected one of \['logits', 'features'\], got 'nowhere'"),
+    ("set-twice", ["--methods", "finetune", "--set", "finetune.lr=0.1", "--set", "finetune.lr=0.2"],
+     r"--set: expected each METHOD\.FIELD once, got finetune\.lr twice"),
+    ("set-empty-value", ["--methods", "finetune", "--set", "finetune.lr="], r"--set: expected METHOD\.FIELD=VALUE"),
+    ("methods-duplicate", ["--methods", "finetune,finetune"],
+     r"--methods: expected each method once, got 'finetune' 2 times"),
+    ("methods-empty", ["--methods", ""], r"--methods: expected comma-separated method names or 'all'.*got ''"),
+    ("methods-empty-item", ["--methods", "finetune,,neggrad"], r"--methods: .*an empty name"),
+    ("random-0", ["--scenario", "random-0"], r"--scenario: expected random-<percent> with a percent in \(0, 100\)"),
+    ("random-150", ["--scenario", "random-150"], r"--scenario: expected random-<percent> with a percent in \(0, 100\)"),
+    ("backdoor-text", ["--scenario", "backdoor-ten"], r"--scenario: expected backdoor-<percent> with a number"),
+]
+if not torch.cuda.is_available():
+    BENCH_CASES.append(("device-cuda-without-gpu", ["--device", "cuda"],
+                        r"--device: expected an available device, got 'cuda' \((no CUDA GPU is visible|this torch "
+                        r"build has no CUDA); use --device cpu\)"))
+
+
+def _main(argv, capsys):
+    from unlearnkit.cli import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        rc = exc.code
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, match", [c[1:] for c in BENCH_CASES], ids=[c[0] for c in BENCH_CASES])
+def test_bench_arguments_are_checked_before_any_work(args, match, tmp_path, capsys, monkeypatch):
+    import re
+
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(cache))
+    rc, err = _main(["bench", *args, "--quiet", "--no-plots", "--no-features", "--out", str(out)], capsys)
+    assert rc == 2, err
+    assert re.search(r"^unlearnkit: error: " + match, err, flags=re.M), err
+    assert not out.exists() and not cache.exists()  # nothing written, nothing trained
+
+
+def test_empty_out_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for command in (["bench", "--methods", "finetune"], ["demo", "--quick"]):
+        rc, err = _main([*command, "--quiet", "--out", ""], capsys)
+        assert rc == 2 and "argument --out: expected a folder path, got ''" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_set_accepts_bare_strings_and_toml_values():
+    from unlearnkit.bench.config import validate
+    from unlearnkit.bench.runner import RunConfig
+    from unlearnkit.cli.bench import _parse_set
+
+    got = _parse_set(["dlfd.layer=features", "neggrad.lr=0.001", "finetune.epochs=3", 'scrub.alpha="0.5"'])
+    assert got == {"dlfd": {"layer": "features"}, "neggrad": {"lr": 0.001}, "finetune": {"epochs": 3},
+                   "scrub": {"alpha": "0.5"}}
+    validate(RunConfig(methods=("dlfd",), overrides={"dlfd": {"layer": "features"}}))  # accepted as the schema says
+    with pytest.raises(TypeError, match=r"^scrub\.alpha: expected a number"):  # a quoted number stays a string
+        validate(RunConfig(methods=("scrub",), overrides={"scrub": {"alpha": "0.5"}}))
+
+
+@pytest.mark.parametrize("config, exc, match", [
+    (dict(seeds=()), ValueError, r"^seeds: expected at least one seed, got none"),
+    (dict(seeds=(0, 0)), ValueError, r"^seeds: expected distinct seeds, got 0 more than once"),
+    (dict(seeds=(-1,)), ValueError, r"^seeds: expected ints >= 0, got -1"),
+    (dict(methods=()), ValueError, r"^methods: expected at least one method"),
+    (dict(methods=("finetune", "finetune")), ValueError, r"^methods: expected each method once"),
+    (dict(methods=("finetune",), overrides={"neggrad": {"lr": 1.0}}), ValueError,
+     r"^overrides: expected overrides of the methods of this run"),
+    (dict(device="tpu"), ValueError, r"^device: expected a torch device"),
+])
+def test_the_runner_validates_its_config_before_any_work(config, exc, match, tmp_path):
+    from unlearnkit.bench import RunConfig, run
+
+    with pytest.raises(exc, match=match):
+        run(RunConfig(**config), out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", progress=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_runner_refuses_an_empty_out_dir(tmp_path, monkeypatch):
+    from unlearnkit.bench import RunConfig, run
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^out_dir: expected a folder path, got ''"):
+        run(RunConfig(methods=("finetune",)), out_dir="", cache_dir=tmp_path / "cache", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint cache (issue 16): a grouped dataset's name has a "/", and a copied file is not its model.
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return torch.nn.Linear(3, 2)
+
+
+def test_a_grouped_dataset_name_caches_in_a_fresh_folder(tmp_path):
+    from unlearnkit.checkpoints import cached_train, checkpoint_path
+
+    cache = tmp_path / "fresh-cache"  # does not exist yet, as on a first run of subclass-3
+    model, meta = cached_train(_tiny(), lambda m: m, cache_dir=cache, key="k1", name="digits/grouped-original")
+    path = checkpoint_path(cache, "digits/grouped-original", "k1")
+    assert path.parent == cache and path.name == "digits-grouped-original-k1.pt" and path.exists()
+    assert meta["cached"] is False
+    _, meta = cached_train(_tiny(), lambda m: pytest.fail("trained again"), cache_dir=cache, key="k1",
+                           name="digits/grouped-original")
+    assert meta["cached"] is True
+
+
+def test_a_checkpoint_copied_under_another_models_name_is_not_loaded(tmp_path):
+    from unlearnkit.checkpoints import cached_train, checkpoint_path, load_checkpoint
+
+    gold = _tiny()
+    with torch.no_grad():
+        gold.weight.fill_(7.0)
+    cached_train(gold, lambda m: m, cache_dir=tmp_path, key="goldkey", name="digits-gold")
+    original_path = checkpoint_path(tmp_path, "digits-original", "origkey")
+    original_path.write_bytes(checkpoint_path(tmp_path, "digits-gold", "goldkey").read_bytes())
+    with pytest.raises(ValueError, match=r"^checkpoint: expected the model stored under key origkey in .*"
+                                         r"digits-original-origkey\.pt, got key goldkey"):
+        load_checkpoint(_tiny(), original_path, key="origkey")
+    trained = []
+    with pytest.warns(UserWarning, match="got key goldkey.*training it again"):
+        model, meta = cached_train(_tiny(), lambda m: trained.append(1) or m, cache_dir=tmp_path, key="origkey",
+                                   name="digits-original")
+    assert trained == [1] and meta["cached"] is False and not torch.all(model.weight == 7.0)
+    assert load_checkpoint(_tiny(), original_path, key="origkey")["key"] == "origkey"  # replaced by the right one

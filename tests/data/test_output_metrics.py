@@ -101,7 +101,9 @@ def test_accuracy_and_softmax():
 
 def test_mia_suite_has_every_variant_in_range():
     rng = np.random.default_rng(3)
-    mk = lambda n, conf: scipy.special.softmax(rng.normal(size=(n, 3)) + conf * np.eye(3)[rng.integers(0, 3, n)], 1)
+    def mk(n, conf):
+        return scipy.special.softmax(rng.normal(size=(n, 3)) + conf * np.eye(3)[rng.integers(0, 3, n)], 1)
+
     pr, pt, pf = mk(400, 6), mk(400, 1), mk(100, 6)
     yr, yt, yf = pr.argmax(1), pt.argmax(1), pf.argmax(1)
     out = M.mia_suite(pr, yr, pt, yt, pf, yf)
@@ -109,3 +111,31 @@ def test_mia_suite_has_every_variant_in_range():
             "mia_svc_prob", "mia_loss_threshold", "mia_forget_vs_test"} == set(out)
     assert all(0.0 <= v <= 1.0 for v in out.values())
     assert out["mia"] < 0.3  # forget looks like retain (members): few called non-members
+
+
+# Issue 16: each of these returned a number (NaN, 0.0, or a JS value outside [0, ln 2]) without a word.
+@pytest.mark.parametrize("fn, match", [
+    (lambda: M.accuracy([], np.zeros((0, 3))), r"^labels_true: expected at least one label, got an empty array"),
+    (lambda: M.accuracy([5, 7], np.eye(3)[:2]), r"^labels_true: expected labels in \[0, 3\) \(the columns of logits\), "
+                                                r"got values 5\.\.7"),
+    (lambda: M.accuracy([-1, 0], np.eye(3)[:2]), r"^labels_true: expected labels in \[0, 3\)"),
+    (lambda: M.js_divergence([[-0.2, 1.2], [0.5, 0.5]], [[0.5, 0.5], [1.0, 0.0]]),
+     r"^probs_a: expected non-negative probabilities, got minimum -0\.2"),
+    (lambda: M.js_divergence([[0.5, 0.5]], [[0.5, -0.5]]), r"^probs_b: expected non-negative probabilities"),
+    (lambda: M.js_divergence([[0.5, 0.5]], [[0.9, 0.9]]),
+     r"^probs_b: expected rows summing to 1, got row 0 summing to 1\.8"),
+    (lambda: M.activation_distance([[0.5, 0.5]], [[-1.0, 2.0]]), r"^probs_b: expected non-negative probabilities"),
+])
+def test_output_metrics_refuse_what_has_no_answer(fn, match):
+    with pytest.raises(ValueError, match=match):
+        fn()
+
+
+def test_js_of_valid_probabilities_stays_in_its_range():
+    # the edge cases the check must still accept: one-hot rows, zeros, float32 rows summing to 1 +- 1e-7
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    b = np.array([[0.0, 1.0], [0.0, 1.0], [0.5, 0.5]])
+    assert M.js_divergence(a, b) == pytest.approx((math.log(2) + 0 + 0) / 3)
+    p = scipy.special.softmax(np.random.default_rng(0).normal(size=(64, 10)), axis=1).astype(np.float32)
+    assert 0.0 <= M.js_divergence(p, p[::-1].copy()) <= math.log(2)
+    assert M.accuracy([2], np.array([[0.0, 1.0, 3.0]])) == 1.0

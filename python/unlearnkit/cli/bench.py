@@ -1,5 +1,12 @@
 """Layer: cli. ``unlearnkit demo`` and ``unlearnkit bench`` (alias ``run``): thin parsing over
-``unlearnkit.bench``."""
+``unlearnkit.bench``.
+
+Every argument is checked before any data is loaded or any model trained (``bench.config``):
+``--seeds``, ``--methods`` (known, each once, not empty), every ``--set`` against its method's
+parameter schema, the scenario's range and ``--device``; then the ``--out`` folder is claimed
+(``bench.units.claim_out``: one run at a time, and not a folder holding a run with other
+settings unless ``--force``). Bad input exits with status 2 and ``unlearnkit: error: <argument>: ...``.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +17,53 @@ from ._common import SCENARIO_HELP, add_common, default_out
 
 
 def _parse_set(values: list[str]) -> dict:
-    """``--set neggrad.lr=0.001`` -> {"neggrad": {"lr": 0.001}} (values parsed as TOML scalars)."""
+    """``--set neggrad.lr=0.001`` -> {"neggrad": {"lr": 0.001}}. A value is read as a TOML value
+    (``0.001``, ``5``, ``true``, ``"text"``, ``[1, 2]``), and when it is not one, as a bare string
+    (``dlfd.layer=features``); the method's parameter schema then decides whether it fits."""
     from ..io import tomllib
 
     out: dict = {}
     for item in values or []:
+        lhs, eq, rhs = item.partition("=")
+        method, dot, fieldname = lhs.strip().partition(".")
+        if not (eq and dot and method and fieldname.strip() and rhs.strip()):
+            raise ValueError(f"--set: expected METHOD.FIELD=VALUE (e.g. neggrad.lr=0.001), got {item!r}")
         try:
-            lhs, rhs = item.split("=", 1)
-            method, fieldname = lhs.split(".", 1)
             value = tomllib.loads(f"v = {rhs}")["v"]
-        except (ValueError, tomllib.TOMLDecodeError):
-            raise ValueError(f"--set: expected METHOD.FIELD=VALUE (e.g. neggrad.lr=0.001), got {item!r}") from None
+        except tomllib.TOMLDecodeError:
+            value = rhs.strip()
+        fieldname = fieldname.strip()
+        if fieldname in out.get(method, {}):
+            raise ValueError(f"--set: expected each METHOD.FIELD once, got {method}.{fieldname} twice")
         out.setdefault(method, {})[fieldname] = value
     return out
 
 
-def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool, plots: bool = True) -> int:
+def _check_args(config, recipes) -> None:
+    """Everything ``bench.run`` would check first, with the command line's argument names."""
+    from ..bench.config import check_device, check_methods, check_overrides
+
+    check_methods(config.methods, "--methods")
+    check_overrides(config.overrides, config.methods, config.dataset, config.scenario,
+                    str(recipes) if recipes else None, "--set")
+    check_device(config.device, "--device")
+
+
+def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool, plots: bool = True, recipes=None,
+                    force: bool = False) -> int:
+    from dataclasses import asdict
+
     from ..bench import run, table, write_report
     from ..bench.report import describe, failures
+    from ..bench.units import claim_out
 
+    _check_args(config, recipes)
     t0 = time.perf_counter()
-    result = run(config, out_dir=out, cache_dir=cache_dir, progress=not quiet)
-    paths = write_report(result, out, plots=plots)
+    settings = {"config": asdict(config), "recipes": str(recipes) if recipes else None}
+    with claim_out(out, settings, force=force) as out:  # one run at a time; no mixing of configurations
+        result = run(config, out_dir=out, cache_dir=cache_dir, progress=not quiet,
+                     recipes=str(recipes) if recipes else None)
+        paths = write_report(result, out, plots=plots)
     print(f"\n{describe(result['meta'])}")
     print("accuracies, MIA and gaps in %; |Δ| = |value - gold value|\n")
     print(table(result["rows"]))
@@ -45,21 +77,35 @@ def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool, plots: bo
 def cmd_demo(args) -> int:
     from ..bench import RunConfig
 
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected an int >= 0, got {args.seed}")
     config = RunConfig(dataset="digits", scenario="random-10", seeds=(args.seed,), features=not args.quick)
-    return _run_and_report(config, args.out or default_out("demo"), args.cache_dir, args.quiet, plots=not args.quick)
+    return _run_and_report(config, args.out or default_out("demo"), args.cache_dir, args.quiet, plots=not args.quick,
+                           force=args.force)
 
 
 def cmd_run(args) -> int:
     from ..bench import DEFAULT_METHODS, RunConfig
+    from ..bench.config import check_scenario
     from ..methods import METHODS
 
-    methods = tuple(METHODS) if args.methods == "all" else tuple(m for m in args.methods.split(",") if m)
-    methods = tuple(m for m in methods if m != "retrain") if args.methods == "all" else methods
+    if args.seeds < 1:
+        raise ValueError(f"--seeds: expected an int >= 1 (the number of seeds, run as 0..N-1), got {args.seeds}")
+    if args.methods.strip() == "all":
+        methods = tuple(m for m in METHODS if m != "retrain")
+    else:
+        methods = tuple(m.strip() for m in args.methods.split(","))
+        if not any(methods):
+            raise ValueError(f"--methods: expected comma-separated method names or 'all' (default: "
+                             f"{','.join(DEFAULT_METHODS)}), got {args.methods!r}")
+        if "" in methods:
+            raise ValueError(f"--methods: expected comma-separated method names, got an empty name in {args.methods!r}")
+    check_scenario(args.scenario, "--scenario")
     config = RunConfig(dataset=args.dataset, scenario=args.scenario, seeds=tuple(range(args.seeds)),
-                       methods=methods or DEFAULT_METHODS, overrides=_parse_set(args.set), device=args.device,
+                       methods=methods, overrides=_parse_set(args.set), device=args.device,
                        features=not args.no_features)
     return _run_and_report(config, args.out or default_out(f"{args.dataset}-{config.scenario}"), args.cache_dir,
-                           args.quiet, plots=not args.no_plots)
+                           args.quiet, plots=not args.no_plots, force=args.force)
 
 
 def add_parser(sub) -> None:
@@ -67,6 +113,7 @@ def add_parser(sub) -> None:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quick", action="store_true", help="output-space metrics only, no plots")
     add_common(d)
+    d.add_argument("--force", action="store_true", help="replace the results of a run with other settings in --out")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("bench", aliases=["run"], help="compare methods on one dataset and scenario over several seeds")
@@ -78,6 +125,7 @@ def add_parser(sub) -> None:
                    help="comma-separated registry names, or 'all'")
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
     r.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE", help="override one hyper-parameter")
-    r.add_argument("--device", default="cpu")
+    r.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, mps (checked before any work)")
     add_common(r)
+    r.add_argument("--force", action="store_true", help="replace the results of a run with other settings in --out")
     r.set_defaults(func=cmd_run)

@@ -30,28 +30,16 @@ from typing import Any
 import numpy as np
 
 from . import _engine as E
-from .memory import Plan, current_rss, format_size, make_plan, parse_size, peak_rss, reset_peak_rss
+from .memory import Plan, format_size, make_plan, parse_size, peak_rss, reset_peak_rss
+from .options import _ALIASES, Config, EvalConfig, option_fields  # noqa: F401 - Config: the old name
 from .readers import Bank, BankSpec, open_bank, resolve_spec
-from .shards import KnnQueries, Moments, ScoreModels, scan_shard, score_shard, shard_ranges
+from .shards import KnnQueries, ScoreModels, scan_shard, score_shard, shard_ranges
 
-__all__ = ["SETS", "run", "format_table"]
+__all__ = ["SETS", "EvalConfig", "format_table", "option_fields", "run"]
 
 SETS = ("forget", "retain", "test")
+_FEW_QUERIES = 10  # fewer forget queries than this: knn_mia moves in steps above 0.1, a caveat says so
 _PURPOSES = {"kmeans": 1, "probe": 2, "knn": 3}
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    n_classes: int | None = None
-    energy: float = 0.9
-    da_k: int | None = None
-    center: bool = False
-    knn_k: int = 5
-    kmeans_n_init: int = 1
-    kmeans_max_iter: int = 100
-    kmeans_tol: float = 1e-4
-    probe_max_iter: int = 300
 
 
 # ----------------------------------------------------------------------------------------------
@@ -92,24 +80,21 @@ def _check_out(out) -> pathlib.Path | None:
     path = pathlib.Path(out).expanduser()
     if path.is_dir():
         raise ValueError(f"out: expected a file path, got the directory {path}")
-    parent = path.parent
+    from ..io import resolve_target
+
+    target = resolve_target(path, "out")  # not a device, FIFO or socket; through a symbolic link
+    parent = target.parent
     if not parent.exists():
         raise FileNotFoundError(f"out: the folder {parent} does not exist (for {path})")
     if not parent.is_dir():
         raise ValueError(f"out: {parent} is not a folder (for {path})")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         raise ValueError(f"out: cannot write in the folder {parent} ({exc.strerror or exc})") from None
     return path
-
-
-def _positive(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _sample(n: int, size: int, seed: int, set_id: int, purpose: str) -> np.ndarray:
@@ -187,6 +172,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         if n[s] <= cfg.knn_k:
             raise ValueError(f"{banks[s].name}: expected more than knn_k={cfg.knn_k} rows for the k-NN "
                              f"membership features, got {n[s]}")
+    caveats: list[str] = []
     idx = {s: {"kmeans": _sample(n[s], plan.kmeans_rows, cfg.seed, i, "kmeans")} for i, s in enumerate(SETS)}
     idx["retain"]["probe"] = _sample(n["retain"], plan.probe_rows, cfg.seed, 1, "probe")
     idx["forget"]["knn"] = _sample(n["forget"], plan.knn_queries, cfg.seed, 0, "knn")
@@ -232,7 +218,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         lam, u = lam[::-1], u[:, ::-1]
         if cfg.da_k is not None:
             if not 1 <= cfg.da_k <= d:
-                raise ValueError(f"k: expected an integer in [1, {d}] (the feature dimension), got {cfg.da_k}")
+                raise ValueError(f"da_k: expected an integer in [1, {d}] (the feature dimension), got {cfg.da_k}")
             kk = cfg.da_k
         else:
             kk = _choose_k(lam, cfg.energy)
@@ -256,6 +242,13 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         for s in SETS:
             xk, yk = rows_of(s, "kmeans")
             k_s = min(n_classes, len(xk))
+            if k_s < n_classes:  # only with the default k (an explicit one was checked above)
+                caveats.append(f"nmi_{s}, pair_f1_{s}, matched_f1_{s}: the {banks[s].name} bank has {len(xk)} "
+                               f"row(s), fewer than the {n_classes} classes, so k-means made {k_s} cluster(s); "
+                               f"these scores say little")
+            elif len(labels[s]) == 1:
+                caveats.append(f"nmi_{s}: the {banks[s].name} bank holds a single class, so its NMI is constant "
+                               f"by construction (it says nothing about the features)")
             km = E.fit_kmeans(xk, k_s, n_init=cfg.kmeans_n_init, max_iter=cfg.kmeans_max_iter, tol=cfg.kmeans_tol,
                               seed=cfg.seed)
             full = len(xk) == n[s]
@@ -270,7 +263,8 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
 
         queries = {s: rows_of(s, "knn") for s in SETS}
         details["knn"] = {"k": cfg.knn_k, "queries": {s: int(len(queries[s][1])) for s in SETS}}
-        del sample, xk, yk  # only the k-NN queries stay resident through pass 2
+        sample.clear()  # only the k-NN queries stay resident through pass 2
+        del xk, yk
 
     # ---- pass 2: score
     mean = mom.mean if cfg.center else None
@@ -322,7 +316,11 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         bar.update()
     out.update(mia["metrics"])
     details["knn"].update(mia["details"])
-    return {"metrics": out, "details": details}
+    n_q = len(queries["forget"][1])
+    if n_q < _FEW_QUERIES:
+        caveats.append(f"knn_mia: a fraction of only {n_q} forget row(s) (steps of {1 / n_q:.2g}), not an estimate; "
+                       f"it needs tens of rows to mean something")
+    return {"metrics": out, "details": details, "caveats": caveats}
 
 
 @contextlib.contextmanager
@@ -374,66 +372,64 @@ def _table(classes: np.ndarray, y: np.ndarray, pred: np.ndarray, k: int) -> np.n
 # The public entry point
 
 
-def run(forget=None, retain=None, test=None, *, gold_forget=None, gold_retain=None, gold_test=None,
-        bank=None, gold_bank=None, features_key: str = "features", labels_key: str = "labels",
-        split_key: str = "split", memory_limit=None, ray: str | None = None, ray_num_cpus: int | None = None,
-        out=None, seed: int = 0, n_classes: int | None = None, energy: float = 0.9, k: int | None = None,
-        center: bool = False, knn_k: int = 5, knn_queries: int = 1000, kmeans_rows: int = 100_000,
-        probe_rows: int = 50_000, kmeans_n_init: int = 1, kmeans_max_iter: int = 100,
-        chunk_rows: int | None = None, blas_threads: int | None = 1, progress: bool = False) -> dict:
+def run(forget=None, retain=None, test=None, *, config: EvalConfig | None = None, **options) -> dict:
     """Evaluates feature banks of the forget, retain and test sets (and of the gold model's).
 
     Args:
         forget, retain, test: a path (``.npy`` + labels file, a directory, ``.npz``,
             ``.safetensors``, ``.parquet``) or an in-memory ``(features, labels)`` pair.
-        gold_forget, gold_retain, gold_test: the retrained (gold) model's banks; with them the
-            result has ``gold`` metrics and ``gaps`` = |metric - gold metric|.
-        bank, gold_bank: instead of three paths, one Parquet file whose ``split_key`` column
-            says ``forget``/``retain``/``test`` for every row.
-        features_key, labels_key: array / tensor / column names in .npz, safetensors, Parquet
-            (and the labels file suffix for .npy).
-        memory_limit: peak resident memory of this process (and of each Ray worker), e.g.
-            ``"4GiB"`` or bytes; chunk sizes (and if needed the sample sizes) derive from it.
-        ray: None (this process only), ``"auto"`` (join the Ray cluster this machine knows of,
-            else start a local one) or a Ray address (``"host:6379"``, ``"ray://host:10001"``).
-        ray_num_cpus: CPUs of a locally started Ray (default: all).
-        out: JSON result path, written atomically (checked writable before any work).
-        seed: fixes every sample (k-means fit rows, probe rows, k-NN queries) and k-means.
-        n_classes: k of k-means (default: number of distinct labels over the three sets).
-        energy, k, center: dimensional alignment (see ``unlearnkit.metrics.dimensional_alignment``).
-        knn_k: neighbours per query for the k-NN membership features.
-        knn_queries: query rows sampled per set for the k-NN membership attack.
-        kmeans_rows: rows per set k-means is fit on; larger sets are assigned to the fitted
-            centroids chunk by chunk.
-        probe_rows: retain rows the logistic-regression probe is trained on.
-        kmeans_n_init, kmeans_max_iter: k-means restarts and iterations.
-        chunk_rows: rows per streamed chunk (default: derived from ``memory_limit``).
-        blas_threads: BLAS threads while the job runs (default 1; None leaves the library's own
-            setting). The per-chunk products are thin (rows x d by d x k); threads gain little
-            there and a multi-threaded OpenBLAS slows down many-fold when another process
-            holds a core. Parallelism comes from the Rust engine and from Ray workers.
-        progress: tqdm bars per stage on stderr.
+        config: an :class:`EvalConfig` (default: its defaults).
+        **options: any field of :class:`EvalConfig`, replacing the config's value (``k`` is
+            accepted for ``da_k``). The main ones:
+
+            - ``gold_forget``, ``gold_retain``, ``gold_test``: the retrained (gold) model's banks;
+              with them the result has ``gold`` metrics and ``gaps`` = |metric - gold metric|.
+            - ``bank``, ``gold_bank``: instead of three paths, one Parquet file whose ``split_key``
+              column says ``forget``/``retain``/``test`` for every row.
+            - ``memory_limit``: peak resident memory of this process (and of each Ray worker),
+              e.g. ``"4GiB"`` or bytes; chunk sizes (and if needed the sample sizes) derive from it.
+            - ``ray``: None (this process only), ``"auto"`` (join the Ray cluster this machine
+              knows of, else start a local one) or an address (``"host:6379"``, ``"ray://host:10001"``).
+            - ``out``: JSON result path, written atomically (checked before any work: its folder
+              must be writable and the file, if it exists, a regular file; a symbolic link is
+              written through).
+            - ``seed``: fixes every sample (k-means fit rows, probe rows, k-NN queries) and k-means.
+            - ``n_classes``: k of k-means (default: the number of distinct labels over the three
+              sets, lowered for a set with fewer rows, with a caveat); an explicit value above the
+              rows k-means is fit on in some set is an error.
+            - ``blas_threads``: BLAS threads while the job runs (default 1; None leaves the
+              library's own setting). The per-chunk products are thin (rows x d by d x k);
+              threads gain little there and a multi-threaded OpenBLAS slows down many-fold when
+              another process holds a core. Parallelism comes from the Rust engine and from Ray.
 
     Returns:
-        dict with ``metrics``, ``gold`` and ``gaps`` (when gold banks are given), ``details``
-        (integer counts, contingency tables, sample sizes), ``plan``, ``stages`` (seconds,
-        rows, vectors/s, peak RSS per stage), ``inputs`` and ``meta``.
+        dict with ``metrics``, ``gold`` and ``gaps`` (when gold banks are given), ``caveats``
+        (sentences on metrics that say little for these inputs: a set with fewer rows than
+        classes, a one-class set, very few k-NN attack queries), ``details`` (integer counts,
+        contingency tables, sample sizes), ``config`` (the metric options), ``plan``, ``stages``
+        (seconds, rows, vectors/s, peak RSS per stage), ``inputs`` and ``meta``.
     """
     from .. import __version__
 
     t_start = time.perf_counter()
-    out_path = _check_out(out)
-    limit = None if memory_limit is None else parse_size(memory_limit)
-    cfg = Config(seed=int(seed), n_classes=None if n_classes is None else _positive(n_classes, "n_classes", 2),
-                 energy=float(energy), da_k=None if k is None else _positive(k, "k"), center=bool(center),
-                 knn_k=_positive(knn_k, "knn_k"), kmeans_n_init=_positive(kmeans_n_init, "kmeans_n_init"),
-                 kmeans_max_iter=_positive(kmeans_max_iter, "kmeans_max_iter"))
-    if not 0.0 < cfg.energy <= 1.0:
-        raise ValueError(f"energy: expected a fraction in (0, 1], got {energy!r}")
-    for name, v in (("knn_queries", knn_queries), ("kmeans_rows", kmeans_rows), ("probe_rows", probe_rows)):
-        _positive(v, name, 2)
-    if chunk_rows is not None:
-        _positive(chunk_rows, "chunk_rows")
+    if config is not None and not isinstance(config, EvalConfig):
+        raise TypeError(f"config: expected an EvalConfig, got {type(config).__name__}")
+    names = {f.name for f in option_fields()}
+    options = {_ALIASES.get(key, key): v for key, v in options.items()}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise TypeError(f"{unknown[0]}: not an option of unlearnkit.eval.run; expected one of {sorted(names)}")
+    for key, v in (("forget", forget), ("retain", retain), ("test", test)):
+        if v is not None:
+            options[key] = v
+    cfg = dataclasses.replace(config or EvalConfig(), **options)
+    out_path = _check_out(cfg.out)
+    limit = None if cfg.memory_limit is None else parse_size(cfg.memory_limit)
+    (forget, retain, test, gold_forget, gold_retain, gold_test, bank, gold_bank, features_key, labels_key, split_key,
+     ray, ray_num_cpus, chunk_rows, blas_threads, knn_queries, kmeans_rows, probe_rows, progress) = (
+        cfg.forget, cfg.retain, cfg.test, cfg.gold_forget, cfg.gold_retain, cfg.gold_test, cfg.bank, cfg.gold_bank,
+        cfg.features_key, cfg.labels_key, cfg.split_key, cfg.ray, cfg.ray_num_cpus, cfg.chunk_rows, cfg.blas_threads,
+        cfg.knn_queries, cfg.kmeans_rows, cfg.probe_rows, cfg.progress)
 
     keys = dict(features_key=features_key, labels_key=labels_key, split_key=split_key)
     specs = _specs("", forget, retain, test, bank, keys)
@@ -452,6 +448,14 @@ def run(forget=None, retain=None, test=None, *, gold_forget=None, gold_retain=No
     plan = make_plan(dim=ref.dim, itemsize=max(b.source_itemsize for b in every),
                      n_rows_max=max(b.n_rows for b in every), limit_bytes=limit, kmeans_rows=kmeans_rows,
                      probe_rows=probe_rows, knn_queries=knn_queries, chunk_rows=chunk_rows)
+    if cfg.da_k is not None and cfg.da_k > ref.dim:
+        raise ValueError(f"da_k: expected an integer in [1, {ref.dim}] (the feature dimension), got {cfg.da_k}")
+    if cfg.n_classes is not None:  # an explicit k must fit every set (and the gold sets): never lowered silently
+        small = min(every, key=lambda b: b.n_rows)
+        fit_rows = min(small.n_rows, plan.kmeans_rows)
+        if cfg.n_classes > fit_rows:
+            raise ValueError(f"n_classes: expected at most {fit_rows} (the rows k-means is fit on in the "
+                             f"{small.name} bank), got {cfg.n_classes}")
     stages = _Stages(progress)
     if ray:
         from .distributed import RayExecutor
@@ -474,11 +478,13 @@ def run(forget=None, retain=None, test=None, *, gold_forget=None, gold_retain=No
         result["gold"] = result_gold["metrics"]
         result["gaps"] = {f"gap_{m}": abs(v - result_gold["metrics"][m])
                           for m, v in result_model["metrics"].items() if m in result_gold["metrics"]}
+    result["caveats"] = result_model["caveats"] + ([f"gold: {c}" for c in result_gold["caveats"]]
+                                                   if result_gold is not None else [])
     result["details"] = {"model": result_model["details"]}
     if result_gold is not None:
         result["details"]["gold"] = result_gold["details"]
     result["inputs"] = {b.name: b.describe() for b in every}
-    result["config"] = dataclasses.asdict(cfg)
+    result["config"] = cfg.metric_options()
     result["plan"] = plan.as_dict()
     result["stages"] = stages.records
     result["meta"] = {

@@ -22,7 +22,10 @@ float64 (see :attr:`Bank.compute_dtype`). A chunk is checked as it is read: a Na
 raises ``ValueError`` naming the bank argument, the file and the row.
 
 Only a window of rows is mapped at a time and unmapped after it is copied, so resident memory
-stays at about one chunk per bank being read, whatever the file size.
+stays at about one chunk per bank being read, whatever the file size. Fortran-order (column-major)
+``.npy`` arrays and stored ``.npz`` members are read too: a window of rows is then ``d`` strided
+pieces, one per column, gathered into a C-ordered chunk (slower than C order, same numbers);
+compressed ``.npz`` members must be C-ordered (they can only be streamed forward).
 """
 
 from __future__ import annotations
@@ -131,14 +134,19 @@ def resolve_spec(value: Any, name: str, *, features_key: str = "features", label
 
 
 class _RawArray:
-    """A C-ordered array of ``shape`` and ``dtype`` stored at byte ``offset`` of ``path``.
+    """An array of ``shape`` and ``dtype`` stored at byte ``offset`` of ``path``, in C order (or
+    Fortran order when ``fortran``).
 
-    ``rows(start, stop)`` maps just that window, copies it out and unmaps it. bfloat16 is read
-    as uint16 and widened to float32 by ``upcast``.
+    ``rows(start, stop)`` maps just that window (C order), or the span from the window's first
+    element in column 0 to its last in the last column (Fortran order, of which only the window's
+    pages are touched), copies the rows out in C order and unmaps. bfloat16 is read as uint16 and
+    widened to float32 by ``upcast``.
     """
 
-    def __init__(self, path: str, offset: int, shape: tuple, dtype: str, name: str, what: str):
+    def __init__(self, path: str, offset: int, shape: tuple, dtype: str, name: str, what: str,
+                 fortran: bool = False):
         self.path, self.offset, self.shape, self.dtype, self.name = path, offset, tuple(shape), dtype, name
+        self.fortran = bool(fortran) and len(self.shape) == 2
         self.storage = np.dtype("<u2") if dtype == "bfloat16" else np.dtype(dtype)
         row = int(np.prod(self.shape[1:], dtype=np.int64)) if len(self.shape) > 1 else 1
         self.row_bytes = row * self.storage.itemsize
@@ -154,6 +162,8 @@ class _RawArray:
         shape = (n, *self.shape[1:])
         if n == 0 or self.row_bytes == 0:
             return np.empty(shape, self.storage)
+        if self.fortran:
+            return self._fortran_rows(start, stop)
         begin = self.offset + start * self.row_bytes
         length = n * self.row_bytes
         aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
@@ -163,6 +173,23 @@ class _RawArray:
             view = np.frombuffer(mm, dtype=self.storage, count=length // self.storage.itemsize,
                                  offset=begin - aligned)
             out = view.reshape(shape).copy()
+            del view
+        finally:
+            mm.close()
+        return out
+
+    def _fortran_rows(self, start: int, stop: int) -> np.ndarray:
+        n_all, d = self.shape
+        item = self.storage.itemsize
+        begin = self.offset + start * item  # row `start` of column 0
+        end = self.offset + ((d - 1) * n_all + stop) * item  # one past row `stop - 1` of the last column
+        aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
+        with open(self.path, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), end - aligned, access=mmap.ACCESS_READ, offset=aligned)
+        try:
+            view = np.ndarray((stop - start, d), dtype=self.storage, buffer=mm, offset=begin - aligned,
+                              strides=(item, n_all * item))
+            out = np.ascontiguousarray(view)
             del view
         finally:
             mm.close()
@@ -248,12 +275,10 @@ def _npy_array(path: str, name: str, what: str, *, ndim: int, floats: bool, base
     finally:
         if own:
             fh.close()
-    if fortran and len(shape) > 1:
-        raise ValueError(f"{name}: expected {what} in {path} in C (row-major) order, got Fortran order")
     _check_dtype_shape(shape, dtype.name, name, what, path, ndim=ndim, floats=floats)
     if dtype.byteorder == ">":
         raise TypeError(f"{name}: expected little-endian {what} in {path}, got big-endian {dtype}")
-    return _RawArray(path, offset, shape, dtype.name, name, what)
+    return _RawArray(path, offset, shape, dtype.name, name, what, fortran=fortran)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,7 +416,9 @@ def _open_npz(spec: BankSpec) -> Bank:
                 except (zipfile.BadZipFile, OSError, EOFError) as exc:
                     raise ValueError(f"{spec.name}: {spec.path} is a corrupt .npz ({exc})") from None
                 if fortran and len(shape) > 1:
-                    raise ValueError(f"{spec.name}: expected {what} in {spec.path} in C order, got Fortran order")
+                    raise ValueError(f"{spec.name}: expected {what} in {spec.path} in C order (a compressed .npz "
+                                     f"member can only be streamed forward), got Fortran order; save it with "
+                                     f"np.savez (stored) or as np.ascontiguousarray(...)")
                 _check_dtype_shape(shape, dtype.name, spec.name, what, spec.path, ndim=ndim, floats=floats)
                 arrays.append((_ZipStream(spec.path, names[key], shape, dtype, spec.name), dtype.name))
     (x, xdt), (y, _) = arrays
@@ -586,7 +613,8 @@ class _ParquetBank(Bank):
         import pyarrow as pa
 
         if feats.null_count or labels.null_count:
-            raise ValueError(f"{self.spec.name}: missing (null) features or labels near row {offset} of {self.spec.path}")
+            raise ValueError(f"{self.spec.name}: missing (null) features or labels near row {offset} of "
+                             f"{self.spec.path}")
         n = len(feats)
         if pa.types.is_fixed_size_list(feats.type):
             values = feats.flatten()
