@@ -13,9 +13,10 @@ import argparse
 import sys
 
 from .. import __version__
-from . import audit, bench, eval as eval_cmd
+from . import audit, bench, tune
+from . import eval as eval_cmd
 
-SUBCOMMANDS = [bench, eval_cmd, audit]
+SUBCOMMANDS = [bench, eval_cmd, audit, tune]
 
 
 def build_parser() -> argparse.ArgumentParser:

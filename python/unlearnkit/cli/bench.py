@@ -105,7 +105,7 @@ def cmd_run(args) -> int:
                        methods=methods, overrides=_parse_set(args.set), device=args.device,
                        features=not args.no_features)
     return _run_and_report(config, args.out or default_out(f"{args.dataset}-{config.scenario}"), args.cache_dir,
-                           args.quiet, plots=not args.no_plots, force=args.force)
+                           args.quiet, plots=not args.no_plots, recipes=args.recipes, force=args.force)
 
 
 def add_parser(sub) -> None:
@@ -126,6 +126,7 @@ def add_parser(sub) -> None:
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
     r.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE", help="override one hyper-parameter")
     r.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, mps (checked before any work)")
+    r.add_argument("--recipes", type=pathlib.Path, help="recipes file (default: the shipped one), e.g. from tune")
     add_common(r)
     r.add_argument("--force", action="store_true", help="replace the results of a run with other settings in --out")
     r.set_defaults(func=cmd_run)

@@ -16,7 +16,7 @@ class NegGradParams:
     """epochs: passes over the forget set; lr: SGD step (small: ascent diverges fast)."""
 
     epochs: int = param(5, ge=0, space=integers(1, 10))
-    lr: float = param(1e-4, gt=0, space=log_uniform(1e-6, 1e-2))
+    lr: float = param(1e-4, gt=0, space=log_uniform(1e-6, 1e-1))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
     batch_size: int = param(64, ge=1, space=categorical(32, 64, 128, 256))

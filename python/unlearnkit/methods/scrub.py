@@ -29,10 +29,10 @@ class ScrubParams:
     alpha: float = param(0.001, ge=0, space=log_uniform(1e-4, 1.0))
     gamma: float = param(0.99, ge=0, space=uniform(0.5, 1.0))
     temperature: float = param(4.0, gt=0)
-    lr: float = param(5e-4, gt=0, space=log_uniform(1e-5, 1e-2))
+    lr: float = param(5e-4, gt=0, space=log_uniform(1e-5, 1e-1))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
-    forget_batch_size: int = param(512, ge=1, space=categorical(128, 256, 512))
+    forget_batch_size: int = param(512, ge=1, space=categorical(32, 64, 128, 256, 512))
     retain_batch_size: int = param(256, ge=1)
 
 

@@ -1,0 +1,336 @@
+"""Layer: tune. The tuning objective: how close one method's result, under one set of
+hyper-parameters, comes to the gold (retrained) model, on data that is never reported.
+
+- The tuning seed (default 100) chooses its own forget set and trains its own original and gold
+  models (content-hashed checkpoint cache, trained once, shared by every trial). It must not be one
+  of the seeds the bench reports (``REPORTED_SEEDS``).
+- Every model is scored on the validation part of the test split only (``val_idx``, carved from
+  the test split by ``make_split``); the reported test part is never evaluated and never shown to a
+  method. As a tripwire, the problem a trial receives holds NaN in every row of the reported test
+  part: a computation that touched one would produce NaN and fail its trial.
+- The objective is the mean, over UA/RA/TA/MIA (TA and the MIA's non-members on validation data),
+  of ``closed = 1 - |value - gold| / |original - gold|`` in points (``bench.evaluate.closed``;
+  undefined where the original is within 1 point of gold); if no metric is defined, 1 - average
+  gap / the original's average gap.
+- A trial that takes more than ``max_rte`` x the gold model's retraining time is infeasible (it is
+  stopped as soon as it passes the budget); one whose method raises, or whose model has non-finite
+  weights or outputs, has failed. Neither ever raises out of :func:`score_trial`.
+
+Invariants: ``score`` (what the searcher maximises) is the objective clipped to [-1, 1] for a
+feasible finished trial, ``INFEASIBLE_SCORE`` (-1.5) for one over budget and ``FAILED_SCORE`` (-2)
+for one that failed, so every feasible trial ranks above every infeasible or failed one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import metrics as M
+from ..bench.recipes import dataset_recipe, method_recipe
+from ..bench.runner import _train_reference, parse_scenario
+from ..checkpoints import default_cache_dir
+from ..data import group_classes, load_dataset, make_split
+from ..data.types import ImageDataset
+from ..methods import get_method
+from ..metrics.membership import confidence, membership_attack
+from ..models import build_model
+from ..progress import ProgressBars, StepEvent
+from ..training import TrainConfig, predict
+from .space import to_hparams
+
+#: Seeds the bench reports (``unlearnkit bench --seeds N`` runs 0..N-1): never a tuning seed.
+REPORTED_SEEDS = range(0, 10)
+DEFAULT_SEED = 100
+DEFAULT_MAX_RTE = 0.2
+DEFAULT_VAL_FRACTION = 0.2
+#: The four headline metrics the objective averages ``closed`` over (TA on validation data).
+OBJECTIVE_METRICS = ("acc_forget", "acc_retain", "acc_val", "mia")
+MIN_GAP_POINTS = 1.0
+FAILED_SCORE = -2.0
+INFEASIBLE_SCORE = -1.5
+_MIA_MAX_PER_SET = 2000  # as bench.evaluate's mia_suite
+
+
+class OverBudget(RuntimeError):
+    """Raised from a progress callback when a trial passes its time budget."""
+
+
+class LeakError(AssertionError):
+    """The objective was about to use reported data (a reported seed or the test part): a bug, never
+    a trial's failure, so :func:`score_trial` lets it through."""
+
+
+def check_tuning_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed: expected a non-negative int, got {type(seed).__name__} {seed!r}")
+    if seed in REPORTED_SEEDS:
+        raise ValueError(f"seed: expected a tuning seed outside the reported seeds "
+                         f"{REPORTED_SEEDS.start}..{REPORTED_SEEDS.stop - 1} (e.g. 100), got {seed}")
+    return int(seed)
+
+
+@dataclass
+class TuningProblem:
+    """Everything a trial needs (shipped once to the Ray object store and shared by all trials).
+
+    ``data.x_test`` holds NaN in every row of ``test_idx`` (the reported test part): the tripwire.
+    ``original_state`` is the original model's state dict; ``gold`` and ``original`` are their
+    validation metrics (:func:`evaluate_val`); ``retrain_seconds`` is how long the gold model took
+    to train (the unit of the time budget); ``recipes`` the hand-made recipe per method.
+    """
+
+    dataset: str
+    scenario: str
+    seed: int
+    max_rte: float
+    data: ImageDataset
+    forget_idx: np.ndarray
+    retain_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    heldout_idx: np.ndarray
+    model_name: str
+    model_kwargs: dict
+    original_state: dict
+    retrain_seconds: float
+    original: dict = field(default_factory=dict)
+    gold: dict = field(default_factory=dict)
+    recipes: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+
+    def build_original(self) -> torch.nn.Module:
+        model = build_model(self.model_name, self.data, **self.model_kwargs)
+        model.load_state_dict(self.original_state)
+        return model.eval()
+
+    def part(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of "forget", "retain", "val" or "heldout" (never the reported test part)."""
+        d = self.data
+        idx, x, y = {"forget": (self.forget_idx, d.x_train, d.y_train),
+                     "retain": (self.retain_idx, d.x_train, d.y_train),
+                     "val": (self.val_idx, d.x_test, d.y_test),
+                     "heldout": (self.heldout_idx, d.x_test, d.y_test)}[name]
+        i = torch.from_numpy(idx)
+        return x[i], y[i]
+
+    def check_isolation(self) -> None:
+        """Asserts what the objective relies on: a tuning seed, validation disjoint from the reported
+        test part, and the tripwire (NaN) in place over the whole reported test part."""
+        if self.seed in REPORTED_SEEDS:
+            raise LeakError(f"tuning seed {self.seed} is a reported seed")
+        if np.intersect1d(self.val_idx, self.test_idx).size or np.intersect1d(self.heldout_idx, self.test_idx).size:
+            raise LeakError("validation or held-out data overlaps the reported test split")
+        if not (len(self.test_idx) and bool(torch.isnan(self.data.x_test[torch.from_numpy(self.test_idx)]).all())):
+            raise LeakError("the reported test rows must be masked (NaN) in a tuning problem")
+
+
+def _split(data: ImageDataset, scenario: dict, seed: int, val_fraction: float, heldout_fraction: float):
+    """The seed's split and its validation indices (``make_split(val_fraction=...)``; carved here,
+    seeded, if the installed ``make_split`` predates validation splits)."""
+    try:
+        split = make_split(data, **scenario, seed=seed, heldout_fraction=heldout_fraction, val_fraction=val_fraction)
+    except TypeError:  # make_split without val_fraction
+        split = make_split(data, **scenario, seed=seed, heldout_fraction=heldout_fraction)
+    val_idx = np.asarray(getattr(split, "val_idx", None) if getattr(split, "val_idx", None) is not None else [],
+                         dtype=np.int64)
+    test_idx = np.asarray(split.test_idx, dtype=np.int64)
+    if val_idx.size == 0:
+        pick = np.random.default_rng(seed + 2_000_003).random(len(test_idx)) < val_fraction
+        val_idx, test_idx = test_idx[pick], test_idx[~pick]
+    used = np.union1d(val_idx, test_idx)
+    heldout_idx = np.setdiff1d(np.asarray(split.heldout_idx, dtype=np.int64), used)
+    return split, np.sort(val_idx), np.sort(test_idx), heldout_idx
+
+
+def prepare(dataset: str, scenario: str, methods, *, seed: int = DEFAULT_SEED, max_rte: float = DEFAULT_MAX_RTE,
+            cache_dir=None, recipes: str | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
+            data: ImageDataset | None = None, device: str = "cpu", progress: bool = False) -> TuningProblem:
+    """Builds the tuning problem of ``methods`` on ``dataset``/``scenario``: the tuning seed's split,
+    its original and gold models (trained once; cached in ``cache_dir``), their validation metrics.
+
+    Args:
+        methods: registry names of the methods to tune (decides whether TMU's held-out part is cut).
+        seed: the tuning seed; must not be one of ``REPORTED_SEEDS``.
+        max_rte: time budget of a trial, as a fraction of the gold model's retraining time.
+        recipes: a recipes TOML file (default: the shipped one): the training recipe and the
+            hand-made method recipes the search starts from.
+        data: the dataset itself (default: ``load_dataset(dataset)``), e.g. for tests.
+    """
+    seed = check_tuning_seed(seed)
+    if isinstance(max_rte, bool) or not isinstance(max_rte, (int, float)) or not 0 < max_rte:
+        raise ValueError(f"max_rte: expected a positive number (a fraction of retraining time), got {max_rte!r}")
+    methods = [get_method(m).name for m in methods]
+    recipe = dataset_recipe(dataset, recipes)
+    train_cfg = TrainConfig(**recipe["train"])
+    sc = parse_scenario(scenario)
+    data = load_dataset(dataset) if data is None else data
+    if sc["forget"] == "subclass":
+        data = group_classes(data)
+    needs_heldout = any(get_method(m).needs_heldout for m in methods)
+    split, val_idx, test_idx, heldout_idx = _split(data, sc, seed, val_fraction, 0.2 if needs_heldout else 0.0)
+    cache_dir = cache_dir or default_cache_dir()
+    bars = ProgressBars(disable=not progress)
+    ref = (recipe["model"], recipe.get("model_kwargs", {}), train_cfg, seed, cache_dir, device, bars)
+    original, _ = _train_reference("original", split, *ref)
+    gold, g_meta = _train_reference("gold", split, *ref)
+    bars.close()
+    # The tripwire: the trials' copy of the data has no reported test sample left in it.
+    x_test = split.data.x_test.clone()
+    x_test[torch.from_numpy(test_idx)] = float("nan")
+    from dataclasses import replace
+
+    masked = replace(split.data, x_test=x_test)
+    problem = TuningProblem(
+        dataset=dataset, scenario=scenario, seed=seed, max_rte=float(max_rte), data=masked,
+        forget_idx=np.asarray(split.forget_idx), retain_idx=np.asarray(split.retain_idx), val_idx=val_idx,
+        test_idx=test_idx, heldout_idx=heldout_idx, model_name=recipe["model"],
+        model_kwargs=dict(recipe.get("model_kwargs", {})),
+        original_state={k: v.detach().cpu().clone() for k, v in original.state_dict().items()},
+        retrain_seconds=float(g_meta["seconds"]), train=train_cfg.to_dict(),
+        recipes={m: method_recipe(dataset, m, recipes, scenario) for m in methods})
+    problem.check_isolation()
+    problem.original = evaluate_val(original, problem)
+    problem.gold = evaluate_val(gold, problem)
+    return problem
+
+
+def evaluate_val(model: torch.nn.Module, problem: TuningProblem) -> dict:
+    """The objective's four metrics of ``model`` (fractions in [0, 1]): accuracy on the forget set,
+    the retain set and the validation data (``acc_val``), UA = 1 - forget accuracy, and ``mia``,
+    the bench's headline attack (logistic regression on p_y, retain = members, here validation =
+    non-members; the fraction of forget samples called non-members), computed as
+    ``bench.evaluate.evaluate_model(..., part="val")`` computes them."""
+    problem.check_isolation()
+    probs, labels, out = {}, {}, {}
+    for name in ("forget", "retain", "val"):
+        x, y = problem.part(name)
+        if not bool(torch.isfinite(x).all()):
+            raise LeakError(f"the {name} data holds a masked (reported test) row")
+        logits = predict(model, x)
+        labels[name] = y.numpy()
+        out[f"acc_{name}"] = M.accuracy(labels[name], logits)
+        probs[name] = M.softmax(logits)
+    out["ua"] = 1.0 - out["acc_forget"]
+    sig = {k: confidence(probs[k], labels[k]) for k in probs}
+    if not all(np.isfinite(s).all() for s in sig.values()):
+        raise FloatingPointError("model outputs: expected finite probabilities, got NaN (diverged weights?)")
+    out["mia"] = 1.0 - membership_attack(sig["retain"], sig["val"], sig["forget"], seed=problem.seed,
+                                         max_per_set=_MIA_MAX_PER_SET)
+    return out
+
+
+def _closed(value: float, original: float, gold: float, min_gap: float = MIN_GAP_POINTS) -> float:
+    try:
+        from ..bench.evaluate import closed  # the bench's definition, once it is there
+    except ImportError:
+        ref = abs(original - gold)
+        return float("nan") if not ref >= min_gap or ref == 0 else 1.0 - abs(value - gold) / ref
+    return closed(value, original, gold, min_gap=min_gap)
+
+
+def mean_closed(metrics: dict, original: dict, gold: dict) -> tuple[float, dict]:
+    """(mean closed over ``OBJECTIVE_METRICS``, {metric: closed or NaN}); values in points.
+
+    Falls back to 1 - average gap / the original's average gap when no metric's closed is defined
+    (the original within 1 point of gold on all four); NaN if that is undefined too.
+    """
+    per = {k: _closed(100 * metrics[k], 100 * original[k], 100 * gold[k]) for k in OBJECTIVE_METRICS}
+    defined = [v for v in per.values() if not math.isnan(v)]
+    if defined:
+        return float(np.mean(defined)), per
+    gap = np.mean([abs(metrics[k] - gold[k]) for k in OBJECTIVE_METRICS])
+    ref = np.mean([abs(original[k] - gold[k]) for k in OBJECTIVE_METRICS])
+    return (float(1 - gap / ref) if ref > 0 else float("nan")), per
+
+
+def _finite_weights(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+class _Clock:
+    """Unlearning time without the intermediate evaluations; raises ``OverBudget`` past ``budget``."""
+
+    def __init__(self, budget: float):
+        self.budget, self.paused, self.t0 = budget, 0.0, time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0 - self.paused
+
+    def check(self) -> None:
+        if self.seconds() > self.budget:
+            raise OverBudget(f"over the time budget ({self.budget:.2f} s)")
+
+
+def score_trial(problem: TuningProblem, method: str, config: dict, *,
+                report: Callable[[dict], None] | None = None, intermediate: bool = True) -> dict:
+    """Runs ``method`` with the sampled ``config`` (over its hand-made recipe) on the tuning problem.
+
+    Returns a row: ``status`` ("ok", "infeasible" or "failed"), ``objective`` (mean closed; NaN
+    unless ok), ``score`` (see the module's invariants), ``seconds``, ``rte``, the four metrics and
+    their ``closed_*``, ``error`` (why it failed or was infeasible). Never raises for a diverging or
+    failing method. With ``report``, the method's progress is reported after each epoch
+    (``{"score": ..., "objective": ..., "final": False}``, for ASHA), when ``intermediate``.
+    """
+    row: dict = {"method": method, "params": dict(config), "status": "failed", "objective": float("nan"),
+                 "score": FAILED_SCORE, "seconds": float("nan"), "rte": float("nan"), "error": ""}
+    budget = problem.max_rte * problem.retrain_seconds
+    try:
+        hparams = {**problem.recipes.get(method, {}), **to_hparams(method, config)}
+        m = get_method(method)(**hparams)
+        model = problem.build_original()
+        problem.check_isolation()
+        epochs = getattr(m.params, "epochs", None)
+        clock = _Clock(budget)
+
+        def on_step(event: StepEvent) -> None:
+            clock.check()
+            if not (report and intermediate and isinstance(epochs, int) and epochs > 1 and event.total
+                    and event.total % epochs == 0 and event.step % (event.total // epochs) == 0):
+                return
+            t = time.perf_counter()
+            try:
+                mid = evaluate_val(model, problem)
+                obj, _ = mean_closed(mid, problem.original, problem.gold)
+                score = float(np.clip(obj, -1.0, 1.0)) if math.isfinite(obj) else FAILED_SCORE
+            except (FloatingPointError, ValueError):
+                obj, score = float("nan"), FAILED_SCORE
+            finally:
+                clock.paused += time.perf_counter() - t
+            report({"score": score, "objective": obj, "final": False})
+
+        x_val, y_val = problem.part("val")
+        extra = {"heldout": problem.part("heldout")} if m.needs_heldout else {}
+        try:
+            m.unlearn(model, problem.part("forget"), problem.part("retain"), test=(x_val, y_val),
+                      seed=problem.seed, callbacks=[on_step], inplace=True, **extra)
+        except OverBudget as exc:
+            row.update(status="infeasible", score=INFEASIBLE_SCORE, seconds=clock.seconds(),
+                       rte=clock.seconds() / problem.retrain_seconds, error=str(exc))
+            return row
+        seconds = clock.seconds()
+        row.update(seconds=seconds, rte=seconds / problem.retrain_seconds)
+        if not _finite_weights(model):
+            raise FloatingPointError("diverged: non-finite weights")
+        metrics = evaluate_val(model, problem)
+        obj, per = mean_closed(metrics, problem.original, problem.gold)
+        row.update(metrics)
+        row.update({f"closed_{k}": v for k, v in per.items()})
+        if not math.isfinite(obj):
+            raise FloatingPointError("objective: undefined (the original is as close to gold as can be measured)")
+        row["objective"] = obj
+        if seconds > budget:
+            row.update(status="infeasible", score=INFEASIBLE_SCORE,
+                       error=f"over the time budget ({seconds:.2f} s > {budget:.2f} s)")
+        else:
+            row.update(status="ok", score=float(np.clip(obj, -1.0, 1.0)))
+    except LeakError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a diverging trial is a result, never a crash of the search
+        row.update(status="failed", score=FAILED_SCORE, objective=float("nan"), error=f"{type(exc).__name__}: {exc}")
+    return row

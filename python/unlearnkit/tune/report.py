@@ -1,0 +1,176 @@
+"""Layer: tune. What a search writes: ``trials.csv`` (every trial), ``recipes.toml`` (a complete
+recipe section for the dataset, loadable by ``unlearnkit bench --recipes``), ``report.md`` (the
+best value per method) and ``objective.png`` (objective vs trial).
+
+Each file is written to a temporary name and renamed (``unlearnkit.io``). Values live only in
+the recipes file; the report cites them.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io as _io
+import json
+import math
+import pathlib
+
+from .. import io
+from ..bench.recipes import load_recipes
+from ..bench.runner import parse_scenario
+
+CSV_FIELDS = ("method", "trial", "status", "objective", "score", "seconds", "rte", "params", "acc_forget",
+              "acc_retain", "acc_val", "mia", "closed_acc_forget", "closed_acc_retain", "closed_acc_val",
+              "closed_mia", "error")
+
+
+def write_trials_csv(rows: list[dict], path: str | pathlib.Path) -> None:
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        out = dict(r)
+        out["params"] = json.dumps(r["params"], sort_keys=True, default=float)
+        w.writerow(out)
+    io.write_text(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------- TOML
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"recipe value: expected a finite number, got {v!r}")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string is a JSON string for the characters we write
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }" if v else "{}"
+    raise TypeError(f"recipe value: expected a number, string, list or table, got {type(v).__name__} {v!r}")
+
+
+def _is_section(v) -> bool:
+    """A table holding tables (a dataset, ``methods``, ``scenarios``) becomes a [section]; a table of
+    scalars and lists (``train``, ``model_kwargs``, one method's recipe) an inline table."""
+    return isinstance(v, dict) and any(isinstance(x, dict) for x in v.values())
+
+
+def dumps_toml(tree: dict, prefix: str = "") -> str:
+    """A small TOML writer for recipe files (scalars, lists, inline tables, nested sections)."""
+    lines = []
+    scalars = {k: v for k, v in tree.items() if not _is_section(v)}
+    if scalars:
+        if prefix:
+            lines.append(f"[{prefix}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+        lines.append("")
+    for k, v in tree.items():
+        if _is_section(v):
+            lines.append(dumps_toml(v, f"{prefix}.{k}" if prefix else k))
+    return "\n".join(lines)
+
+
+def tuned_recipes(dataset: str, scenario: str, best: dict[str, dict], base_path: str | None = None,
+                  previous: str | pathlib.Path | None = None) -> dict:
+    """The recipe tree ``{"datasets": {dataset: ...}}``: ``dataset``'s section of ``previous`` (an
+    earlier search's recipes.toml) or else of ``base_path`` (default: the shipped recipes), with each
+    tuned method's ``best`` values over its hand-made ones: in ``methods`` for a random scenario, in
+    ``scenarios.<kind>.methods`` for the others (as ``method_recipe`` reads them)."""
+    src = load_recipes(str(previous)) if previous and pathlib.Path(previous).exists() else load_recipes(base_path)
+    if dataset not in src.get("datasets", {}):
+        src = load_recipes(base_path)
+    section = copy.deepcopy(src["datasets"][dataset])
+    kind = parse_scenario(scenario)["forget"]
+    table = section.setdefault("methods", {}) if kind == "random" else \
+        section.setdefault("scenarios", {}).setdefault(kind, {}).setdefault("methods", {})
+    for method, params in best.items():
+        table[method] = {**table.get(method, {}), **params}
+    return {"datasets": {dataset: section}}
+
+
+def write_recipes(path: str | pathlib.Path, tree: dict, header: str) -> None:
+    text = "".join(f"# {line}\n" for line in header.splitlines()) + "\n" + dumps_toml(tree)
+    io.write_text(path, text)
+
+
+# ------------------------------------------------------------------------------------------- report
+def plot_objective(rows: list[dict], path: str | pathlib.Path) -> None:
+    """One panel per method: each trial's objective (feasible finished trials), failed/infeasible/
+    early-stopped trials as crosses at the bottom, and the running best."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    n = max(len(methods), 1)
+    cols = min(n, 3)
+    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4.2 * cols, 3.2 * -(-n // cols)), squeeze=False)
+    for ax, m in zip(axes.flat, methods):
+        rs = sorted((r for r in rows if r["method"] == m), key=lambda r: r["trial"])
+        ok = [r for r in rs if r["status"] == "ok" and math.isfinite(r["objective"])]
+        bad = [r for r in rs if r not in ok]
+        ax.plot([r["trial"] for r in ok], [r["objective"] for r in ok], "o", ms=4, label="objective")
+        best, line = -math.inf, []
+        for r in rs:
+            if r in ok:
+                best = max(best, r["objective"])
+            line.append(best if math.isfinite(best) else math.nan)
+        ax.plot([r["trial"] for r in rs], line, "-", lw=1.5, label="best so far")
+        if bad:
+            lo = min([r["objective"] for r in ok] + [0.0]) - 0.1
+            ax.plot([r["trial"] for r in bad], [lo] * len(bad), "x", color="C3", label="failed / infeasible / stopped")
+        ax.set_title(m)
+        ax.set_xlabel("trial")
+        ax.set_ylabel("mean closed (validation)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _fmt(v, spec=".3f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def report_markdown(rows: list[dict], best: dict[str, dict | None], starts: dict[str, dict], meta: dict) -> str:
+    """``report.md``: the search's settings, then per method the hand-made recipe's objective (the
+    first trial evaluates it), the best trial's objective, its time and values, and the counts."""
+    lines = [f"# unlearnkit tune: {meta['dataset']}, {meta['scenario']}", "",
+             f"Tuning seed {meta['seed']} (never reported), objective = mean closed over UA, RA, TA, MIA on the "
+             f"validation part of the test split, against that seed's gold model; trials over "
+             f"{meta['max_rte']:g} x retraining time ({meta['retrain_seconds']:.1f} s) are infeasible. "
+             f"{meta['trials']} trials per method, Optuna TPE on Ray Tune"
+             f"{', ASHA on per-epoch progress' if meta.get('asha') else ''}; "
+             f"{meta['cpus']} CPU(s), {meta['cpus_per_trial']} per trial; search wall time {meta['wall_s']:.1f} s.", "",
+             f"Gold on validation: forget {100 * meta['gold']['acc_forget']:.1f}, retain "
+             f"{100 * meta['gold']['acc_retain']:.1f}, val {100 * meta['gold']['acc_val']:.1f}, MIA "
+             f"{100 * meta['gold']['mia']:.1f}; original: forget {100 * meta['original']['acc_forget']:.1f}, retain "
+             f"{100 * meta['original']['acc_retain']:.1f}, val {100 * meta['original']['acc_val']:.1f}, MIA "
+             f"{100 * meta['original']['mia']:.1f} (%).", "",
+             "| method | trials ok / infeasible / failed / stopped | hand-made recipe | best | best rte "
+             "| best values |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for m in dict.fromkeys(r["method"] for r in rows):
+        rs = [r for r in rows if r["method"] == m]
+        counts = " / ".join(str(sum(r["status"] == s for r in rs)) for s in ("ok", "infeasible", "failed",
+                                                                             "early-stopped"))
+        hand = next((r for r in rs if r["params"] == starts.get(m)), None)
+        hand_s = "not run" if hand is None else (_fmt(hand["objective"]) if hand["status"] == "ok" else hand["status"])
+        b = best.get(m)
+        vals = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in b["params"].items()) \
+            if b else "none feasible: hand-made recipe kept"
+        lines.append(f"| {m} | {counts} | {hand_s} | {_fmt(b['objective']) if b else 'n/a'} | "
+                     f"{_fmt(b['rte'], '.3f') if b else 'n/a'} | {vals} |")
+    lines += ["", "![objective vs trial](objective.png)", "",
+              "Values: `recipes.toml` beside this file; every trial: `trials.csv`.", ""]
+    return "\n".join(lines)

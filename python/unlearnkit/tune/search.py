@@ -1,0 +1,189 @@
+"""Layer: tune. The search: one Ray Tune experiment per method, Optuna's TPE sampler proposing
+points of the method's declared space, ASHA stopping trials whose per-epoch objective falls behind.
+
+The tuning problem (data with the reported test rows masked, the original model's weights, the
+gold model's validation metrics) is put once into Ray's object store (``tune.with_parameters``)
+and shared by every trial; each trial runs on ``cpus_per_trial`` CPUs with as many torch threads.
+Each experiment lives in ``<out>/ray/<method>``; running the same search again restores it
+(``Tuner.restore``) and runs only the trials it had not finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import time
+import warnings
+
+from .objective import FAILED_SCORE, TuningProblem, score_trial
+from .space import method_space, ray_space, start_point
+
+METRIC = "score"
+
+
+def _trainable(config: dict, problem: TuningProblem, method: str, threads: int, asha: bool) -> None:
+    """A Ray Tune function trainable: scores one point, reporting per-epoch progress for ASHA."""
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(threads)
+    started = time.time()
+    row = score_trial(problem, method, config, report=lambda d: tune.report({**d, "started": started}),
+                      intermediate=asha)
+    final = {k: v for k, v in row.items() if k not in ("params", "method")}
+    final.update(final=True, started=started, params=json.dumps(row["params"], sort_keys=True, default=float))
+    tune.report(final)
+
+
+def init_ray(num_cpus: int | None = None, address: str | None = None) -> None:
+    """Starts a local Ray with ``num_cpus`` CPUs (default: all), or connects to ``address``."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+
+
+def search_method(problem: TuningProblem, method: str, *, trials: int, out_dir: str | pathlib.Path,
+                  cpus_per_trial: int = 1, max_concurrent: int | None = None, seed: int = 0,
+                  asha: bool = True) -> list[dict]:
+    """Runs (or resumes) the search for one method and returns one row per trial (see
+    ``score_trial``; plus ``trial`` (0-based, in start order) and ``status`` "early-stopped" for a
+    trial ASHA stopped). Ray must be initialised (:func:`init_ray`)."""
+    from optuna.samplers import TPESampler
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    if not method_space(method):
+        raise ValueError(f"methods: {method} declares no search space (no Params field has space=...)")
+    storage = pathlib.Path(out_dir).resolve() / "ray"
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, problem=problem, method=method, threads=cpus_per_trial, asha=asha),
+        {"cpu": cpus_per_trial})
+    path = storage / method
+    if tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        sampler = TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 3)))
+        start = start_point(method, problem.recipes.get(method, {}))
+        searcher = OptunaSearch(sampler=sampler, points_to_evaluate=[start])
+        scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=10_000, grace_period=1, reduction_factor=3)
+                     if asha else None)
+        tuner = tune.Tuner(
+            trainable, param_space=ray_space(method),
+            tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
+                                        num_samples=trials, max_concurrent_trials=max_concurrent),
+            run_config=tune.RunConfig(name=method, storage_path=str(storage), verbose=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grid = tuner.fit()
+    return collect(grid, method)
+
+
+def collect(grid, method: str) -> list[dict]:
+    """Rows of a finished ``ResultGrid``, in trial start order."""
+    rows = []
+    for r in grid:
+        m = dict(r.metrics or {})
+        params = {k: (v.item() if hasattr(v, "item") else v) for k, v in (r.config or {}).items()}
+        row = {"method": method, "params": params, "status": m.get("status", "failed"),
+               "objective": m.get("objective", math.nan), "score": m.get("score", FAILED_SCORE),
+               "seconds": m.get("seconds", math.nan), "rte": m.get("rte", math.nan), "error": m.get("error", ""),
+               "started": m.get("started", math.inf)}
+        for k, v in m.items():
+            if k.startswith(("acc_", "closed_")) or k in ("mia", "ua"):
+                row[k] = v
+        if r.error is not None:
+            row.update(status="failed", score=FAILED_SCORE, error=f"{type(r.error).__name__}: {r.error}"[:500])
+        elif m and not m.get("final"):
+            row.update(status="early-stopped", error="stopped by ASHA after "
+                       f"{m.get('training_iteration', '?')} epoch(s)")
+        rows.append(row)
+    rows.sort(key=lambda r: r["started"])
+    for i, r in enumerate(rows):
+        r["trial"] = i
+    return rows
+
+
+def best_trial(rows: list[dict]) -> dict | None:
+    """The finished, feasible trial with the highest objective (ties: the earlier), or None."""
+    ok = [r for r in rows if r["status"] == "ok" and math.isfinite(r["objective"])]
+    return max(ok, key=lambda r: (r["objective"], -r["trial"])) if ok else None
+
+
+def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: str | pathlib.Path,
+               seed: int = 100, max_rte: float = 0.2, num_cpus: int | None = None, cpus_per_trial: int = 1,
+               ray_address: str | None = None, cache_dir=None, recipes: str | None = None, asha: bool = True,
+               progress: bool = False) -> dict:
+    """Tunes each of ``methods`` on ``dataset``/``scenario`` and writes ``<out_dir>/recipes.toml``,
+    ``trials.csv``, ``report.md`` and ``objective.png``. Returns ``{"rows", "best", "meta", "paths"}``.
+
+    Args:
+        trials: trials per method (the first evaluates the hand-made recipe).
+        seed: the tuning seed (never a reported one); ``max_rte``: the time budget of a trial as a
+            fraction of the gold model's retraining time.
+        num_cpus: CPUs of the local Ray (default: all); ignored with ``ray_address`` (a cluster).
+        cpus_per_trial: CPUs (and torch threads) per trial; trials run concurrently on the rest.
+        recipes: base recipes file (default: the shipped one).
+        asha: stop trials whose per-epoch objective falls behind (ASHA).
+    """
+    import os
+
+    from ..checkpoints import default_cache_dir
+    from .objective import prepare
+    from .report import plot_objective, report_markdown, tuned_recipes, write_recipes, write_trials_csv
+    from .space import method_space
+
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"trials: expected an int >= 1, got {trials!r}")
+    if isinstance(cpus_per_trial, bool) or not isinstance(cpus_per_trial, int) or cpus_per_trial < 1:
+        raise ValueError(f"cpus_per_trial: expected an int >= 1, got {cpus_per_trial!r}")
+    methods = list(dict.fromkeys(methods))
+    for m in methods:
+        if not method_space(m):
+            raise ValueError(f"methods: {m} declares no search space (no Params field has space=...)")
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    problem = prepare(dataset, scenario, methods, seed=seed, max_rte=max_rte,
+                      cache_dir=cache_dir or default_cache_dir(), recipes=recipes, progress=progress)
+    import ray
+
+    started_ray = not ray.is_initialized()
+    init_ray(num_cpus, ray_address)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    rows: list[dict] = []
+    try:
+        for m in methods:
+            rows += search_method(problem, m, trials=trials, out_dir=out_dir, cpus_per_trial=cpus_per_trial,
+                                  max_concurrent=max(1, cpus // cpus_per_trial), seed=seed, asha=asha)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    wall = time.perf_counter() - t0
+    best = {m: best_trial([r for r in rows if r["method"] == m]) for m in methods}
+    starts = {m: start_point(m, problem.recipes.get(m, {})) for m in methods}
+    meta = {"dataset": dataset, "scenario": scenario, "seed": problem.seed, "max_rte": problem.max_rte,
+            "retrain_seconds": problem.retrain_seconds, "trials": trials, "cpus": cpus,
+            "cpus_per_trial": cpus_per_trial, "wall_s": wall, "asha": asha, "gold": problem.gold,
+            "original": problem.original, "methods": methods}
+    paths = {k: out_dir / v for k, v in (("recipes", "recipes.toml"), ("trials", "trials.csv"),
+                                         ("report", "report.md"), ("plot", "objective.png"), ("meta", "meta.json"))}
+    tree = tuned_recipes(dataset, scenario, {m: b["params"] for m, b in best.items() if b}, recipes,
+                         previous=paths["recipes"])
+    header = (f"unlearnkit tune --dataset {dataset} --scenario {scenario} --methods {','.join(methods)} "
+              f"--trials {trials} --seed {problem.seed} --max-rte {problem.max_rte:g}\n"
+              f"Tuned on seed {problem.seed}'s validation data; see report.md beside this file.")
+    write_recipes(paths["recipes"], tree, header)
+    write_trials_csv(rows, paths["trials"])
+    plot_objective(rows, paths["plot"])
+    from .. import io
+
+    io.write_text(paths["report"], report_markdown(rows, best, starts, meta))
+    io.write_json(paths["meta"], {**meta, "pid": os.getpid()})
+    return {"rows": rows, "best": best, "meta": meta, "paths": paths}

@@ -1,0 +1,67 @@
+"""Layer: tune. Search spaces: from each method's ``Params`` field metadata to Ray Tune (and, via
+Ray's Optuna searcher, Optuna) distributions, and back from a sampled point to hyper-parameters.
+
+The range of a hyper-parameter is declared once, next to its default, with
+``unlearnkit._validation.param(..., space=log_uniform(...))``; this module only translates it.
+Invariants: every translated distribution has the declared bounds (both ends inclusive for
+integers: Ray's ``randint`` upper bound is exclusive, so ``high + 1`` is passed); a sampled point
+converted by ``to_hparams`` passes the field's own constraints (``check_params``).
+"""
+
+from __future__ import annotations
+
+from .._validation import Space, check_params, search_space
+from ..methods import get_method
+
+
+def ray_domain(space: Space):
+    """One ``Space`` as a Ray Tune domain (``tune.loguniform``, ``tune.uniform``, ``tune.randint``/
+    ``tune.lograndint`` with the upper end included, ``tune.choice``)."""
+    from ray import tune
+
+    if not isinstance(space, Space):
+        raise TypeError(f"space: expected an unlearnkit._validation.Space, got {type(space).__name__}")
+    if space.kind == "log":
+        return tune.loguniform(space.low, space.high)
+    if space.kind == "float":
+        return tune.uniform(space.low, space.high)
+    if space.kind == "int":
+        lo, hi = int(space.low), int(space.high) + 1  # Ray's integer upper bound is exclusive
+        return tune.lograndint(lo, hi) if space.log else tune.randint(lo, hi)
+    return tune.choice(list(space.choices))
+
+
+def method_space(method: str) -> dict[str, Space]:
+    """``{field: Space}`` of ``method``'s tuned hyper-parameters (empty: nothing to tune)."""
+    return search_space(get_method(method).Params)
+
+
+def ray_space(method: str) -> dict:
+    """``{field: Ray Tune domain}`` for every tuned hyper-parameter of ``method``."""
+    return {name: ray_domain(s) for name, s in method_space(method).items()}
+
+
+def to_hparams(method: str, config: dict) -> dict:
+    """A sampled point (Ray config; numpy scalars allowed) as validated hyper-parameters of ``method``:
+    integers stay ints, floats become floats; raises like ``Method(**config)`` on a bad value."""
+    clean = {}
+    for k, v in config.items():
+        clean[k] = v.item() if hasattr(v, "item") else v
+    return check_params(get_method(method).Params, clean, prefix=f"{method}.")
+
+
+def start_point(method: str, recipe: dict) -> dict:
+    """The hand-made recipe (else the paper's default) of each tuned field, clipped into its range:
+    the first point the search evaluates, so the tuned recipe is never worse on the tuning seed's
+    objective than the one it replaces."""
+    params = get_method(method).Params()
+    point = {}
+    for name, s in method_space(method).items():
+        v = recipe.get(name, getattr(params, name))
+        if s.kind == "choice":
+            v = v if v in s.choices else s.choices[0]
+        else:
+            v = min(max(v, s.low), s.high)
+            v = int(round(v)) if s.kind == "int" else float(v)
+        point[name] = v
+    return point

@@ -1,0 +1,240 @@
+"""unlearnkit tune: search spaces from Params metadata into Ray/Optuna, an objective that never
+touches the reported test split or seeds, failed trials recorded (never a crash), and the CLI
+end to end on a local Ray (digits, a cheap training recipe)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("optuna", reason="unlearnkit tune needs optuna (the [cluster] extra)")
+pytest.importorskip("ray.tune", reason="unlearnkit tune needs ray[tune] (the [cluster] extra)")
+
+from unlearnkit import tune as T  # noqa: E402
+from unlearnkit._validation import Space, check_params  # noqa: E402
+from unlearnkit.bench.recipes import dataset_recipe, load_recipes, method_recipe  # noqa: E402
+from unlearnkit.data import load_dataset  # noqa: E402
+from unlearnkit.data.forget import UnlearningSplit  # noqa: E402
+from unlearnkit.methods import METHODS, get_method  # noqa: E402
+
+# Digits with a short training recipe: the original and gold models train in about a second.
+SMALL_RECIPES = """
+[datasets.digits]
+model = "small-cnn"
+train = { epochs = 4, batch_size = 64, lr = 0.05, momentum = 0.9, weight_decay = 5e-4 }
+
+[datasets.digits.methods]
+finetune = { epochs = 2, lr = 0.02, batch_size = 64 }
+neggrad = { epochs = 1, lr = 0.01, batch_size = 32 }
+"""
+
+
+@pytest.fixture(scope="module")
+def recipes(tmp_path_factory):
+    p = tmp_path_factory.mktemp("recipes") / "small.toml"
+    p.write_text(SMALL_RECIPES)
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def problem(recipes, tmp_path_factory):
+    return T.prepare("digits", "random-10", ["finetune", "neggrad"], recipes=recipes, max_rte=5.0,
+                     cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------- spaces
+@pytest.mark.parametrize("name", sorted(n for n in METHODS if T.method_space(n)))
+def test_search_space_round_trips_from_metadata_into_ray_and_optuna(name):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from ray.tune.search.optuna import OptunaSearch
+
+    declared = T.method_space(name)
+    optuna_space = OptunaSearch.convert_search_space(T.ray_space(name))
+    assert set(optuna_space) == set(declared)
+    for field, s in declared.items():
+        d = optuna_space[field]
+        if s.kind in ("log", "float"):
+            assert d == FloatDistribution(s.low, s.high, log=s.kind == "log"), (field, d)
+        elif s.kind == "int":  # both ends included, as declared
+            assert d == IntDistribution(int(s.low), int(s.high), log=s.log), (field, d)
+        else:
+            assert d == CategoricalDistribution(s.choices), (field, d)
+    # points sampled by Ray become valid hyper-parameters inside the declared ranges
+    ray_space = T.ray_space(name)
+    rng_points = [{k: dom.sample() for k, dom in ray_space.items()} for _ in range(25)]
+    for point in rng_points:
+        hp = T.to_hparams(name, point)
+        for field, v in hp.items():
+            assert declared[field].contains(v), (field, v)
+            assert isinstance(v, int) if declared[field].kind == "int" else True
+        get_method(name)(**hp)
+
+
+def test_integer_ranges_reach_both_ends():
+    # Ray's randint excludes its upper bound; the declared range includes it
+    dom = T.ray_domain(Space("int", 1, 3))
+    seen = {dom.sample() for _ in range(200)}
+    assert seen == {1, 2, 3}
+
+
+def test_hand_made_recipes_lie_inside_the_search_spaces():
+    # the search starts from the hand-made recipe, so every shipped value must be inside its range
+    for ds, sec in load_recipes()["datasets"].items():
+        tables = [sec.get("methods", {})] + [v.get("methods", {}) for v in sec.get("scenarios", {}).values()]
+        for table in tables:
+            for m, hp in table.items():
+                for field, s in T.method_space(m).items():
+                    if field in hp:
+                        assert s.contains(hp[field]), (ds, m, field, hp[field], s)
+    start = T.start_point("scrub", method_recipe("digits", "scrub"))
+    assert start["lr"] == 0.025 and start["forget_batch_size"] == 32
+    assert T.start_point("finetune", {"lr": 5.0})["lr"] == 0.1  # clipped into the range
+
+
+# ------------------------------------------------------------------------------------ isolation
+def test_the_objective_never_touches_the_test_split_or_a_reported_seed(problem, recipes, tmp_path, monkeypatch):
+    for seed in (0, 1, 2, 9):
+        with pytest.raises(ValueError, match=r"^seed: expected a tuning seed outside the reported seeds 0\.\.9"):
+            T.prepare("digits", "random-10", ["finetune"], seed=seed, recipes=recipes, cache_dir=tmp_path)
+    assert problem.seed == 100
+    data = load_dataset("digits")
+    # validation and the reported test part are disjoint pieces of the test split
+    assert np.intersect1d(problem.val_idx, problem.test_idx).size == 0
+    assert len(problem.val_idx) + len(problem.test_idx) + len(problem.heldout_idx) == len(data.y_test)
+    assert 0.1 < len(problem.val_idx) / len(data.y_test) < 0.3
+    # the trials' data holds no reported test sample (the tripwire) and the validation rows intact
+    assert torch.isnan(problem.data.x_test[torch.from_numpy(problem.test_idx)]).all()
+    assert torch.equal(problem.data.x_test[torch.from_numpy(problem.val_idx)],
+                       data.x_test[torch.from_numpy(problem.val_idx)])
+    assert torch.equal(problem.data.x_train, data.x_train)
+
+    # every split the objective makes is the tuning seed's
+    import unlearnkit.tune.objective as O
+
+    seeds = []
+    real = O.make_split
+    monkeypatch.setattr(O, "make_split", lambda *a, **k: seeds.append(k["seed"]) or real(*a, **k))
+    again = T.prepare("digits", "random-10", ["finetune"], recipes=recipes, cache_dir=tmp_path, seed=123)
+    assert seeds == [123] and again.seed == 123
+
+    row = T.score_trial(problem, "finetune", {"lr": 0.02, "epochs": 2})
+    assert row["status"] == "ok" and math.isfinite(row["objective"]), row
+
+    # the objective's metrics are the bench's on validation data (evaluate_model on a view whose
+    # evaluated part is the validation part: the same rows, the same seed)
+    from unlearnkit.bench.evaluate import evaluate_model
+
+    model = problem.build_original()
+    extra = {"val_idx": np.zeros(0, np.int64)} if "val_idx" in {f.name for f in dataclasses.fields(UnlearningSplit)} \
+        else {}
+    view = UnlearningSplit(problem.data, problem.forget_idx, problem.retain_idx, "random-10", problem.seed,
+                           test_idx=problem.val_idx, **extra)
+    ref = evaluate_model(model, view, seed=problem.seed, features=False)
+    ours = T.evaluate_val(model, problem)
+    for k_ours, k_ref in (("acc_forget", "acc_forget"), ("acc_retain", "acc_retain"), ("acc_val", "acc_test"),
+                          ("mia", "mia"), ("ua", "ua")):
+        assert ours[k_ours] == pytest.approx(ref[k_ref], abs=1e-12), k_ours
+
+    # a problem whose validation overlaps the reported test part is refused loudly, not scored
+    leaky = dataclasses.replace(problem, val_idx=np.union1d(problem.val_idx, problem.test_idx[:3]))
+    with pytest.raises(T.LeakError):
+        T.score_trial(leaky, "finetune", {"lr": 0.02, "epochs": 1})
+    with pytest.raises(T.LeakError):
+        T.score_trial(dataclasses.replace(problem, seed=1), "finetune", {"lr": 0.02, "epochs": 1})
+
+
+def test_objective_is_mean_closed_and_falls_back_to_the_average_gap():
+    o = {"acc_forget": 1.0, "acc_retain": 1.0, "acc_val": 0.9, "mia": 0.10}
+    g = {"acc_forget": 0.9, "acc_retain": 0.995, "acc_val": 0.9, "mia": 0.30}
+    m = {"acc_forget": 0.95, "acc_retain": 0.99, "acc_val": 0.9, "mia": 0.25}
+    obj, per = T.mean_closed(m, o, g)
+    # by hand: forget 1 - 5/10 = 0.5; MIA 1 - 5/20 = 0.75; retain (0.5 point) and val (0) undefined
+    assert per["acc_forget"] == pytest.approx(0.5) and per["mia"] == pytest.approx(0.75)
+    assert math.isnan(per["acc_retain"]) and math.isnan(per["acc_val"])
+    assert obj == pytest.approx(0.625)
+    near = {k: v + 0.001 for k, v in g.items()}
+    obj2, _ = T.mean_closed(m, near, g)  # original within 1 point everywhere: 1 - avg gap / original's
+    gap = np.mean([abs(m[k] - g[k]) for k in g])
+    assert obj2 == pytest.approx(1 - gap / 0.001)
+
+
+# ------------------------------------------------------------------------------------- failures
+def test_a_diverging_trial_is_recorded_as_failed(problem):
+    row = T.score_trial(problem, "finetune", {"lr": 1e6, "epochs": 1})  # lr far outside any sane range
+    assert row["status"] == "failed" and row["score"] == T.FAILED_SCORE and math.isnan(row["objective"])
+    assert "non-finite" in row["error"] or "NaN" in row["error"], row["error"]
+    bad = T.score_trial(problem, "finetune", {"epochs": -1})  # a method that refuses its values
+    assert bad["status"] == "failed" and "finetune.epochs" in bad["error"]
+    slow = T.score_trial(dataclasses.replace(problem, max_rte=1e-6), "finetune", {"lr": 0.02, "epochs": 3})
+    assert slow["status"] == "infeasible" and slow["score"] == T.INFEASIBLE_SCORE
+    assert slow["seconds"] < 0.5 * problem.retrain_seconds + 1  # stopped at the budget, not run to the end
+
+
+def test_failed_trials_on_ray_are_rows_not_a_crash(problem, local_ray, tmp_path):
+    # an original model with a NaN weight: every trial diverges; the search finishes and records them
+    state = {k: v.clone() for k, v in problem.original_state.items()}
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first].view(-1)[0] = float("nan")
+    broken = dataclasses.replace(problem, original_state=state)
+    rows = T.search_method(broken, "neggrad", trials=2, out_dir=tmp_path, asha=False)
+    assert len(rows) == 2
+    assert all(r["status"] == "failed" and r["score"] == T.FAILED_SCORE for r in rows), rows
+    assert all(r["error"] for r in rows)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def test_cli_tune_digits_finetune_neggrad_on_a_local_ray(recipes, tmp_path, local_ray):
+    from unlearnkit.cli import main
+
+    out = tmp_path / "tuned"
+    argv = ["tune", "--dataset", "digits", "--methods", "finetune,neggrad", "--trials", "4", "--max-rte", "5",
+            "--recipes", recipes, "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    assert main(argv) == 0
+    with open(out / "trials.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and {r["method"] for r in rows} == {"finetune", "neggrad"}
+    assert {r["status"] for r in rows} <= {"ok", "infeasible", "failed", "early-stopped"}
+    assert all(r["params"] and r["seconds"] for r in rows)
+    # the first point of each search is the hand-made recipe
+    for m, start in (("finetune", {"batch_size": 64, "epochs": 2, "lr": 0.02}),
+                     ("neggrad", {"batch_size": 32, "epochs": 1, "lr": 0.01})):
+        assert start in [json.loads(r["params"]) for r in rows if r["method"] == m]
+    # recipes.toml: a complete digits section bench can load, holding the best feasible trial's values
+    tuned = str(out / "recipes.toml")
+    load_recipes.cache_clear()
+    assert dataset_recipe("digits", tuned)["train"] == dataset_recipe("digits", recipes)["train"]
+    for m in ("finetune", "neggrad"):
+        ok = [r for r in rows if r["method"] == m and r["status"] == "ok"]
+        rec = method_recipe("digits", m, tuned)
+        get_method(m)(**rec)
+        if ok:
+            best = max(ok, key=lambda r: float(r["objective"]))
+            assert {k: rec[k] for k in json.loads(best["params"])} == json.loads(best["params"])
+            check_params(get_method(m).Params, rec)
+    report = (out / "report.md").read_text()
+    assert "| finetune |" in report and "| neggrad |" in report and "objective.png" in report
+    assert (out / "objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # resumable: the same command restores the finished experiments and runs no new trial
+    assert main(argv) == 0
+    with open(out / "trials.csv") as fh:
+        again = list(csv.DictReader(fh))
+    assert [(r["method"], r["params"], r["objective"]) for r in again] == \
+        [(r["method"], r["params"], r["objective"]) for r in rows]
