@@ -250,9 +250,10 @@ def _run_serial(split, setup, members, keys, bars) -> list[dict]:
 def _ray():
     try:
         import ray
-    except ImportError:  # pragma: no cover
-        raise ImportError("the audit runs its pools on Ray: pip install 'unlearnkit[cluster]' "
-                          "(or pass executor='serial')") from None
+    except ImportError:  # pragma: no cover - ray is in the [cluster] extra
+        raise ValueError("executor: expected Ray to be installed for executor='ray' (pip install "
+                         "'unlearnkit[cluster]'), got no module 'ray'; executor='serial' (--serial) runs "
+                         "without it") from None
     return ray
 
 

@@ -64,7 +64,9 @@ def _footer(result: dict) -> str:
     if "error" not in floor:
         lines.append(f"The retrained floor compares the two halves of the retrained pool (K = {floor.get('k')} "
                      "against K = " f"{floor.get('k_ref')}): what an ideal method reaches at that pool size; its RMIA "
-                     "takes every retrained model as the target against the others. `original` is doing nothing.")
+                     "takes every retrained model as the target against the others. F, eps and KLOM depend on "
+                     "K (fewer bins, sparser histograms at K/2), so the floor's U-LiRA (0.5) and RMIA are the "
+                     "ones to hold the methods against. `original` is doing nothing.")
     lines += ["U-LiRA is the fixed-forget-set variant (one forget set, leave-one-out over both pools): 0.5 is "
               "indistinguishable from retraining. KLOM is KL(unlearned || retrained) of the margin histograms "
               "(20 bins), 0 is perfect. RMIA separates forget examples from unseen test examples with the retrained "
@@ -84,13 +86,17 @@ def _histograms(scores: dict, path: pathlib.Path) -> None:
     names = [n for n in scores["order"] if n in scores["arrays"]]
     cols = min(len(names), 4)
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharex=True)
-    bins = np.r_[np.arange(0, 10.5, 0.5), 50.5]
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for ax, name in zip(axes.ravel(), names):
-        eps = np.minimum(scores["arrays"][name]["eps"], 10.25)  # eps = 50 drawn in the last bar
-        ax.hist(eps, bins=np.r_[bins[:-1], 10.5], color="tab:red" if name == ORIGINAL else "tab:blue")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("eps_i (last bar: 50)", fontsize=8)
+        k = scores["rows"][name]["k"]
+        top = math.ceil(math.log(k - 1)) + 1.0 if k > 2 else 1.0  # the bins F scores, plus one
+        eps = np.where(scores["arrays"][name]["eps"] >= 50, top + 0.25, np.minimum(scores["arrays"][name]["eps"],
+                                                                               top - 0.01))
+        ax.hist(eps, bins=np.r_[np.arange(0, top + 0.01, 0.25), top + 0.5],
+                color="tab:red" if name == ORIGINAL else "tab:blue")
+        ax.axvline(math.log(k - 1) if k > 2 else 0.0, color="grey", ls="--", lw=0.8)
+        ax.set_title(f"{name} (K = {k})", fontsize=9)
+        ax.set_xlabel("eps_i (dashed: ln(K - 1); last bar: 50)", fontsize=7)
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     fig.tight_layout()
