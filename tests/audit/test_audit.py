@@ -169,3 +169,16 @@ def test_cli_audit_digits_pool_4(tmp_path, cluster, capsys):
     report = (out / "report.md").read_text()
     assert "| finetune |" in report and "| retrained floor |" in report and "ln(K - 1)" in report
     assert (out / "eps_hist.png").stat().st_size > 1000
+
+
+def test_bench_columns_are_the_audit_rows_under_the_bench_names(split, tmp_path):
+    from unlearnkit.audit import BENCH_COLUMNS, bench_columns
+
+    cols, result = bench_columns(split, model="small-cnn", train=TRAIN, methods={"neggrad": METHODS_HP["neggrad"]},
+                                 k=4, cache_dir=str(tmp_path), executor="serial", progress=False)
+    rows = result["scores"]["rows"]
+    assert set(cols) == {"neggrad", "original", "gold"}
+    for bench_name, audit_name in (("neggrad", "neggrad"), ("original", "original"), ("gold", "retrained floor")):
+        assert cols[bench_name] == {**{f"audit_{c}": rows[audit_name][c] for c in BENCH_COLUMNS},
+                                    "audit_k": rows[audit_name]["k"]}
+    assert cols["gold"]["audit_k"] == 2 and cols["neggrad"]["audit_k"] == 4

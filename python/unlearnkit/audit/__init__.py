@@ -9,12 +9,12 @@ example with the NeurIPS 2023 challenge's epsilon, U-LiRA, KLOM and RMIA
 Ray is confined to :mod:`.pools`; everything else is plain numpy.
 """
 
-from .engine import audit_split
+from .engine import audit_split, bench_columns
 from .pools import Member, PoolSetup, pool_members, run_pools
 from .report import table, write_audit
 from .run import AuditConfig, resolve_methods, run_audit
 from .scores import BENCH_COLUMNS, FLOOR, ORIGINAL, audit_columns, score_pair, score_pools
 
-__all__ = ["AuditConfig", "BENCH_COLUMNS", "FLOOR", "Member", "ORIGINAL", "PoolSetup", "audit_columns", "audit_split",
+__all__ = ["AuditConfig", "BENCH_COLUMNS", "FLOOR", "Member", "ORIGINAL", "PoolSetup", "audit_columns", "audit_split", "bench_columns",
            "pool_members", "resolve_methods", "run_audit", "run_pools", "score_pair", "score_pools", "table",
            "write_audit"]
