@@ -5,8 +5,8 @@ self-distillation. Each runs a torch reference path everywhere and a fused Trito
 from .alignment import (DimensionalAlignmentLoss, Eigenspace, dimensional_alignment_torch, retain_eigenspace,
                         spectral_projector)
 from .distillation import SelfDistillationLoss, self_distillation
-from .sinkhorn import SinkhornLoss, SinkhornResult, cost_matrix, sinkhorn
+from .sinkhorn import SinkhornConvergenceWarning, SinkhornLoss, SinkhornResult, cost_matrix, sinkhorn
 
-__all__ = ["DimensionalAlignmentLoss", "Eigenspace", "SelfDistillationLoss", "SinkhornLoss", "SinkhornResult",
-           "cost_matrix", "dimensional_alignment_torch", "retain_eigenspace", "self_distillation", "sinkhorn",
+__all__ = ["DimensionalAlignmentLoss", "Eigenspace", "SelfDistillationLoss", "SinkhornConvergenceWarning",
+           "SinkhornLoss", "SinkhornResult", "cost_matrix", "dimensional_alignment_torch", "retain_eigenspace", "self_distillation", "sinkhorn",
            "spectral_projector"]

@@ -11,6 +11,16 @@ import torch
 BACKENDS = ("auto", "torch", "triton")
 
 
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a loss accumulates in: float64 for float64 input, float32 for anything narrower."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def full_precision(device: torch.device):
+    """A context in which autocast is off on ``device`` (the losses choose their own dtypes)."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def check_points(x, name: str, *, ndim: int = 2, min_rows: int = 1) -> torch.Tensor:
     """A floating-point tensor of rank ``ndim`` with at least ``min_rows`` rows and no NaN/Inf."""
     if not isinstance(x, torch.Tensor):

@@ -12,6 +12,10 @@ Definitions (Z_r: retain features, n_r x d; Z_f: forget features, n_f x d):
 * ``variant="subspace"``: DA = ||U_f^T U_k||_F^2 / k with U_f the forget set's own top-k
   eigenvectors (mean squared cosine of the principal angles).
 
+Precision: the energies are accumulated in float32 for float16 / bfloat16 / float32 features and
+in float64 for float64 ones, with autocast disabled (half-precision squared norms overflow at
+65,504); the eigen-decompositions are float64; the result has the features' dtype.
+
 Gradients flow through the projector P, never through single eigenvectors: the derivative of
 a spectral projector only involves eigenvalue gaps *across* the cut at k (see
 :class:`_SpectralProjector`), so repeated eigenvalues inside the kept (or dropped) block give
@@ -25,7 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._checks import check_backend, check_points, check_same_device, check_same_width, resolve_backend
+from ._checks import (check_backend, check_points, check_same_device, check_same_width, compute_dtype, full_precision,
+                      resolve_backend)
 
 __all__ = ["DimensionalAlignmentLoss", "Eigenspace", "dimensional_alignment_torch", "retain_eigenspace",
            "second_moment", "spectral_projector"]
@@ -180,8 +185,16 @@ def dimensional_alignment_torch(z_forget: torch.Tensor, z_retain: torch.Tensor |
     """DA(D_f; D_r) as a 0-d tensor, differentiable w.r.t. ``z_forget`` and, when it requires
     grad, ``z_retain`` (through the projector). Give ``z_retain`` or a precomputed ``eigenspace``.
 
-    Shapes: z_forget (n_f, d), z_retain (n_r, d). Dimensionless, in [0, 1].
+    Shapes: z_forget (n_f, d), z_retain (n_r, d). Dimensionless, in [0, 1], z_forget's dtype
+    (accumulated in float32, or float64 for float64 features).
     """
+    with full_precision(z_forget.device):
+        da = _dimensional_alignment(z_forget, z_retain, eigenspace, k, energy, center, reduction, variant, backend)
+    return da.to(z_forget.dtype)
+
+
+def _dimensional_alignment(z_forget, z_retain, eigenspace, k, energy, center, reduction, variant, backend):
+    """The body of :func:`dimensional_alignment_torch`, in the compute dtype (not cast back)."""
     check_points(z_forget, "z_forget")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
@@ -211,14 +224,16 @@ def dimensional_alignment_torch(z_forget: torch.Tensor, z_retain: torch.Tensor |
         else:
             space = retain_eigenspace(z_retain, k=k, energy=energy, center=center, backend=backend)
             basis, mean, kk = space.vectors, space.mean, space.k
-    zf = z_forget - mean.to(z_forget.dtype) if mean is not None else z_forget
+    cdt = compute_dtype(z_forget)
+    zf = z_forget.to(cdt)
+    zf = zf - mean.to(cdt) if mean is not None else zf
 
     if variant == "subspace":
         kf = min(kk, zf.shape[0], d)
         sf = zf.double().T @ zf.double() / zf.shape[0]
         pf = spectral_projector(sf, kf)
         pr = projector.double() if projector is not None else basis.double() @ basis.double().T
-        return ((pf * pr).sum() / kf).to(z_forget.dtype)
+        return (pf * pr).sum() / kf
 
     if be == "triton" and basis is not None and projector is None:
         from ..kernels.projection import projection_energies
@@ -271,10 +286,10 @@ class DimensionalAlignmentLoss(nn.Module):
         if z_retain is None and self.eigenspace is None:
             raise ValueError("z_retain: expected retain features, or a bank set by refresh() first, got neither")
         space = None if z_retain is not None else self.eigenspace
-        da = dimensional_alignment_torch(z_forget, z_retain, eigenspace=space, k=self.k, energy=self.energy,
-                                         center=self.center, reduction=self.reduction, variant=self.variant,
-                                         backend=self.backend)
-        return 1.0 - da
+        with full_precision(z_forget.device):
+            da = _dimensional_alignment(z_forget, z_retain, space, self.k, self.energy, self.center,
+                                        self.reduction, self.variant, self.backend)
+        return (1.0 - da).to(z_forget.dtype)
 
     def extra_repr(self) -> str:
         return (f"k={self.k}, energy={self.energy}, center={self.center}, reduction={self.reduction!r}, "

@@ -3,6 +3,10 @@
 L_SD = T^2 * KL( softmax(t / T) || softmax(s / T) ), averaged over the batch (MUDA's recover
 phase, ``../shared/papers/muda.md``; Hinton et al. 2015 for the T^2 factor, which keeps the
 gradient scale independent of T). Works on logits or on any (n, c) outputs, such as features.
+
+Precision: computed in float32 for float16 / bfloat16 / float32 inputs (float64 for float64), with
+autocast disabled, and returned in the student's dtype: half-precision logits of ~1e4 overflow
+the sum of exponentials otherwise.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_backend, check_points, check_same_device
+from ._checks import check_backend, check_points, check_same_device, compute_dtype, full_precision
 
 __all__ = ["SelfDistillationLoss", "self_distillation"]
 
@@ -21,6 +25,7 @@ def self_distillation(student: torch.Tensor, teacher: torch.Tensor, *, temperatu
     """T^2 * KL(softmax(teacher/T) || softmax(student/T)); the teacher is detached.
 
     student, teacher: (n, c). reduction: ``"batchmean"`` (0-d) or ``"none"`` ((n,) per sample).
+    Returns the student's dtype (accumulated in float32, or float64 for float64 inputs).
     """
     check_points(student, "student")
     check_points(teacher, "teacher")
@@ -31,11 +36,13 @@ def self_distillation(student: torch.Tensor, teacher: torch.Tensor, *, temperatu
         raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
     if reduction not in ("batchmean", "none"):
         raise ValueError(f"reduction: expected 'batchmean' or 'none', got {reduction!r}")
-    t = float(temperature)
-    log_p_teacher = F.log_softmax(teacher.detach() / t, dim=1)
-    log_p_student = F.log_softmax(student / t, dim=1)
-    per_sample = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(1) * (t * t)
-    return per_sample.mean() if reduction == "batchmean" else per_sample
+    t, cdt = float(temperature), compute_dtype(student)
+    with full_precision(student.device):
+        log_p_teacher = F.log_softmax(teacher.detach().to(cdt) / t, dim=1)
+        log_p_student = F.log_softmax(student.to(cdt) / t, dim=1)
+        per_sample = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(1) * (t * t)
+        out = per_sample.mean() if reduction == "batchmean" else per_sample
+    return out.to(student.dtype)
 
 
 class SelfDistillationLoss(nn.Module):

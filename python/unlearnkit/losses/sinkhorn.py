@@ -1,5 +1,5 @@
-"""Entropic optimal transport between two weighted point clouds, and the debiased Sinkhorn
-divergence, as a drop-in loss.
+"""Layer: losses. Entropic optimal transport between two weighted point clouds, and the debiased
+Sinkhorn divergence, as a drop-in loss.
 
 With cost C_ij = c(x_i, y_j) and weights a (n,), b (m,) summing to one:
 
@@ -13,39 +13,77 @@ With cost C_ij = c(x_i, y_j) and weights a (n,), b (m,) summing to one:
 Costs: ``"sqeuclidean"`` c = cost_scale * |x - y|^2 (cost_scale 0.5 by default, GeomLoss's
 convention; 1.0 is POT's ``ot.dist``), and ``"cosine"`` c = max(0, 1 - cos(x, y)) (DLFD).
 
-Solver: log-domain Sinkhorn (stable for any eps), eps-annealing from the cloud's diameter down
+Solver (one algorithm, two backends): log-domain Sinkhorn, eps-annealing from the cost range down
 to the target (``scaling`` is the blur ratio per iteration, GeomLoss's meaning; eps shrinks by
-scaling^2), then iterations at the target eps until the L1 marginal violation falls below
-``tol`` or ``max_iter``. Potentials can be warm-started between calls.
+scaling^2), then iterations at the target eps. A non-symmetric problem alternates
+g <- softmin_cols(f), f <- softmin_rows(g); the symmetric OT_eps(a, a) of the divergence averages
+f <- (f + softmin_rows(f)) / 2. The reductions come from a backend with one interface:
+:class:`unlearnkit.kernels.sinkhorn_ref.TorchCost` (torch, materialised cost) or
+:class:`unlearnkit.kernels.sinkhorn.TritonCost` (Triton, materialised or tile-recomputed cost);
+the schedule, warm start, stopping rule, value and gradient are written once, here.
+
+Stopping rule. Each iteration gives, for free, the L1 row-marginal error of the plan of the
+previous potentials (a_i exp((f_i - softmin_i) / eps)); when it falls below the tolerance, the
+plan of the current potentials is formed and its two marginals measured (one extra pass); the
+solve stops when that measured L1 error ||P 1 - a||_1 + ||P^T 1 - b||_1 is below the tolerance.
+``last.marginal_error`` is always that measurement, taken on the returned potentials. The
+solve also stops when 100 iterations in a row give no new smallest estimate while the estimate
+is within 100 times the precision floor below (``last.stalled``): rounding noise, not the
+iteration, then drives the error. Far above the floor a flat error is a plateau of a slow
+solve (small eps), which goes on to ``max_iter``.
+
+Precision. The solver runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for
+float64 inputs, with autocast disabled, and returns the input dtype. A plan entry
+exp((f + g - C) / eps) carries a relative rounding error of about u * R / eps (u: the dtype's
+unit roundoff, R: the cost range), so the tolerance is raised to ``precision_floor`` =
+2 u (log2(n + m) + R / eps) when it asks for less (``last.tol`` is the tolerance used). When that floor
+exceeds 1e-2 in float32 (eps below ~1e-4 of the cost range), the solve runs in float64 (on the
+torch backend) instead. A solve that ends above its tolerance warns once per module
+(:class:`SinkhornConvergenceWarning`) and reports ``converged=False``.
 
 Gradients by the envelope theorem: at the optimum, d OT_eps / dx_i = sum_j P_ij d c(x_i, y_j)/dx_i,
-so nothing is back-propagated through the iterations (constant memory in the iteration count).
-For ``output="cost"`` the same plan-fixed gradient is used, a first-order approximation
-(exact for the dual outputs). Gradients w.r.t. the weights are the potentials.
+so nothing is back-propagated through the iterations (constant memory in the iteration count);
+the backend streams the plan reductions (P 1 and P y). For ``output="cost"`` the same plan-fixed
+gradient is used, a first-order approximation (exact for the dual outputs). Gradients w.r.t. the
+weights are the potentials.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels.sinkhorn_ref import TorchCost, cost_from_points
 from ._checks import check_backend, check_points, check_same_device, check_same_width, resolve_backend
 
-__all__ = ["SinkhornLoss", "SinkhornResult", "cost_matrix", "sinkhorn"]
+__all__ = ["SinkhornConvergenceWarning", "SinkhornLoss", "SinkhornResult", "cost_matrix", "precision_floor",
+           "sinkhorn"]
 
 COSTS = ("sqeuclidean", "cosine")
 OUTPUTS = ("divergence", "ot", "cost")
+FLOOR_FACTOR = 2.0       # precision_floor = FLOOR_FACTOR * u * (log2(n + m) + R / eps)
+FLOOR_MAX = 1e-2         # above this in float32, the solve runs in float64
+STALL_WINDOW = 100       # iterations without a new smallest error estimate: stop (a stall) ...
+STALL_ZONE = 100.0       # ... counted only while the estimate is within this factor of the floor
+
+
+class SinkhornConvergenceWarning(RuntimeWarning):
+    """A Sinkhorn solve ended with a marginal error above its tolerance (max_iter or a stall)."""
 
 
 @dataclass
 class SinkhornResult:
-    """value: 0-d tensor (differentiable); f, g: (n,), (m,) potentials of the (x, y) problem
-    (units of the cost); n_iter: Sinkhorn updates done (all sub-problems); marginal_error: L1
-    marginal violation of the (x, y) plan at exit; converged: marginal_error <= tol."""
+    """value: 0-d tensor (differentiable, the input dtype); f, g: (n,), (m,) potentials of the (x, y)
+    problem (units of the cost, the solver's dtype); n_iter: Sinkhorn updates done (all
+    sub-problems); marginal_error: ||P 1 - a||_1 + ||P^T 1 - b||_1 of the (x, y) plan at exit,
+    measured on the plan of (f, g); converged: marginal_error <= tol; tol: the tolerance used
+    (the requested one raised to the dtype's precision floor); stalled: stopped for lack of progress."""
 
     value: torch.Tensor
     f: torch.Tensor
@@ -53,49 +91,37 @@ class SinkhornResult:
     n_iter: int
     marginal_error: float
     converged: bool
+    tol: float = math.nan
+    stalled: bool = False
+
+
+def precision_floor(dtype: torch.dtype, cost_range: float, eps: float, n_points: int) -> float:
+    """The smallest L1 marginal error the solver certifies in ``dtype`` for costs in [0, cost_range]
+    at regularisation ``eps`` on n + m = ``n_points`` points: 2 u (log2(n + m) + cost_range / eps),
+    u = finfo(dtype).eps. The first term is the summation error of the marginals, the second the
+    rounding of the exponents (f + g - C) / eps. Measured in float32 (n + m from 127 to 607, d 3
+    and 64, eps from 1e-3 to 1 times the largest cost): the iteration stalls at 0.1 to 0.55 of
+    this floor (the float64 error of the returned plan)."""
+    return FLOOR_FACTOR * torch.finfo(dtype).eps * (math.log2(max(n_points, 2)) + cost_range / eps)
+
+
+def _prepare(x: torch.Tensor, y: torch.Tensor, cost: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The points the backends see (differentiable): unit rows for "cosine", both clouds centred
+    on their joint mean for "sqeuclidean" (translation invariant; it shrinks the norms and with
+    them the cancellation error of |p|^2 + |q|^2 - 2 <p, q>)."""
+    if cost == "cosine":
+        # rows divided by their largest entry first, so that the norm cannot overflow
+        def unit(z):
+            return F.normalize(z / z.detach().abs().amax(1, keepdim=True).clamp_min(1e-30), dim=1, eps=1e-12)
+        return unit(x), unit(y)
+    shift = torch.cat([x, y]).mean(0).detach()
+    return x - shift, y - shift
 
 
 def cost_matrix(x: torch.Tensor, y: torch.Tensor, cost: str = "sqeuclidean", cost_scale: float = 0.5) -> torch.Tensor:
     """C (n, m) by one GEMM (norm trick for squared Euclidean, clamped at 0). Differentiable."""
-    if cost == "cosine":
-        xn, yn = F.normalize(x, dim=1, eps=1e-12), F.normalize(y, dim=1, eps=1e-12)
-        return (1.0 - xn @ yn.T).clamp_min(0.0)
-    # the cost is translation invariant: centring on the joint mean shrinks the norms and with
-    # them the cancellation error of |x|^2 + |y|^2 - 2<x, y> in float32
-    shift = torch.cat([x, y]).mean(0).detach()
-    xs, ys = x - shift, y - shift
-    c = torch.addmm((xs * xs).sum(1, keepdim=True) + (ys * ys).sum(1), xs, ys.T, alpha=-2.0)
-    return c.clamp_min(0.0) * cost_scale
-
-
-def _lse_rows(h: torch.Tensor, neg_c: torch.Tensor, inv_eps: float, buf: torch.Tensor) -> torch.Tensor:
-    """LSE_j(h_j - C_ij / eps) for every row i, in place in ``buf`` (no n x m allocation)."""
-    torch.add(h.unsqueeze(0), neg_c, alpha=inv_eps, out=buf)
-    mx = buf.amax(1, keepdim=True)
-    mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-    # Terms below exp(-80) relative to the row's largest are dropped (clamped to exp(-80), which
-    # changes the sum by < 1e-34 relative): without the clamp, exp of very negative arguments
-    # yields float32 denormals, which x86 CPUs process ~25x slower (measured, one thread: a
-    # 64 x 64 exp_ of -100s takes 195 us, of -40s 8 us; DLFD's eps = 0.01 hits this every step).
-    buf.sub_(mx).clamp_(min=-80.0).exp_()
-    return buf.sum(1).log_().add_(mx.squeeze(1))
-
-
-class _Problem:
-    """One OT_eps sub-problem on a materialised cost: (x, y) with C and C^T, or symmetric (x, x)."""
-
-    def __init__(self, c: torch.Tensor, loga: torch.Tensor, logb: torch.Tensor, symmetric: bool):
-        self.neg_c = (-c).contiguous()
-        self.neg_ct = None if symmetric else self.neg_c.T.contiguous()
-        self.loga, self.logb, self.symmetric = loga, logb, symmetric
-        self.buf = torch.empty_like(self.neg_c)
-        self.buf_t = None if symmetric else torch.empty_like(self.neg_ct)
-
-    def row_update(self, g: torch.Tensor, eps: float) -> torch.Tensor:  # f from g
-        return -eps * _lse_rows(self.logb + g / eps, self.neg_c, 1.0 / eps, self.buf)
-
-    def col_update(self, f: torch.Tensor, eps: float) -> torch.Tensor:  # g from f
-        return -eps * _lse_rows(self.loga + f / eps, self.neg_ct, 1.0 / eps, self.buf_t)
+    p, q = _prepare(x, y, cost)
+    return cost_from_points(p, q, cost, cost_scale)
 
 
 def _epsilon_schedule(eps0: float, eps: float, scaling: float) -> list[float]:
@@ -106,59 +132,75 @@ def _epsilon_schedule(eps0: float, eps: float, scaling: float) -> list[float]:
     return [eps0 * ratio ** t for t in range(steps)] + [eps]
 
 
-def _solve(prob: _Problem, a: torch.Tensor, schedule: list[float], tol: float, max_iter: int,
-           f0=None, g0=None) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    """Alternating log-domain updates (symmetric problems: averaged self-updates)."""
-    eps_t = schedule[-1]
-    n_iter = 0
-    if prob.symmetric:
-        f = torch.zeros_like(a) if f0 is None else f0.clone()
-        for eps in schedule[:-1]:
-            f = 0.5 * (f + prob.row_update(f, eps))
-            n_iter += 1
-        err = math.inf
-        for _ in range(max_iter):
-            f_new = 0.5 * (f + prob.row_update(f, eps_t))
-            err = float((a * torch.expm1((f - f_new).abs() / eps_t)).sum())
-            f = f_new
-            n_iter += 1
-            if err <= tol:
-                break
-        return f, f, n_iter, err
-    f = torch.zeros_like(a) if f0 is None else f0.clone()
-    g = None if g0 is None else g0.clone()
-    for eps in schedule[:-1]:
-        g = prob.col_update(f, eps)
-        f = prob.row_update(g, eps)
-        n_iter += 1
-    err = math.inf
-    for _ in range(max_iter):
-        g = prob.col_update(f, eps_t)
-        f_new = prob.row_update(g, eps_t)
-        # row marginal of the plan (f, g): a_i exp((f_i - f_new_i) / eps); its L1 violation
-        err = float((a * torch.expm1((f - f_new) / eps_t).abs()).sum())
-        f = f_new
-        n_iter += 1
-        if err <= tol:
-            break
-    return f, g, n_iter, err
-
-
-def _normalise_weights(w, n: int, name: str, like: torch.Tensor) -> torch.Tensor:
+def _normalise_weights(w, n: int, name: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     if w is None:
-        return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
+        return torch.full((n,), 1.0 / n, dtype=dtype, device=device)
     if not isinstance(w, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor of weights or None, got {type(w).__name__}")
     if w.dim() != 1 or w.shape[0] != n:
         raise ValueError(f"{name}: expected shape ({n},), one weight per point, got {tuple(w.shape)}")
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
         raise ValueError(f"{name}: expected finite non-negative weights with a positive sum")
-    return w.to(like.dtype) / w.sum()
+    w = w.to(device=device, dtype=dtype)
+    return w / w.sum()
 
 
 def _diameter(x: torch.Tensor, y: torch.Tensor) -> float:
-    both = torch.cat([x.detach(), y.detach()])
-    return float((both.amax(0) - both.amin(0)).norm())
+    """Diagonal of the joint bounding box, in float64 (no overflow for any input dtype)."""
+    hi = torch.maximum(x.detach().amax(0), y.detach().amax(0)).double()
+    lo = torch.minimum(x.detach().amin(0), y.detach().amin(0)).double()
+    return float((hi - lo).norm())
+
+
+def _radius(p: torch.Tensor) -> float:
+    return float(p.detach().double().norm(dim=1).max())
+
+
+def _marginal_error(sums, a: torch.Tensor, b: torch.Tensor) -> float:
+    r, c, _ = sums
+    return float((r - a).abs().sum() + (c - b).abs().sum())
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning raised in this module: the first frame outside it and torch.nn."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename == __file__ or "torch/nn/" in frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level - 1
+
+
+class _Envelope(torch.autograd.Function):
+    """Returns the precomputed value; backward forms sum_j P_ij grad_p c(p_i, q_j) (and the
+    column counterpart) from the backend's plan reductions, for each (weight, sub-problem)."""
+
+    @staticmethod
+    def forward(ctx, value, p, q, kind, scale, terms):
+        ctx.save_for_backward(p.detach(), q.detach())
+        ctx.kind, ctx.scale, ctx.terms = kind, scale, terms
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        p, q = ctx.saved_tensors
+        gp, gq = torch.zeros_like(p), torch.zeros_like(q)
+
+        def cost_grad(pts, rowsum, plan_pts):  # sum_j P_ij d c(pts_i, other_j) / d pts_i
+            plan_pts = plan_pts.to(pts.dtype)
+            if ctx.kind == "sqeuclidean":
+                return 2.0 * ctx.scale * (rowsum.to(pts.dtype)[:, None] * pts - plan_pts)
+            return -plan_pts
+
+        for weight, which, op, f, g, la, lb, eps in ctx.terms:
+            if which == "xy":
+                pq, r, qp, c = op.plan_apply(f, g, la, lb, eps)
+                gp += weight * cost_grad(p, r, pq)
+                gq += weight * cost_grad(q, c, qp)
+            else:  # c(z_i, z_j) moves through both slots: twice the row term (P is symmetric)
+                pz, r, _, _ = op.plan_apply(f, g, la, lb, eps, cols=False)
+                target, pts = (gp, p) if which == "xx" else (gq, q)
+                target += 2.0 * weight * cost_grad(pts, r, pz)
+        g_out = grad_out.to(p.dtype)
+        return None, g_out * gp, g_out * gq, None, None, None
 
 
 class SinkhornLoss(nn.Module):
@@ -170,9 +212,10 @@ class SinkhornLoss(nn.Module):
             kernel's std is ``blur``, as in GeomLoss), blur^2 for "cosine". Default 0.05.
         cost: ``"sqeuclidean"`` (default) or ``"cosine"``.
         cost_scale: factor on |x - y|^2 (default 0.5; use 1.0 for POT's ``ot.dist``).
-        scaling: eps-annealing blur ratio per iteration in (0, 1) (default 0.8); 1 disables it.
+        scaling: eps-annealing blur ratio per iteration in (0, 1] (default 0.8); 1 disables it.
         output: ``"divergence"`` (default), ``"ot"`` or ``"cost"`` (see module docstring).
-        tol: stop when the L1 marginal violation is below this (default 1e-6).
+        tol: stop when the L1 marginal violation of the plan is below this (default 1e-6),
+            raised to :func:`precision_floor` of the solver's dtype when it asks for less.
         max_iter: iterations at the target eps per sub-problem (default 1000).
         warm_start: start from the previous call's potentials when the shapes match (skips
             the annealing; for a training loop whose clouds move a little per step).
@@ -181,10 +224,11 @@ class SinkhornLoss(nn.Module):
             the cost is recomputed tile by tile (default 1 GiB). The torch path always
             materialises C (n * m elements).
 
-    ``loss(x, y, a=None, b=None)``: x (n, d), y (m, d), optional weights a (n,), b (m,)
-    (normalised to sum 1; uniform if None). Returns a 0-d tensor; ``loss.last`` holds the
-    :class:`SinkhornResult` of the (x, y) problem (potentials, iterations, convergence).
-    Degenerate inputs (one point, identical clouds, zero diameter) give finite values.
+    ``loss(x, y, a=None, b=None)``: x (n, d), y (m, d) of one floating dtype, optional weights
+    a (n,), b (m,) (normalised to sum 1; uniform if None). Returns a 0-d tensor of x's dtype;
+    ``loss.last`` holds the :class:`SinkhornResult` of the (x, y) problem (potentials, iterations,
+    convergence). Degenerate inputs (one point, identical clouds, zero diameter) give finite values.
+    Raises ValueError when the squared distances overflow the solver's dtype.
     """
 
     def __init__(self, epsilon: float | None = None, *, blur: float = 0.05, cost: str = "sqeuclidean",
@@ -197,20 +241,26 @@ class SinkhornLoss(nn.Module):
         if output not in OUTPUTS:
             raise ValueError(f"output: expected one of {OUTPUTS}, got {output!r}")
         for name, v in (("blur", blur), ("cost_scale", cost_scale), ("tol", tol)):
-            if not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
-                raise ValueError(f"{name}: expected a positive number, got {v!r}")
-        if epsilon is not None and (not isinstance(epsilon, (int, float)) or not epsilon > 0):
-            raise ValueError(f"epsilon: expected a positive number or None, got {epsilon!r}")
-        if not isinstance(scaling, (int, float)) or not 0 < scaling <= 1:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
+                raise ValueError(f"{name}: expected a positive finite number, got {v!r}")
+        if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, (int, float))
+                                    or not epsilon > 0 or not math.isfinite(epsilon)):
+            raise ValueError(f"epsilon: expected a positive finite number or None, got {epsilon!r}")
+        if isinstance(scaling, bool) or not isinstance(scaling, (int, float)) or not 0 < scaling <= 1:
             raise ValueError(f"scaling: expected a number in (0, 1], got {scaling!r}")
         if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
             raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
+        if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 0:
+            raise ValueError(f"memory_budget: expected a non-negative integer (bytes), got {memory_budget!r}")
         self.cost, self.cost_scale, self.output = cost, float(cost_scale), output
         self.blur, self.scaling, self.tol, self.max_iter = float(blur), float(scaling), float(tol), max_iter
         self.epsilon = float(epsilon) if epsilon is not None else (
             2.0 * self.cost_scale * self.blur ** 2 if cost == "sqeuclidean" else self.blur ** 2)
+        if not self.epsilon > 0:
+            raise ValueError(f"blur: expected a value whose epsilon is positive, got {blur!r}")
         self.warm_start, self.backend, self.memory_budget = warm_start, check_backend(backend), int(memory_budget)
         self._warm: dict[str, tuple] = {}
+        self._warned = False
         self.last: SinkhornResult | None = None
 
     def reset_warm_start(self) -> None:
@@ -221,13 +271,10 @@ class SinkhornLoss(nn.Module):
         return (f"epsilon={self.epsilon:g}, cost={self.cost!r}, cost_scale={self.cost_scale}, "
                 f"scaling={self.scaling}, output={self.output!r}, tol={self.tol:g}, backend={self.backend!r}")
 
-    def _schedule(self, x, y, warm: bool) -> list[float]:
+    def _schedule(self, p: torch.Tensor, q: torch.Tensor, warm: bool) -> list[float]:
         if warm or self.scaling >= 1.0:
             return [self.epsilon]
-        if self.cost == "cosine":
-            eps0 = 2.0
-        else:
-            eps0 = self.cost_scale * _diameter(x, y) ** 2
+        eps0 = 2.0 if self.cost == "cosine" else self.cost_scale * _diameter(p, q) ** 2
         return _epsilon_schedule(eps0, self.epsilon, self.scaling)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor | None = None,
@@ -243,74 +290,136 @@ class SinkhornLoss(nn.Module):
         check_same_device(x=x, y=y)
         if x.dtype != y.dtype:
             raise TypeError(f"y: expected the dtype of x ({x.dtype}), got {y.dtype}")
-        a_w = _normalise_weights(a, x.shape[0], "a", x)
-        b_w = _normalise_weights(b, y.shape[0], "b", x)
         backend = resolve_backend(self.backend, x.device)
-        if backend == "triton":
-            from ..kernels.sinkhorn import sinkhorn_triton
-
-            res = sinkhorn_triton(self, x, y, a_w, b_w)
-        else:
-            res = self._solve_torch(x, y, a_w, b_w)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        self._check_range(x, y, dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            res = self._solve(x, y, a, b, dtype, backend)
         self.last = res
         return res
 
-    # --- torch path -----------------------------------------------------------------------
-    def _sub_problem(self, key: str, c: torch.Tensor, p: torch.Tensor, q: torch.Tensor, wp: torch.Tensor,
-                     wq: torch.Tensor, symmetric: bool):
-        """Solves the problem with cost ``c`` (n, m; detached) between the clouds ``p`` and ``q``."""
-        with torch.no_grad():
-            prob = _Problem(c, wp.log(), wq.log(), symmetric)
-            warm = self._warm.get(key) if self.warm_start else None
-            if warm is not None and (warm[0].shape != wp.shape or warm[1].shape != wq.shape):
-                warm = None
-            sched = self._schedule(p, q, warm is not None)
-            f0, g0 = (warm if warm is not None else (None, None))
-            f, g, it, err = _solve(prob, wp, sched, self.tol, self.max_iter, f0, g0)
-            if self.warm_start:
-                self._warm[key] = (f, g)
-            eps = sched[-1]
-            plan = torch.exp(wp.log()[:, None] + wq.log()[None, :] + (f[:, None] + g[None, :] - c) / eps)
-        return plan, f, g, it, err
+    def _check_range(self, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype) -> None:
+        """Squared distances (and the squared norms of the norm trick) must fit in ``dtype``."""
+        if self.cost == "cosine":
+            return  # rows are rescaled before normalising: nothing can overflow
+        limit = torch.finfo(dtype).max / 4
+        diam = _diameter(x, y)
+        if not diam * diam * max(1.0, self.cost_scale) <= limit:
+            name = "x" if float(x.detach().abs().max()) >= float(y.detach().abs().max()) else "y"
+            raise ValueError(f"{name}: expected points whose squared distances fit in {dtype} (cost_scale * "
+                             f"diameter^2 <= {limit:.3g}), got a diameter of {diam:.3g}; rescale the points"
+                             + (" or pass float64 tensors" if dtype != torch.float64 else ""))
 
-    def _solve_torch(self, x, y, a, b) -> SinkhornResult:
-        needs_grad = x.requires_grad or y.requires_grad
-
-        def cost(u, v):
-            # computed once: the solver reads it detached, the envelope surrogate keeps its graph
-            if not needs_grad:
-                u, v = u.detach(), v.detach()
-            return cost_matrix(u, v, self.cost, self.cost_scale)
-
-        c_xy = cost(x, y)
-        p_xy, f, g, it, err = self._sub_problem("xy", c_xy.detach(), x, y, a, b, symmetric=False)
-        ot_xy = (a * f).sum() + (b * g).sum()
-        if self.output == "cost":
-            value = (p_xy * c_xy.detach()).sum()
-            grad_terms = [(1.0, p_xy, c_xy)]
-            weight_terms = [(a, f), (b, g)]
-        elif self.output == "ot":
-            value = ot_xy
-            grad_terms = [(1.0, p_xy, c_xy)]
-            weight_terms = [(a, f), (b, g)]
+    def _solve(self, x, y, a, b, dtype, backend) -> SinkhornResult:
+        n, m = x.shape[0], y.shape[0]
+        p, q = _prepare(x.to(dtype), y.to(dtype), self.cost)
+        # the cost range R: 2 for the cosine cost; cost_scale (max |p| + max |q|)^2 for centred points
+        cost_range = 2.0 if self.cost == "cosine" else self.cost_scale * (_radius(p) + _radius(q)) ** 2
+        floor = precision_floor(dtype, cost_range, self.epsilon, n + m)
+        if floor > FLOOR_MAX and dtype == torch.float32:  # float32 cannot resolve this plan
+            dtype, backend = torch.float64, "torch"
+            floor = precision_floor(dtype, cost_range, self.epsilon, n + m)
+            p, q = _prepare(x.to(dtype), y.to(dtype), self.cost)
+        tol = max(self.tol, min(floor, FLOOR_MAX))
+        a_w = _normalise_weights(a, n, "a", dtype, x.device)
+        b_w = _normalise_weights(b, m, "b", dtype, x.device)
+        if backend == "triton":
+            from ..kernels.sinkhorn import TritonCost as Cost
         else:
-            c_xx, c_yy = cost(x, x), cost(y, y)
-            p_xx, f_xx, _, it_x, _ = self._sub_problem("xx", c_xx.detach(), x, x, a, a, symmetric=True)
-            p_yy, g_yy, _, it_y, _ = self._sub_problem("yy", c_yy.detach(), y, y, b, b, symmetric=True)
+            Cost = TorchCost
+        scale = self.cost_scale if self.cost == "sqeuclidean" else 1.0
+        ad, bd = a_w.detach(), b_w.detach()
+        la, lb = ad.log(), bd.log()
+        failed = []
+
+        def sub(key, u, v, wu, wv, lu, lv, symmetric):
+            op = Cost(u, v, kind=self.cost, scale=scale, symmetric=symmetric,
+                      materialize=u.shape[0] * v.shape[0] * 4 <= self.memory_budget)
+            f, g, it, err, stalled, pc, eps = self._iterate(key, op, u, v, wu, wv, lu, lv, symmetric, tol,
+                                                            STALL_ZONE * min(floor, FLOOR_MAX))
+            if not err <= tol:
+                failed.append((key, it, err, stalled))
+            return op, f, g, it, err, stalled, pc, eps
+
+        op_xy, f, g, it, err, stalled, pc, eps = sub("xy", p, q, ad, bd, la, lb, False)
+        ot_xy = (ad * f).sum() + (bd * g).sum()
+        terms = [(1.0, "xy", op_xy, f, g, la, lb, eps)]
+        if self.output == "cost":
+            value, wterms = pc, [(a_w, f), (b_w, g)]
+        elif self.output == "ot":
+            value, wterms = ot_xy, [(a_w, f), (b_w, g)]
+        else:
+            op_xx, f_xx, _, it_x, _, _, _, eps_x = sub("xx", p, p, ad, ad, la, la, True)
+            op_yy, g_yy, _, it_y, _, _, _, eps_y = sub("yy", q, q, bd, bd, lb, lb, True)
             it += it_x + it_y
-            value = ot_xy - (a * f_xx).sum() - (b * g_yy).sum()
-            value = value.clamp_min(0.0)  # >= 0 in exact arithmetic; rounding can give -1e-9
-            grad_terms = [(1.0, p_xy, c_xy), (-0.5, p_xx, c_xx), (-0.5, p_yy, c_yy)]
-            weight_terms = [(a, f - f_xx), (b, g - g_yy)]
-        value = value.detach()
-        if needs_grad:
-            # envelope theorem: gradient of <P*, C(x, y)> with the optimal plan P* held fixed
-            surrogate = sum(w * (p * c).sum() for w, p, c in grad_terms)
-            value = value + (surrogate - surrogate.detach())
-        for w, pot in weight_terms:
+            value = (ot_xy - (ad * f_xx).sum() - (bd * g_yy).sum()).clamp_min(0.0)  # >= 0 in exact arithmetic
+            terms += [(-0.5, "xx", op_xx, f_xx, f_xx, la, la, eps_x), (-0.5, "yy", op_yy, g_yy, g_yy, lb, lb, eps_y)]
+            wterms = [(a_w, f - f_xx), (b_w, g - g_yy)]
+        value = value.detach().to(dtype)
+        if p.requires_grad or q.requires_grad:
+            value = _Envelope.apply(value, p, q, self.cost, scale, terms)
+        for w, pot in wterms:
             if w.requires_grad:
-                value = value + (pot.detach() * (w - w.detach())).sum()
-        return SinkhornResult(value=value, f=f, g=g, n_iter=it, marginal_error=err, converged=err <= self.tol)
+                value = value + (pot.detach().to(w.dtype) * (w - w.detach())).sum()
+        if failed and not self._warned:
+            self._warned = True
+            what = "; ".join(f"{k}: marginal error {e:.3g} after {i} iterations"
+                             + (" (no progress over the last 100)" if s else "") for k, i, e, s in failed)
+            warnings.warn(f"SinkhornLoss: the solve did not reach tol {tol:.3g} ({what}); raise max_iter or "
+                          f"epsilon, or pass float64 inputs. Warned once per module; see loss.last.",
+                          SinkhornConvergenceWarning, stacklevel=_caller_level())
+        return SinkhornResult(value=value.to(x.dtype), f=f, g=g, n_iter=it, marginal_error=err,
+                              converged=err <= tol, tol=tol, stalled=stalled)
+
+    def _iterate(self, key, op, u, v, a, b, la, lb, symmetric, tol, stall_zone):
+        """Annealing then target iterations on one sub-problem; returns (f, g, n_iter, measured
+        marginal error, stalled, <P, C>, eps) at the returned potentials."""
+        warm = self._warm.get(key) if self.warm_start else None
+        if warm is not None and (warm[0].shape != a.shape or warm[1].shape != b.shape):
+            warm = None
+        sched = self._schedule(u, v, warm is not None)
+        eps_t = sched[-1]
+        f = torch.zeros_like(a) if warm is None else warm[0].to(a.dtype).clone()
+        g = torch.zeros_like(b) if warm is None else warm[1].to(b.dtype).clone()
+
+        def step(f, g, eps):
+            """One update; the L1 marginal error of the plan of the incoming potentials."""
+            if symmetric:
+                t = op.softmin_rows(la + f / eps, eps)
+                est = 2.0 * (a * torch.expm1((f - t) / eps).abs()).sum()  # rows = columns
+                f = 0.5 * (f + t)
+                return f, f, est
+            g = op.softmin_cols(la + f / eps, eps)  # columns of plan (f, g) now exact
+            f_new = op.softmin_rows(lb + g / eps, eps)
+            return f_new, g, (a * torch.expm1((f - f_new) / eps).abs()).sum()
+
+        n_iter = 0
+        with torch.no_grad():
+            for eps in sched[:-1]:
+                f, g, _ = step(f, g, eps)
+                n_iter += 1
+            sums, best, since, stalled = None, math.inf, 0, False
+            for _ in range(self.max_iter):
+                f, g, est = step(f, g, eps_t)
+                n_iter += 1
+                sums = None
+                est = float(est)
+                if est <= tol:  # the cheap estimate passed: measure the plan itself
+                    sums = op.plan_sums(f, g, la, lb, eps_t)
+                    if _marginal_error(sums, a, b) <= tol:
+                        break
+                if est < best or est > stall_zone:
+                    best, since = min(best, est), 0
+                else:
+                    since += 1
+                    if since >= STALL_WINDOW:
+                        stalled = True
+                        break
+            if sums is None:
+                sums = op.plan_sums(f, g, la, lb, eps_t)
+        if self.warm_start:
+            self._warm[key] = (f, g)
+        return f, g, n_iter, _marginal_error(sums, a, b), stalled, sums[2], eps_t
 
 
 def sinkhorn(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor | None = None, b: torch.Tensor | None = None,
