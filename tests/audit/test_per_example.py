@@ -107,6 +107,16 @@ def test_epsilon_equals_brute_force(ku, kr, shift, scale):
     np.testing.assert_allclose(fast, slow, rtol=1e-13, atol=1e-13)
 
 
+def test_epsilon_equals_brute_force_with_values_on_the_grids():
+    # values on the 0.01 lattice (and repeated): data sit on or next to the grids' points, where an
+    # off-by-one-ulp grid or a < in place of a <= would change the counts
+    rng = np.random.default_rng(9)
+    u = np.round(rng.uniform(0, 3, size=(6, 15)), 2)
+    r = np.round(rng.uniform(0.5, 2.5, size=(5, 15)), 2)
+    slow = np.array([brute_epsilon(u[:, i], r[:, i]) for i in range(15)])
+    np.testing.assert_allclose(M.per_example_epsilon(u, r), slow, rtol=1e-13, atol=1e-13)
+
+
 def test_epsilon_hand_worked_cases():
     # r = 0,1,2,3 and u = 0.5,2.5,3.5,4.5: the best rules misclassify one model of each pool
     # (e.g. t in (2, 2.5] or the band [0, 2] around r): FPR = FNR = 1/4 -> ln((1 - delta - 1/4) / (1/4))
