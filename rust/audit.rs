@@ -25,8 +25,8 @@
 //! Rule epsilon: FPR = FNR = 0 gives +inf; exactly one of them 0 discards the rule; otherwise
 //! `max(0, ln(1 - delta - FPR) - ln FNR, ln(1 - delta - FNR) - ln FPR)`, a term whose first
 //! logarithm is of a negative number (FPR or FNR = 1) being left out, and a rule with both terms
-//! left out (FPR = FNR = 1: a perfect, inverted separation) giving +inf, as the challenge's code
-//! does. The example's epsilon is the maximum over rules (0 if none), clipped to [0, 50];
+//! left out (FPR = FNR = 1: a perfect, inverted separation) giving +inf (the spec leaves these
+//! cases open; this is our reading). The example's epsilon is the maximum over rules (0 if none), clipped to [0, 50];
 //! `min(range u, range r) / max(range u, range r) < 0.01` gives 50 without a sweep.
 
 use rayon::prelude::*;

@@ -166,7 +166,8 @@ def per_example_epsilon(unlearned, retrained, *, delta: float = 1e-5) -> np.ndar
 
     Ties: when the medians (or the ranges) are equal, the unlearned pool is the positive (the
     peakier) one. A term ln of a negative number (FPR or FNR = 1) is left out; a rule with both
-    terms left out (a perfect inverted separation) counts as inf, as the challenge's code does.
+    terms left out (a perfect inverted separation) counts as inf (evaluation.md leaves both cases
+    open; this is our reading).
 
     Args:
         unlearned: (K_u, n) logit-scaled confidences under the unlearned models, K_u >= 2.
