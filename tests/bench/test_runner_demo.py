@@ -7,9 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import unlearnkit.bench.runner as runner_mod
-from unlearnkit.bench import RunConfig, run, write_report
+from unlearnkit.bench import RunConfig, run, table, write_report
 from unlearnkit.bench.evaluate import GAP_METRICS
 
 
@@ -45,7 +46,7 @@ def test_gold_never_sees_a_forget_sample(tmp_path, monkeypatch):
         return real_fit(model, x, y, cfg, **kw)
 
     monkeypatch.setattr(runner_mod, "fit", spy)
-    cfg = RunConfig(methods=(), features=False)
+    cfg = RunConfig(methods=("finetune",), features=False)
     run(cfg, out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     from unlearnkit.data import load_digits, make_split
 
@@ -120,3 +121,78 @@ def test_a_failing_method_is_reported_and_the_others_finish(tmp_path, monkeypatc
     assert "| neggrad |" not in table_part and "| finetune |" in table_part
     csv_rows = paths["csv"].read_text().splitlines()
     assert any(line.startswith("neggrad,0,") and "NaN" in line for line in csv_rows)
+
+
+# --- validation split, closed and the ranking (issue 12) ---------------------------------------------
+
+def test_methods_get_validation_data_never_the_test_split(tmp_path, monkeypatch):
+    from unlearnkit.data import load_digits, make_split
+    from unlearnkit.methods.base import Method
+
+    seen = []
+    real = Method.unlearn
+    monkeypatch.setattr(Method, "unlearn", lambda self, *a, **k: seen.append(k["test"].tensors) or real(self, *a, **k))
+    run(RunConfig(methods=("finetune",), features=False), out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
+    split = make_split(load_digits(), fraction=0.1, seed=0)
+    (x, y), = seen
+    assert torch.equal(x, split.data.x_test[torch.from_numpy(split.val_idx)])
+    test_rows = {r.numpy().tobytes() for r in split.data.x_test[torch.from_numpy(split.test_idx)]}
+    val_only = [r for r in x if r.numpy().tobytes() not in test_rows]
+    assert len(val_only) >= len(x) - 2  # (digits has a few pixel-identical images across the split)
+
+
+def test_closed_by_hand():
+    from unlearnkit.bench.evaluate import closed
+
+    assert closed(95.0, 100.0, 90.0) == pytest.approx(0.5)
+    assert closed(90.0, 100.0, 90.0) == 1.0 and closed(100.0, 100.0, 90.0) == 0.0
+    assert closed(110.0, 100.0, 90.0) == pytest.approx(-1.0)  # overshooting gold is as bad as undershooting
+    assert closed(85.0, 100.0, 90.0) == pytest.approx(0.5)
+    assert np.isnan(closed(90.0, 90.5, 90.0)) and not np.isnan(closed(90.0, 91.0, 90.0))
+    assert np.isnan(closed(1.0, 2.0, 2.0, min_gap=0.0))
+    with pytest.raises(TypeError, match="value"):
+        closed("1", 2.0, 3.0)
+
+
+def _fake(model, seed, forget, retain, test, mia):
+    row = {"model": model, "seed": seed, "acc_forget": forget, "acc_retain": retain, "acc_test": test, "mia": mia}
+    return row
+
+
+def test_report_ranks_by_mean_closed_flags_below_original_and_says_when_nothing_moves(tmp_path):
+    from unlearnkit.bench.evaluate import add_closed, add_gaps
+    from unlearnkit.bench.report import regime_notes, summarize
+
+    rows = []
+    for seed in (0, 1):
+        gold = _fake("gold", seed, 0.88, 0.99, 0.88, 0.20)
+        seed_rows = [_fake("original", seed, 1.00, 1.00, 0.885, 0.10), gold,
+                     _fake("good", seed, 0.90, 0.99, 0.88, 0.18), _fake("bad", seed, 1.00, 0.95, 0.80, 0.05),
+                     _fake("half", seed, 0.94, 1.00, 0.88, 0.15)]
+        for r in seed_rows:
+            r["_probs_forget"] = np.full((4, 3), 1 / 3)
+        for r in seed_rows:
+            add_gaps(r, gold)
+        for r in seed_rows:
+            r.pop("_probs_forget")
+        rows += add_closed(seed_rows)
+    by = {r["model"]: r for r in rows if r["seed"] == 0}
+    # test accuracy: the original is 0.5 point from gold, so closed is undefined there
+    assert by["good"]["closed_acc_test"] is None
+    assert by["half"]["closed_acc_forget"] == pytest.approx(0.5) and by["half"]["closed_mia"] == pytest.approx(0.5)
+    assert by["original"]["mean_closed"] == 0.0 and by["gold"]["mean_closed"] == 1.0
+    order = [e["model"] for e in summarize(rows)]
+    assert order == ["gold", "good", "half", "original", "bad"]
+    assert [e["model"] for e in summarize(rows) if e.get("below_original")] == ["bad"]
+    notes = " ".join(regime_notes(rows))
+    assert "within 1 point of gold on test acc" in notes and "bad" in notes
+    md = table(rows, markdown=True)
+    assert "n/a" in md and "bad ⚠ below original" in md
+    # nobody moves forget accuracy: the report says so
+    stuck = [dict(r, acc_forget=1.0) if r["model"] not in ("gold", "original") else r for r in rows]
+    for r in stuck:
+        r["gap_acc_forget"] = abs(r["acc_forget"] - 0.88)
+    assert "No method moves forget acc toward gold" in " ".join(regime_notes(stuck))
+    # every headline metric within a point: the regime cannot rank
+    flat = [dict(r, acc_forget=0.9, acc_retain=0.9, acc_test=0.9, mia=0.2) for r in rows]
+    assert "cannot rank methods" in " ".join(regime_notes(flat))

@@ -118,3 +118,78 @@ def test_real_fashion_mnist_loads():
     d = load_fashion_mnist()
     assert d.x_train.shape == (60000, 1, 28, 28) and d.x_test.shape == (10000, 1, 28, 28)
     assert torch.bincount(d.y_train).tolist() == [6000] * 10
+
+
+# --- validation split and training subsets (issue 12) -------------------------------------------------
+
+@pytest.mark.parametrize("heldout", [0.0, 0.2])
+def test_val_test_and_heldout_are_disjoint_and_cover_the_test_split(heldout):
+    data = load_digits()
+    s = make_split(data, seed=3, heldout_fraction=heldout)
+    n = len(data.y_test)
+    assert len(s.val_idx) == round(0.2 * n) and len(s.heldout_idx) == round(heldout * n)
+    parts = [s.val_idx, s.test_idx, s.heldout_idx]
+    assert sum(len(p) for p in parts) == n
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(n))  # disjoint and complete
+    assert all(np.array_equal(p, np.sort(p)) for p in parts)
+    x, y = s.val.tensors
+    assert torch.equal(y, data.y_test[torch.from_numpy(s.val_idx)]) and torch.equal(x, data.x_test[s.val_idx])
+    # seeded: the same seed gives the same val, another seed another one
+    assert np.array_equal(make_split(data, seed=3, heldout_fraction=heldout).val_idx, s.val_idx)
+    assert not np.array_equal(make_split(data, seed=4, heldout_fraction=heldout).val_idx, s.val_idx)
+
+
+def test_fingerprint_covers_val():
+    data = load_digits()
+    s = make_split(data, seed=0)
+    moved = UnlearningSplit(data, s.forget_idx, s.retain_idx, s.description, 0, test_idx=s.test_idx,
+                            val_idx=s.val_idx[:-1])
+    assert moved.fingerprint() != s.fingerprint()
+    assert make_split(data, seed=0, val_fraction=0.0).val_idx.size == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"val_fraction": 0.6, "heldout_fraction": 0.5}, "val_fraction"),
+    ({"val_fraction": -0.1}, "val_fraction"),
+    ({"val_fraction": 1.0}, "val_fraction"),
+])
+def test_bad_val_fraction_names_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_split(load_digits(), **kwargs)
+
+
+def test_val_overlapping_test_is_rejected():
+    data = load_digits()
+    s = make_split(data, seed=0)
+    with pytest.raises(ValueError, match="val_idx"):
+        UnlearningSplit(data, s.forget_idx, s.retain_idx, "x", 0, test_idx=s.test_idx,
+                        val_idx=np.r_[s.val_idx, s.test_idx[:1]])
+
+
+def test_load_dataset_train_subset_is_seeded_and_keeps_the_test_split():
+    from unlearnkit.data import load_dataset
+
+    full = load_digits()
+    a, b = load_dataset("digits", train_size=500, seed=1), load_dataset("digits", train_size=500, seed=1)
+    c = load_dataset("digits", train_size=500, seed=2)
+    assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
+    assert torch.equal(a.x_test, full.x_test) and torch.equal(a.y_test, full.y_test)
+    # a subset of the training split, each image once, in the original order
+    keep = np.sort(np.random.default_rng(1).permutation(len(full.y_train))[:500])
+    assert torch.equal(a.x_train, full.x_train[keep]) and torch.equal(a.y_train, full.y_train[keep])
+    assert a.mean[0] == pytest.approx(float(full.x_train[keep].mean()), rel=1e-5)
+    assert a.fingerprint() != full.fingerprint()
+    with pytest.raises(ValueError, match="train_size"):
+        load_dataset("digits", train_size=10**6)
+
+
+@pytest.mark.skipif(not fashion_mnist_available(), reason="Fashion-MNIST (Debian's dataset-fashion-mnist) not installed")
+def test_fashion_mnist_10k_is_the_seed0_subset():
+    from unlearnkit.data import group_classes, load_dataset
+
+    d = load_dataset("fashion-mnist-10k")
+    full = load_fashion_mnist()
+    assert d.name == "fashion-mnist-10k" and len(d.y_train) == 10_000 and len(d.y_test) == 10_000
+    keep = np.sort(np.random.default_rng(0).permutation(60_000)[:10_000])
+    assert torch.equal(d.y_train, full.y_train[keep])
+    assert group_classes(d).num_classes == 4  # the sub-class scenario finds Fashion-MNIST's grouping

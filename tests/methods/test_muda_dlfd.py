@@ -48,8 +48,8 @@ def _run(name):
         split, original, gold = _models()
         method = METHODS[name](**method_recipe(DATASET, name))
         events = []
-        heldout = split.heldout if len(split.heldout_idx) else None
-        out = method.unlearn(original, split.forget, split.retain, test=split.test, heldout=heldout, seed=0,
+        # validation data only, as the runner does: the test split is what the result is scored on
+        out = method.unlearn(original, split.forget, split.retain, test=split.val, seed=0,
                              callbacks=[events.append])
         _RUNS[name] = (split, original, gold, out, events)
     return _RUNS[name]

@@ -30,16 +30,28 @@ def _subsample(n: int, k: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:k]) if n > k else np.arange(n)
 
 
-def evaluate_model(model: torch.nn.Module, split: UnlearningSplit, *, seed: int = 0, features: bool = True) -> dict:
+def evaluate_model(model: torch.nn.Module, split: UnlearningSplit, *, seed: int = 0, features: bool = True,
+                   part: str = "test") -> dict:
     """All per-model metrics. Keys starting with ``_`` hold arrays for plots and gaps, not numbers.
 
     ``mia`` (the headline) is the fraction of forget samples that a logistic-regression attack on
     p_y (trained on retain = member vs test = non-member) calls non-members; see ``metrics.mia_suite``
     for the other variants.
+
+    Args:
+        part: which unseen part of the test split plays "test" (``acc_test``, the MIA's non-members,
+            ``*_test`` feature metrics, ASR): ``"test"`` (the reported evaluation split) or ``"val"``
+            (``split.val_idx``: for tuning objectives that must never touch the test split). Keys are
+            named ``*_test`` either way.
     """
+    if part not in ("test", "val"):
+        raise ValueError(f"part: expected 'test' or 'val', got {part!r}")
     d = split.data
+    unseen_idx = split.test_idx if part == "test" else split.val_idx
+    if len(unseen_idx) == 0:
+        raise ValueError(f"part: the split has no {part} samples (make_split(val_fraction=...) sets them aside)")
     sets = {"forget": (split.forget_idx, d.x_train, d.y_train), "retain": (split.retain_idx, d.x_train, d.y_train),
-            "test": (split.test_idx, d.x_test, d.y_test)}
+            "test": (unseen_idx, d.x_test, d.y_test)}
     out: dict = {}
     probs, labels, feats = {}, {}, {}
     for name, (idx, x, y) in sets.items():
@@ -58,13 +70,31 @@ def evaluate_model(model: torch.nn.Module, split: UnlearningSplit, *, seed: int 
                            labels["forget"], seed=seed))
     out["nomus"] = M.nomus(out["acc_test"], out["mia_forget_vs_test"])
     if split.trigger is not None:
-        out["asr"] = attack_success_rate(model, d.x_test[torch.from_numpy(split.test_idx)],
-                                         d.y_test[torch.from_numpy(split.test_idx)], split.trigger)
+        out["asr"] = attack_success_rate(model, d.x_test[torch.from_numpy(unseen_idx)],
+                                         d.y_test[torch.from_numpy(unseen_idx)], split.trigger)
     if features:
         out.update(feature_metrics(feats, d.num_classes, seed=seed))
+        na = constant_by_construction(labels["forget"], labels["retain"])
+        for k in na:
+            out.pop(k, None)
+        if na:
+            out["na"] = na
     out["_probs_forget"] = probs["forget"]
     out["_loss_forget"] = M.loss(probs["forget"], labels["forget"])
     out["_loss_test"] = M.loss(probs["test"], labels["test"])
+    return out
+
+
+def constant_by_construction(y_forget: np.ndarray, y_retain: np.ndarray) -> dict[str, str]:
+    """{metric: reason} for the feature metrics whose value the forget set's labels fix in advance
+    (so they say nothing about the model): NMI of a one-class forget set is 0 whatever the clusters;
+    a probe trained on retain features that hold no sample of the forget set's classes scores 0."""
+    out = {}
+    if len(np.unique(y_forget)) == 1:
+        out["nmi_forget"] = "one-class forget set: NMI against a single true label is 0 by construction"
+    if not np.isin(y_forget, y_retain).any():
+        out["lp_forget"] = ("the probe is trained on retain features, which hold no sample of the forgotten "
+                            "class(es): 0 by construction")
     return out
 
 
@@ -108,3 +138,49 @@ def add_gaps(row: dict, gold: dict) -> dict:
     row["act_dist"] = M.activation_distance(row["_probs_forget"], gold["_probs_forget"])
     row["js"] = M.js_divergence(row["_probs_forget"], gold["_probs_forget"])
     return row
+
+
+# The metrics ``closed`` is reported for (the headline four; UA's |gap| equals forget accuracy's).
+CLOSED_METRICS = GAP_METRICS
+MIN_GAP_POINTS = 1.0
+
+
+def closed(value: float, original: float, gold: float, *, min_gap: float = MIN_GAP_POINTS) -> float:
+    """How much of the original model's distance to gold a model has closed on one metric:
+    ``1 - |value - gold| / |original - gold|`` (1 = as retrained, 0 = as the original, i.e. did
+    nothing, negative = further from gold than doing nothing).
+
+    All three in the same units, points (percent) in the bench. NaN when ``|original - gold| <
+    min_gap``: the original is already as good as gold there, so the ratio would divide by noise.
+    """
+    for name, v in (("value", value), ("original", original), ("gold", gold), ("min_gap", min_gap)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name}: expected a number, got {type(v).__name__} {v!r}")
+    if not min_gap >= 0:
+        raise ValueError(f"min_gap: expected a non-negative number, got {min_gap!r}")
+    ref = abs(float(original) - float(gold))
+    if not np.isfinite(ref) or ref < min_gap or ref == 0:
+        return float("nan")
+    return 1.0 - abs(float(value) - float(gold)) / ref
+
+
+def add_closed(rows: list[dict], *, min_gap: float = MIN_GAP_POINTS) -> list[dict]:
+    """Adds ``closed_<metric>`` (``closed`` in points; None where undefined) for each of
+    ``CLOSED_METRICS`` and ``mean_closed`` (their mean over the defined ones, None if none is) to
+    every row of one seed, given that seed's "original" and "gold" rows. Rows that failed (with an
+    ``error``) are left as they are; without an original or a gold row nothing is added."""
+    ok = [r for r in rows if "error" not in r]
+    ref = {r["model"]: r for r in ok if r["model"] in ("original", "gold")}
+    if len(ref) < 2:
+        return rows
+    o, g = ref["original"], ref["gold"]
+    for r in ok:
+        vals = []
+        for k in CLOSED_METRICS:
+            if k in r and k in o and k in g:
+                c = closed(100 * r[k], 100 * o[k], 100 * g[k], min_gap=min_gap)
+                r[f"closed_{k}"] = None if np.isnan(c) else c
+                if not np.isnan(c):
+                    vals.append(c)
+        r["mean_closed"] = float(np.mean(vals)) if vals else None
+    return rows

@@ -1,5 +1,10 @@
-"""Reports: tables (terminal and Markdown) with rows = models, columns = metrics and |gap to gold|,
-results.json / results.csv, and plots. Over several seeds a cell is mean ± std."""
+"""Reports: tables (terminal and Markdown) with rows = models, columns = metrics, |gap to gold| and
+``closed`` (the share of the original's distance to gold a method closed), results.json /
+results.csv, and plots. Over several seeds a cell is mean ± std (over the seeds where it is defined).
+
+Rows are ranked by mean closed over forget, retain and test accuracy and MIA (gold first); a
+method ranked below "original" (mean closed < 0: further from gold than doing nothing) is flagged.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,12 @@ MAIN = [
     ("acc_forget", "forget acc", 100), ("acc_retain", "retain acc", 100), ("acc_test", "test acc", 100),
     ("mia", "MIA", 100), ("gap_acc_forget", "|Δforget|", 100), ("gap_acc_retain", "|Δretain|", 100),
     ("gap_acc_test", "|Δtest|", 100), ("gap_mia", "|ΔMIA|", 100), ("avg_gap", "avg gap", 100),
+    ("closed_acc_forget", "closed forget", 1), ("closed_acc_retain", "closed retain", 1),
+    ("closed_acc_test", "closed test", 1), ("closed_mia", "closed MIA", 1), ("mean_closed", "mean closed", 1),
     ("act_dist", "act dist", 1), ("seconds", "time s", 1), ("rte", "time/retrain", 1),
 ]
+BELOW_ORIGINAL = " ⚠ below original"
+_HEADLINE = {"acc_forget": "forget acc", "acc_retain": "retain acc", "acc_test": "test acc", "mia": "MIA"}
 MIA = [
     ("mia", "logistic p_y (headline)", 100), ("mia_svc_correctness", "SVC correct", 100),
     ("mia_svc_confidence", "SVC conf", 100), ("mia_svc_entropy", "SVC entropy", 100),
@@ -39,7 +48,7 @@ def _models_in_order(rows):
 
 
 def _present(rows, columns):
-    return [c for c in columns if any(c[0] in r for r in rows)]
+    return [c for c in columns if any(c[0] in r or c[0] in (r.get("na") or {}) for r in rows)]
 
 
 def failures(rows: list[dict]) -> list[dict]:
@@ -48,19 +57,46 @@ def failures(rows: list[dict]) -> list[dict]:
 
 
 def summarize(rows: list[dict], columns=MAIN) -> list[dict]:
-    """One entry per model: {"model", "n_seeds", key: (mean, std)} for every column key present.
-    Failed runs (rows with an ``error``) are left out; ``n_seeds`` counts the runs that finished."""
+    """One entry per model: {"model", "n_seeds", key: (mean, std) or None, "na": {key: reason}} for
+    every column key present, ranked (``rank``). A value that is undefined (None/NaN, e.g. ``closed``
+    where the original is within a point of gold) is left out of the mean; a key undefined in every
+    seed is None (shown as n/a). Failed runs (rows with an ``error``) are left out; ``n_seeds``
+    counts the runs that finished."""
     rows = [r for r in rows if "error" not in r]
     out = []
     for model in _models_in_order(rows):
         rs = [r for r in rows if r["model"] == model]
-        entry = {"model": model, "n_seeds": len(rs)}
+        entry = {"model": model, "n_seeds": len(rs), "na": {}}
+        for r in rs:
+            entry["na"].update(r.get("na") or {})
         for key, _, _ in columns:
-            vals = np.array([r[key] for r in rs if key in r], dtype=float)
-            if len(vals):
-                entry[key] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
+            present = [r[key] for r in rs if key in r]
+            if not present:
+                continue
+            vals = np.array([np.nan if v is None else v for v in present], dtype=float)
+            vals = vals[~np.isnan(vals)]
+            entry[key] = ((float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
+                          if len(vals) else None)
+        if "mean_closed" not in entry:  # rank on it even where the table does not show it
+            mc = np.array([np.nan if r.get("mean_closed") is None else r["mean_closed"] for r in rs], dtype=float)
+            mc = mc[~np.isnan(mc)]
+            entry["mean_closed"] = (float(mc.mean()), 0.0) if len(mc) else None
         out.append(entry)
-    return out
+    return rank(out)
+
+
+def rank(summary: list[dict]) -> list[dict]:
+    """Gold first, then every other model by mean closed, highest first (models without one last,
+    in their order); each entry gets ``below_original`` (a method whose mean closed is < 0)."""
+    def score(e):
+        mc = e.get("mean_closed")
+        return -np.inf if mc is None else mc[0]
+
+    gold = [e for e in summary if e["model"] == "gold"]
+    rest = sorted((e for e in summary if e["model"] != "gold"), key=score, reverse=True)  # stable
+    for e in rest:
+        e["below_original"] = e["model"] != "original" and e.get("mean_closed") is not None and score(e) < 0
+    return gold + rest
 
 
 def _cell(mean, std, scale, n):
@@ -72,16 +108,24 @@ def _cell(mean, std, scale, n):
 def table(rows: list[dict], *, markdown: bool = False, columns=MAIN) -> str:
     """Rows = models, columns = ``columns``. In Markdown, the best (smallest) value among the
     methods of each gap column is in bold."""
-    columns = _present(rows, columns)
+    columns = [c for c in columns if any(c[0] in r or c[0] in (r.get("na") or {}) for r in rows)]
     summary = summarize(rows, columns)
     methods = [s for s in summary if s["model"] not in ("original", "gold")]
-    best = {k: min((s[k][0] for s in methods if k in s), default=None)
-            for k, _, _ in columns if k.startswith("gap_") or k == "avg_gap"}
+    best = {}
+    for k, _, _ in columns:
+        vals = [s[k][0] for s in methods if s.get(k) is not None]
+        if vals and (k.startswith("gap_") or k == "avg_gap"):
+            best[k] = min(vals)
+        elif vals and (k.startswith("closed_") or k == "mean_closed"):
+            best[k] = max(vals)
     header = ["model"] + [h for _, h, _ in columns]
     body = []
     for s in summary:
-        cells = [s["model"]]
+        cells = [s["model"] + (BELOW_ORIGINAL if s.get("below_original") else "")]
         for key, _, scale in columns:
+            if key in s["na"] or (key in s and s[key] is None):
+                cells.append("n/a")
+                continue
             if key not in s:
                 cells.append("–")
                 continue
@@ -99,9 +143,58 @@ def table(rows: list[dict], *, markdown: bool = False, columns=MAIN) -> str:
 
 
 def closest_to_gold(rows: list[dict]) -> str | None:
-    """The method with the smallest mean average gap (original and gold excluded)."""
+    """The method ranked first (highest mean closed; the smallest mean average gap where closed is
+    undefined everywhere), original and gold excluded; None if no method finished."""
     s = [e for e in summarize(rows) if e["model"] not in ("original", "gold")]
-    return min(s, key=lambda e: e["avg_gap"][0])["model"] if s else None
+    if not s:
+        return None
+    if any(e.get("mean_closed") is not None for e in s):
+        return s[0]["model"]  # summarize ranks by mean closed
+    return min(s, key=lambda e: e["avg_gap"][0])["model"]
+
+
+def regime_notes(rows: list[dict]) -> list[str]:
+    """Sentences the reader must see before trusting a ranking:
+
+    - metrics on which the original is within a point of gold (``closed`` undefined there; if on all
+      four, the regime cannot rank methods: doing nothing already looks like retraining);
+    - metrics no method moves toward gold (every method's |gap| at least the original's);
+    - whether the method closest to gold is any closer than the original at all.
+    Empty when there is nothing to say (or no original/gold rows)."""
+    from .evaluate import CLOSED_METRICS, MIN_GAP_POINTS
+
+    summary = {e["model"]: e for e in summarize(rows)}
+    if "original" not in summary or "gold" not in summary:
+        return []
+    o, g = summary["original"], summary["gold"]
+    notes = []
+    near = [m for m in CLOSED_METRICS if m in o and m in g and abs(o[m][0] - g[m][0]) * 100 < MIN_GAP_POINTS]
+    if near:
+        names = ", ".join(f"{_HEADLINE[m]} ({100 * o[m][0]:.1f} vs gold {100 * g[m][0]:.1f})" for m in near)
+        if len(near) == len(CLOSED_METRICS):
+            notes.append(f"**This regime cannot rank methods**: the original model, which forgot nothing, is within "
+                         f"{MIN_GAP_POINTS:g} point of gold on every headline metric ({names}); closed is n/a.")
+        else:
+            notes.append(f"The original model is within {MIN_GAP_POINTS:g} point of gold on {names}: closed is "
+                         "n/a there (those metrics cannot tell forgetting from doing nothing) and the mean "
+                         "closed is over the other metrics.")
+    methods = [e for m, e in summary.items() if m not in ("original", "gold")]
+    if methods:
+        for m in CLOSED_METRICS:
+            k = f"gap_{m}"
+            if k in o and o[k][0] * 100 >= MIN_GAP_POINTS and all(e.get(k) is None or e[k][0] >= o[k][0]
+                                                                   for e in methods):
+                notes.append(f"No method moves {_HEADLINE[m]} toward gold (original {100 * o[m][0]:.1f}, gold "
+                             f"{100 * g[m][0]:.1f}): every method is at least as far from gold there as doing nothing.")
+        best = closest_to_gold(rows)
+        e = summary[best]
+        if e["avg_gap"][0] >= o["avg_gap"][0]:
+            notes.append(f"No method is closer to gold than the original on average (best: {best}, avg gap "
+                         f"{100 * e['avg_gap'][0]:.1f} vs the original's {100 * o['avg_gap'][0]:.1f}).")
+        below = [e["model"] for e in methods if e.get("below_original")]
+        if below:
+            notes.append(f"Ranked below the original (mean closed < 0, worse than doing nothing): {', '.join(below)}.")
+    return notes
 
 
 def describe(meta: dict) -> str:
@@ -136,10 +229,19 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
         if units:
             figures = plot_all(units, done, out_dir, title=describe(result["meta"]))
     best = closest_to_gold(rows)
+    notes = regime_notes(rows)
+    na = {}
+    for r in done:
+        na.update(r.get("na") or {})
     md = [f"# unlearnkit report\n\n{describe(result['meta'])}\n",
           "Accuracies, MIA and gaps in %; |Δ| = |value − gold value|; avg gap = mean of |Δ| over forget, retain "
-          "and test accuracy and MIA; time/retrain = method time / retraining time. Best gap among methods in bold."
+          "and test accuracy and MIA; closed = 1 − |value − gold| / |original − gold| per metric (1 = as "
+          "retrained, 0 = did nothing, < 0 = worse than nothing; n/a where the original is within 1 point of "
+          "gold); rows ranked by mean closed over forget, retain and test accuracy and MIA; time/retrain = "
+          "method time / retraining time. Best gap and closed among methods in bold."
           + (f" Closest to gold: **{best}**." if best else "") + "\n",
+          *[f"- {n}" for n in notes], *([""] if notes else []),
+          *[f"- n/a in {k}: {reason}" for k, reason in sorted(na.items())], *([""] if na else []),
           "## Output space\n", table(rows, markdown=True, columns=MAIN) + "\n",
           "## Membership inference (fraction of forget samples called non-members) and distances to gold\n",
           table(rows, markdown=True, columns=MIA) + "\n"]

@@ -9,6 +9,7 @@ started again with the same arguments resumes after its last finished unit.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import platform
 import time
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import __version__, io
 from ..checkpoints import cache_key, cached_train, default_cache_dir
 from ..data import group_classes, load_dataset, make_split
 from ..data.forget import UnlearningSplit
@@ -26,10 +27,8 @@ from ..methods import get_method
 from ..models import build_model
 from ..progress import ProgressBars
 from ..training import TrainConfig, extract_features, fit
-from .config import validate
-from .evaluate import add_gaps, evaluate_model
+from .evaluate import add_closed, add_gaps, evaluate_model
 from .recipes import dataset_recipe, method_recipe
-from .units import prepare_out, read_unit, write_unit
 
 DEFAULT_METHODS = ("finetune", "neggrad", "random_labels")
 
@@ -68,6 +67,9 @@ class RunConfig:
         features: compute the feature-space metrics (DA, linear probe, clustering) too.
         heldout_fraction: share of the test split held out (and not evaluated) when a method needs
             unseen data to train on (TMU); every model is then evaluated on the same remaining part.
+        val_fraction: share of the test split set aside as validation data: what methods receive as
+            ``test=`` (to monitor and select on); never evaluated on. The evaluated test part is
+            never shown to a method.
     """
 
     dataset: str = "digits"
@@ -78,6 +80,7 @@ class RunConfig:
     device: str = "cpu"
     features: bool = True
     heldout_fraction: float = 0.2
+    val_fraction: float = 0.2
 
     def __post_init__(self):
         parse_scenario(self.scenario)
@@ -110,6 +113,16 @@ def _train_reference(kind: str, split: UnlearningSplit, model_name: str, model_k
                         cache_dir=cache_dir, key=key, name=f"{data.name}-{kind}")
 
 
+def warn_untargeted(methods, kind: str) -> None:
+    """Warns once per method whose paper did not target this kind of scenario (a ``targets``
+    class attribute, e.g. DLFD's and TMU's ``("random",)``): its recipe and claims may not hold."""
+    for m in dict.fromkeys(methods):
+        targets = getattr(get_method(m), "targets", None)
+        if targets and kind not in targets:
+            warnings.warn(f"{m}: its paper targets {' / '.join(targets)} forgetting, not {kind!r}; its results on this "
+                          "scenario are outside what the method was designed and tuned for", stacklevel=3)
+
+
 def plot_features(model, split: UnlearningSplit, seed: int, n_forget: int = 500, n_retain: int = 1500):
     """Penultimate features of up to ``n_forget`` forget and ``n_retain`` retain samples (the same
     samples for every model of a seed), for the embedding plot."""
@@ -124,9 +137,9 @@ def plot_features(model, split: UnlearningSplit, seed: int, n_forget: int = 500,
 def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | pathlib.Path | None = None,
         progress: bool = True, recipes: str | None = None) -> dict:
     """Runs the comparison and returns ``{"meta": ..., "rows": [...]}`` (also written as units)."""
-    validate(config, recipes)  # seeds, methods, --set overrides, scenario range, device: before any work
-    out_dir = prepare_out(out_dir)  # refuses "" (the current folder); creates out_dir/units
+    out_dir = pathlib.Path(out_dir)
     units_dir = out_dir / "units"
+    units_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
     recipe = dataset_recipe(config.dataset, recipes)
     train_cfg = TrainConfig(**recipe["train"])
@@ -137,13 +150,15 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
     if scenario["forget"] == "subclass":
         data = group_classes(data)
     needs_heldout = any(getattr(get_method(m), "needs_heldout", False) for m in config.methods)
+    warn_untargeted(config.methods, scenario["forget"])
     bars = ProgressBars(disable=not progress)
     meta = {"config": asdict(config), "scenario": config.scenario, "dataset": config.dataset,
             "model": recipe["model"], "train": train_cfg.to_dict(), "env": environment(config.device)}
     rows = []
     for seed in config.seeds:
-        split = make_split(data, **scenario, seed=seed,
+        split = make_split(data, **scenario, seed=seed, val_fraction=config.val_fraction,
                            heldout_fraction=config.heldout_fraction if needs_heldout else 0.0)
+        seed_start = len(rows)
         ref = (recipe["model"], recipe.get("model_kwargs", {}), train_cfg, seed, cache_dir, config.device, bars)
         original, o_meta = _train_reference("original", split, *ref)
         gold, g_meta = _train_reference("gold", split, *ref)
@@ -160,9 +175,8 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
             unit_key = cache_key(split=split.fingerprint(), original=o_meta["key"], gold=g_meta["key"],
                                  method=name, hparams=hparams, seed=seed)
             unit_path = units_dir / f"seed{seed}-{name}-{unit_key}.json"
-            done = read_unit(unit_path)  # None: never written, or unreadable (warned, computed again)
-            if done is not None:
-                rows.append(done)
+            if unit_path.exists():
+                rows.append(json.loads(unit_path.read_text()))
                 continue
             if method_name is None:
                 model, seconds = (original, o_meta["seconds"]) if name == "original" else (gold, retrain_s)
@@ -174,7 +188,8 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
                 extra = {"heldout": split.heldout} if method.needs_heldout else {}
                 try:
                     t0 = time.perf_counter()
-                    model = method.unlearn(original, split.forget, split.retain, test=split.test, seed=seed,
+                    # validation data only: the evaluated test part is never shown to a method
+                    model = method.unlearn(original, split.forget, split.retain, test=split.val, seed=seed,
                                            callbacks=[bars], **extra)
                     seconds = time.perf_counter() - t0
                     bars.close()
@@ -192,9 +207,11 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
             arrays = {k.lstrip("_"): row.pop(k) for k in [k for k in row if k.startswith("_")]}
             if seed == config.seeds[0]:  # what the plots need: losses and a feature sample
                 arrays["features"], arrays["is_forget"], arrays["labels"] = plot_features(model, split, seed)
+            np.savez_compressed(unit_path.with_suffix(".npz"), **arrays)
             row.update(model=name, seed=seed, scenario=config.scenario, seconds=seconds, unit=unit_path.stem,
                        rte=seconds / retrain_s, hparams=hparams, n_forget=len(split.forget_idx))
-            write_unit(unit_path, row, arrays)  # .npz then .json, each atomically
+            io.write_json(unit_path, row)
             rows.append(row)
+        add_closed(rows[seed_start:])  # needs this seed's original and gold rows, so after its units
     bars.close()
     return {"meta": meta, "rows": rows}

@@ -46,8 +46,11 @@ class UnlearningSplit:
         retain_idx: (n_retain,) sorted int64 indices, the complement of ``forget_idx``.
         description: e.g. ``"random-10"`` or ``"class-3"``.
         seed: the seed that chose the forget set.
-        test_idx: indices of the test split used for evaluation (the rest may be held out, e.g. TMU's D_twin).
+        test_idx: sorted indices of the test split used for evaluation: disjoint from ``val_idx`` and
+            from the held-out part (``heldout_idx``, e.g. TMU's D_twin). Never shown to a method.
         trigger: the backdoor trigger when the forget set is poisoned samples (backdoor scenario).
+        val_idx: sorted indices of the test split that methods may monitor and select on (the
+            runner passes ``val`` as their ``test=`` argument); never evaluated on. Empty if not given.
     """
 
     data: ImageDataset
@@ -57,6 +60,7 @@ class UnlearningSplit:
     seed: int
     test_idx: np.ndarray = field(default=None)  # type: ignore[assignment]
     trigger: "Trigger | None" = None
+    val_idx: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self):
         n = len(self.data.y_train)
@@ -76,8 +80,25 @@ class UnlearningSplit:
         if len(self.forget_idx) + len(self.retain_idx) != n:
             raise ValueError(f"retain_idx: expected the complement of forget_idx in {n} training samples, "
                              f"got {len(self.forget_idx)} + {len(self.retain_idx)}")
+        n_test = len(self.data.y_test)
+        if self.val_idx is None:
+            object.__setattr__(self, "val_idx", np.zeros(0, dtype=np.int64))
         if self.test_idx is None:
-            object.__setattr__(self, "test_idx", np.arange(len(self.data.y_test), dtype=np.int64))
+            object.__setattr__(self, "test_idx", np.setdiff1d(np.arange(n_test), self.val_idx).astype(np.int64))
+        for name in ("test_idx", "val_idx"):
+            idx = np.asarray(getattr(self, name))
+            if idx.dtype.kind not in "iu":
+                raise TypeError(f"{name}: expected integer indices into the test split, got dtype {idx.dtype}")
+            if idx.size and (idx.min() < 0 or idx.max() >= n_test):
+                raise ValueError(f"{name}: expected indices of test samples in [0, {n_test}), got values from "
+                                 f"{idx.min()} to {idx.max()}")
+            if np.unique(idx).size != idx.size:
+                raise ValueError(f"{name}: expected each test index once, got duplicates")
+        if len(self.test_idx) == 0:
+            raise ValueError("test_idx: expected at least one test sample to evaluate on, got none")
+        if np.intersect1d(self.test_idx, self.val_idx).size:
+            raise ValueError("val_idx: expected indices disjoint from test_idx (validation data is never "
+                             "evaluated on), got an overlap")
 
     # Tensors of each part. Indexing copies, so callers can't mutate the dataset through them.
     @property
@@ -100,9 +121,16 @@ class UnlearningSplit:
         return TensorDataset(self.data.x_test[i], self.data.y_test[i])
 
     @property
+    def val(self) -> TensorDataset:
+        """The validation part of the test split: what a method may monitor and select on."""
+        i = torch.from_numpy(self.val_idx)
+        return TensorDataset(self.data.x_test[i], self.data.y_test[i])
+
+    @property
     def heldout_idx(self) -> np.ndarray:
-        """Test indices *not* used for evaluation (held out for methods that need unseen data)."""
-        return np.setdiff1d(np.arange(len(self.data.y_test)), self.test_idx).astype(np.int64)
+        """Test indices neither evaluated on nor in ``val``: unseen data a method may train on (TMU's D_twin)."""
+        used = np.union1d(self.test_idx, self.val_idx)
+        return np.setdiff1d(np.arange(len(self.data.y_test)), used).astype(np.int64)
 
     @property
     def heldout(self) -> TensorDataset:
@@ -115,12 +143,14 @@ class UnlearningSplit:
         h = hashlib.sha256(self.data.fingerprint().encode())
         h.update(self.forget_idx.tobytes())
         h.update(self.test_idx.tobytes())
+        h.update(b"val")
+        h.update(np.asarray(self.val_idx, dtype=np.int64).tobytes())
         return h.hexdigest()[:16]
 
 
 def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 0.1,
                forget_class: int | None = None, seed: int = 0, heldout_fraction: float = 0.0,
-               backdoor_target: int = 0) -> UnlearningSplit:
+               backdoor_target: int = 0, val_fraction: float = 0.2) -> UnlearningSplit:
     """Chooses a forget set of ``data``'s training samples.
 
     Args:
@@ -129,9 +159,12 @@ def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 
             in a dataset relabelled to super-classes by :func:`group_classes`) or ``"backdoor"``
             (``fraction`` of the non-target images poisoned with a trigger and relabelled to
             ``backdoor_target``; the forget set is the poisoned samples).
-        seed: fixes the random selection (and the held-out part of the test split).
+        seed: fixes the random selection, the validation part and the held-out part of the test split.
         heldout_fraction: share of the test split kept out of evaluation, for methods that need
             unseen data of their own (TMU's D_twin); see ``UnlearningSplit.heldout_idx``.
+        val_fraction: share of the test split set aside as validation data (``UnlearningSplit.val``),
+            what methods may monitor and select on; never evaluated on. The test split is cut by
+            one seeded permutation into val, held-out and evaluated parts, so the three are disjoint.
     """
     trigger = None
     if forget == "random":
@@ -149,12 +182,26 @@ def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 
     else:
         raise ValueError(f"forget: expected one of {FORGET_KINDS}, got {forget!r}")
     retain_idx = np.setdiff1d(np.arange(len(data.y_train)), forget_idx).astype(np.int64)
-    test_idx = np.arange(len(data.y_test), dtype=np.int64)
-    if heldout_fraction:
-        check_fraction(heldout_fraction, "heldout_fraction")
-        held = np.random.default_rng(seed + 1_000_003).random(len(test_idx)) < heldout_fraction
-        test_idx = test_idx[~held]
-    return UnlearningSplit(data, forget_idx, retain_idx, desc, seed, test_idx=test_idx, trigger=trigger)
+    val_idx, test_idx = _cut_test_split(len(data.y_test), val_fraction, heldout_fraction, seed)
+    return UnlearningSplit(data, forget_idx, retain_idx, desc, seed, test_idx=test_idx, trigger=trigger,
+                           val_idx=val_idx)
+
+
+def _cut_test_split(n_test: int, val_fraction: float, heldout_fraction: float, seed: int):
+    """(val_idx, test_idx): one seeded permutation of the test split; its first ``val_fraction``
+    is val, the next ``heldout_fraction`` held out, the rest evaluated (each sorted)."""
+    for name, f in (("val_fraction", val_fraction), ("heldout_fraction", heldout_fraction)):
+        if f:
+            check_fraction(f, name)
+    n_val = int(round(val_fraction * n_test))
+    n_held = int(round(heldout_fraction * n_test))
+    if n_val + n_held >= n_test:
+        raise ValueError(f"val_fraction: expected val_fraction + heldout_fraction < 1 (something left to evaluate "
+                         f"on), got {val_fraction} + {heldout_fraction}")
+    perm = np.random.default_rng(seed + 1_000_003).permutation(n_test)
+    val_idx = np.sort(perm[:n_val]).astype(np.int64)
+    test_idx = np.sort(perm[n_val + n_held:]).astype(np.int64)
+    return val_idx, test_idx
 
 
 def _fine_labels(data: ImageDataset, part: str) -> np.ndarray:

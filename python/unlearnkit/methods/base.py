@@ -191,7 +191,9 @@ class Method(ABC):
                 replaced by the method's seeded order): streamed, never read whole into memory by the
                 converted methods; or an ``unlearnkit.data.BatchSource``.
             retain: the remaining training samples, in any of the same forms.
-            test: optional unseen samples some methods monitor (e.g. validation accuracy); never trained on.
+            test: optional unseen samples a method may monitor/select on (e.g. validation accuracy,
+                early stopping, a checkpoint choice); never trained on. It must be validation data
+                (``UnlearningSplit.val``), never the evaluation test split: the bench runner passes val.
             heldout: unseen samples a method may *train* on (TMU's D_twin); required when
                 ``needs_heldout``. Keep them out of any later evaluation.
             callbacks: called with a ``StepEvent`` after each step (progress bars, logging).
