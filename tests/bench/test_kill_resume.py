@@ -30,7 +30,7 @@ def _rows(out):
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     env = {**os.environ, "UNLEARNKIT_CACHE": str(tmp_path / "cache")}
     reference = tmp_path / "reference"
-    subprocess.run(_cmd(reference), env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(_cmd(reference), env=env, check=True, capture_output=True, timeout=1200)
 
     out = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -49,7 +49,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     for p in (out / "units").glob("*.json"):  # every unit on disk is complete JSON
         json.loads(p.read_text())
 
-    resumed = subprocess.run(_cmd(out), env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(_cmd(out), env=env, capture_output=True, text=True, timeout=1200)
     assert resumed.returncode == 0, resumed.stderr
     assert finished_before <= {p.name for p in (out / "units").glob("*.json")}
     a, b = _rows(reference), _rows(out)
@@ -69,7 +69,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     json_unit.write_text(json_unit.read_text()[:25])
     npz_unit.write_bytes(npz_unit.read_bytes()[:100])
     lost_npz.unlink()
-    again = subprocess.run(_cmd(out), env=env, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(_cmd(out), env=env, capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0, again.stderr
     for damaged in (json_unit, npz_unit, lost_npz.with_suffix(".json")):
         assert f"unit {damaged}" in again.stderr and "computing it again" in again.stderr, again.stderr

@@ -106,6 +106,8 @@ def check_device(device, name: str = "device") -> str:
     except (RuntimeError, ValueError) as exc:
         raise ValueError(f"{name}: expected a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r} "
                          f"({str(exc).splitlines()[0][:120]})") from None
+    if dev.type == "meta":  # shapes only, no data: nothing could be trained or evaluated on it
+        raise ValueError(f"{name}: expected a device that holds data, got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
         raise ValueError(f"{name}: expected an available device, got {device!r} ({why}; use --device cpu)")

@@ -135,11 +135,15 @@ def _acquire(path: pathlib.Path, name: str) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # another open file holds it
             text = os.read(fd, 4096).decode(errors="replace")
             os.close(fd)
             raise ValueError(f"{name}: expected a folder no other run is using, got {path.parent} (in use by "
                              f"{_describe_holder(text)})") from None
+        except OSError as exc:  # a file system without locks (some network mounts): go on, unprotected
+            warnings.warn(f"{name}: cannot lock {path} ({exc.strerror}); two runs into this folder would not be "
+                          f"kept apart", stacklevel=3)
+            break
         try:  # the releasing run deletes the file: make sure we locked the one that is still there
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
