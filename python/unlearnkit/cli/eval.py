@@ -51,5 +51,6 @@ def add_parser(sub) -> None:
                                 default=not f.default if invert else f.default, help=m["help"])
             continue
         parse = {"int": int, "float": float}.get(m["kind"], str)
-        target.add_argument(flag, dest=f.name, type=parse, default=f.default, metavar=m["metavar"], help=m["help"])
+        metavar = m["metavar"] or {"int": "N", "float": "X", "str": "NAME"}.get(m["kind"])
+        target.add_argument(flag, dest=f.name, type=parse, default=f.default, metavar=metavar, help=m["help"])
     e.set_defaults(func=cmd_eval)
