@@ -1,6 +1,6 @@
 """The Rust evaluation engine against scikit-learn and faiss-cpu, side by side.
 
-Three problems, each timed for unlearnkit and its anchors on the same data:
+Four problems, each timed for unlearnkit and its anchors on the same data:
 
 * clustering scores: NMI + ARI + pair-F1 of two labelings (1000 classes, 1000 clusters).
   Ours: one ``clustering_scores(..., matched=False)`` call (which also returns AMI,
@@ -8,6 +8,9 @@ Three problems, each timed for unlearnkit and its anchors on the same data:
   (``normalized_mutual_info_score``, ``adjusted_rand_score``, ``pair_confusion_matrix``);
 * exact k-NN, squared L2, k = 10: ours ``kneighbors`` vs scikit-learn
   ``NearestNeighbors(algorithm="brute")`` and faiss ``IndexFlatL2``;
+* exact k-NN through the torch backend (``backend="torch"``, the path CUDA tensors take) on the
+  CPU against the Rust engine on the same bank: 2e4 queries x 2e5 bank x 128, k = 10 (issue
+  17); the note says whether indices and distances are identical;
 * k-means, k = 100, 10 Lloyd iterations (tol = 0), k-means++ init: ours vs scikit-learn
   ``KMeans(algorithm="lloyd", n_init=1)`` and faiss ``Kmeans`` (told to train on every point:
   by default it subsamples to 256 points per centroid).
@@ -28,7 +31,7 @@ Sizes: the default ("quick") run fits in about 3 minutes on 2 cores: 1e6 labels,
 1e5 bank x 128, k-means 1e5 x 128. ``--full`` uses the sizes of issue 3: 1e7 labels,
 1e4 queries x 1e6 bank, k-means 1e6 x 128 (many minutes on 2 cores, mostly in the anchors).
 
-    python benchmarks/bench_engine.py [--full] [--only scores,knn,kmeans]
+    python benchmarks/bench_engine.py [--full] [--only scores,knn,knn-torch,kmeans]
 
 ``make bench`` (benchmarks/run_all.py) calls :func:`run` with the quick sizes; set
 ``UNLEARNKIT_BENCH_FULL=1`` there for the full ones.
@@ -46,7 +49,8 @@ import sys
 QUICK = {"labels": 1_000_000, "queries": 10_000, "bank": 100_000, "kmeans_n": 100_000}
 FULL = {"labels": 10_000_000, "queries": 10_000, "bank": 1_000_000, "kmeans_n": 1_000_000}
 DIM, K_NN, K_MEANS, ITERS, CLASSES = 128, 10, 100, 10, 1000
-TIMEOUT = 600  # seconds per case
+TORCH_KNN = {"queries": 20_000, "bank": 200_000}
+TIMEOUT = 600  # seconds per case (3 x for the torch backend's case)
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ def _case(problem: str, impl: str, size: int, extra: int) -> dict:
 
     impl = impl.removesuffix("-1t")
     result: dict = {}
-    if impl == "ours":
+    if impl in ("ours", "torch"):
         import unlearnkit.metrics as M  # noqa: F401  (import outside the timed region)
     if problem == "scores":
         y, c = _labels(size)
@@ -126,7 +130,10 @@ def _case(problem: str, impl: str, size: int, extra: int) -> dict:
             result["values"] = [nmi, ari, float(2 * tp / (2 * tp + fp + fn))]
     elif problem == "knn":
         if impl == "ours":
-            d, i = M.kneighbors(queries, bank, K_NN)
+            d, i = M.kneighbors(queries, bank, K_NN, backend="engine")
+        elif impl == "torch":
+            d, i = M.kneighbors(queries, bank, K_NN, backend="torch")
+            result["all_distances"] = np.asarray(d, dtype=np.float64).tolist()
         elif impl == "sklearn":
             from sklearn.neighbors import NearestNeighbors
 
@@ -175,10 +182,11 @@ def _in_subprocess(problem: str, impl: str, size: int, extra: int = 0) -> dict:
     env = dict(os.environ)
     if impl.endswith("-1t"):
         env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    timeout = 3 * TIMEOUT if impl == "torch" else TIMEOUT
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=TIMEOUT)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {TIMEOUT} s"}
+        return {"error": f"timed out after {timeout} s"}
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -249,6 +257,20 @@ def run(full: bool | None = None, only: set[str] | None = None) -> list[dict]:
                              note=f"same idx {same:.4%}, k-th dist rel diff {kth:.1e}; {_cpu(ours, a)}; "
                                   f"mem +{ours['extra_mib']:.0f} vs +{a['extra_mib']:.0f} MiB"))
 
+    if not only or "knn-torch" in only:
+        m, n = TORCH_KNN["queries"], TORCH_KNN["bank"]
+        r = {impl: _in_subprocess("knn", impl, n, m) for impl in ("ours", "torch")}
+        for impl, v in r.items():
+            show(f"knn {_fmt(m)}x{_fmt(n)} {impl}", v)
+        ours, t = r["ours"], r["torch"]
+        if "error" not in ours and "error" not in t:
+            same = float(np.mean(np.asarray(ours["indices"]) == np.asarray(t["indices"])))
+            equal = np.array_equal(np.asarray(ours["distances"]), np.asarray(t["all_distances"])[:, -1])
+            rows.append(dict(bench="engine", case=f"exact k-NN {_fmt(m)} x {_fmt(n)}, d={DIM}, k={K_NN}",
+                             ours_s=ours["seconds"], anchor="torch backend (CPU)", anchor_s=t["seconds"], goal="info",
+                             note=f"same idx {same:.4%}, k-th dist identical {equal}; {_cpu(ours, t)}; "
+                                  f"mem +{ours['extra_mib']:.0f} vs +{t['extra_mib']:.0f} MiB"))
+
     if not only or "kmeans" in only:
         n = sizes["kmeans_n"]
         r = {impl: _in_subprocess("kmeans", impl, n) for impl in ["ours"] + anchors}
@@ -271,7 +293,7 @@ def run(full: bool | None = None, only: set[str] | None = None) -> list[dict]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="the sizes of issue 3 (slow on 2 cores)")
-    parser.add_argument("--only", default="", help="comma-separated subset of scores,knn,kmeans")
+    parser.add_argument("--only", default="", help="comma-separated subset of scores,knn,knn-torch,kmeans")
     args = parser.parse_args()
     only = {s for s in args.only.split(",") if s}
     table = run(full=args.full, only=only or None)

@@ -11,7 +11,6 @@ use numpy::{
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
 use crate::contingency::{Contingency, Label};
 use crate::error::CoreError;
@@ -149,71 +148,135 @@ fn contingency_cells<'py>(
     ))
 }
 
-/// The scores of a table as a dict, plus what the Hungarian matching still has to solve:
-/// (scores, n, n_classes, trivial_count, trivial_f1, comp, rows, cols, counts, row_sums, col_sums).
-fn scores_to_py<'py>(
-    py: Python<'py>,
-    t: &Contingency,
-    matching: bool,
-    ami: bool,
-) -> PyResult<Bound<'py, PyDict>> {
-    let (s, m) = py.detach(|| {
-        let (s, m) = rayon::join(
-            || scores::all_scores_with(t, ami),
-            || {
-                if matching {
-                    scores::matching_parts(t)
-                } else {
-                    scores::MatchingParts {
-                        trivial_count: 0,
-                        trivial_f1: 0.0,
-                        cells: Vec::new(),
-                    }
-                }
-            },
-        );
-        (s, m)
-    });
-    let out = PyDict::new(py);
-    let names = ["arithmetic", "geometric", "min", "max"];
-    for (i, name) in names.iter().enumerate() {
-        out.set_item(format!("nmi_{name}"), s.nmi[i])?;
-        out.set_item(format!("ami_{name}"), s.ami[i])?;
-    }
-    out.set_item("ari", s.ari)?;
-    out.set_item("homogeneity", s.homogeneity)?;
-    out.set_item("completeness", s.completeness)?;
-    out.set_item("v_measure", s.v_measure)?;
-    out.set_item("pair_precision", s.pair_precision)?;
-    out.set_item("pair_recall", s.pair_recall)?;
-    out.set_item("pair_f1", s.pair_f1)?;
-    out.set_item("mutual_info", s.mutual_info)?;
-    out.set_item("expected_mutual_info", s.expected_mutual_info)?;
-    out.set_item("entropy_true", s.entropy_true)?;
-    out.set_item("entropy_pred", s.entropy_pred)?;
-    out.set_item("n_samples", t.n)?;
-    out.set_item("n_classes", t.row_sums.len())?;
-    out.set_item("n_clusters", t.col_sums.len())?;
-    out.set_item("_match_trivial_count", m.trivial_count)?;
-    out.set_item("_match_trivial_f1", m.trivial_f1)?;
-    let comp: Vec<i64> = m.cells.iter().map(|c| c.0 as i64).collect();
-    let rows: Vec<i64> = m.cells.iter().map(|c| c.1 as i64).collect();
-    let cols: Vec<i64> = m.cells.iter().map(|c| c.2 as i64).collect();
-    let counts: Vec<i64> = m.cells.iter().map(|c| c.3 as i64).collect();
-    out.set_item("_match_comp", comp.into_pyarray(py))?;
-    out.set_item("_match_rows", rows.into_pyarray(py))?;
-    out.set_item("_match_cols", cols.into_pyarray(py))?;
-    out.set_item("_match_counts", counts.into_pyarray(py))?;
-    let rs: Vec<i64> = t.row_sums.iter().map(|&v| v as i64).collect();
-    let cs: Vec<i64> = t.col_sums.iter().map(|&v| v as i64).collect();
-    out.set_item("_row_sums", rs.into_pyarray(py))?;
-    out.set_item("_col_sums", cs.into_pyarray(py))?;
-    Ok(out)
+/// What the Hungarian matching (scipy, Python side) still has to solve: the trivial components'
+/// best count and F1 summed, and the cells of the other components (see `scores::MatchingParts`),
+/// with the table's margins.
+#[pyclass(frozen, get_all, module = "unlearnkit._core")]
+struct Matching {
+    /// Sum of the best counts of the one-row / one-column components.
+    trivial_count: u64,
+    /// Sum of the best F1 values of those components.
+    trivial_f1: f64,
+    /// (cells,) int64 component id of each remaining cell, ascending.
+    comp: Py<PyArray1<i64>>,
+    /// (cells,) int64 row (class position) of each remaining cell.
+    rows: Py<PyArray1<i64>>,
+    /// (cells,) int64 column (cluster position) of each remaining cell.
+    cols: Py<PyArray1<i64>>,
+    /// (cells,) int64 count of each remaining cell.
+    counts: Py<PyArray1<i64>>,
+    /// (n_classes,) int64 samples per class.
+    row_sums: Py<PyArray1<i64>>,
+    /// (n_clusters,) int64 samples per cluster.
+    col_sums: Py<PyArray1<i64>>,
 }
 
-/// clustering_scores(labels_true, labels_pred, matching=True, ami=True) -> dict (see
-/// `scores_to_py`; without `matching` the `_match_*` entries are empty, without `ami` the AMI
-/// entries are NaN).
+/// Every score of one contingency table (`scores::ClusteringScores`), as attributes.
+#[pyclass(frozen, get_all, module = "unlearnkit._core")]
+struct Scores {
+    nmi_arithmetic: f64,
+    nmi_geometric: f64,
+    nmi_min: f64,
+    nmi_max: f64,
+    /// AMI entries are NaN when computed without AMI.
+    ami_arithmetic: f64,
+    ami_geometric: f64,
+    ami_min: f64,
+    ami_max: f64,
+    ari: f64,
+    homogeneity: f64,
+    completeness: f64,
+    v_measure: f64,
+    pair_precision: f64,
+    pair_recall: f64,
+    pair_f1: f64,
+    /// Nats.
+    mutual_info: f64,
+    /// Nats (NaN without AMI).
+    expected_mutual_info: f64,
+    entropy_true: f64,
+    entropy_pred: f64,
+    n_samples: u64,
+    n_classes: usize,
+    n_clusters: usize,
+    /// None unless asked for.
+    matching: Option<Py<Matching>>,
+}
+
+#[pymethods]
+impl Scores {
+    fn __repr__(&self) -> String {
+        format!(
+            "Scores(n_samples={}, n_classes={}, n_clusters={}, nmi_arithmetic={}, ari={}, pair_f1={})",
+            self.n_samples,
+            self.n_classes,
+            self.n_clusters,
+            self.nmi_arithmetic,
+            self.ari,
+            self.pair_f1
+        )
+    }
+}
+
+fn i64_array(py: Python<'_>, v: impl Iterator<Item = i64>) -> Py<PyArray1<i64>> {
+    v.collect::<Vec<i64>>().into_pyarray(py).unbind()
+}
+
+/// The scores of a table, and (with `matching`) what the Hungarian matching still has to solve.
+fn scores_to_py(py: Python<'_>, t: &Contingency, matching: bool, ami: bool) -> PyResult<Scores> {
+    let (s, m) = py.detach(|| {
+        rayon::join(
+            || scores::all_scores_with(t, ami),
+            || matching.then(|| scores::matching_parts(t)),
+        )
+    });
+    let matching = match m {
+        Some(m) => Some(Py::new(
+            py,
+            Matching {
+                trivial_count: m.trivial_count,
+                trivial_f1: m.trivial_f1,
+                comp: i64_array(py, m.cells.iter().map(|c| c.0 as i64)),
+                rows: i64_array(py, m.cells.iter().map(|c| c.1 as i64)),
+                cols: i64_array(py, m.cells.iter().map(|c| c.2 as i64)),
+                counts: i64_array(py, m.cells.iter().map(|c| c.3 as i64)),
+                row_sums: i64_array(py, t.row_sums.iter().map(|&v| v as i64)),
+                col_sums: i64_array(py, t.col_sums.iter().map(|&v| v as i64)),
+            },
+        )?),
+        None => None,
+    };
+    let [nmi_arithmetic, nmi_geometric, nmi_min, nmi_max] = s.nmi;
+    let [ami_arithmetic, ami_geometric, ami_min, ami_max] = s.ami;
+    Ok(Scores {
+        nmi_arithmetic,
+        nmi_geometric,
+        nmi_min,
+        nmi_max,
+        ami_arithmetic,
+        ami_geometric,
+        ami_min,
+        ami_max,
+        ari: s.ari,
+        homogeneity: s.homogeneity,
+        completeness: s.completeness,
+        v_measure: s.v_measure,
+        pair_precision: s.pair_precision,
+        pair_recall: s.pair_recall,
+        pair_f1: s.pair_f1,
+        mutual_info: s.mutual_info,
+        expected_mutual_info: s.expected_mutual_info,
+        entropy_true: s.entropy_true,
+        entropy_pred: s.entropy_pred,
+        n_samples: t.n,
+        n_classes: t.row_sums.len(),
+        n_clusters: t.col_sums.len(),
+        matching,
+    })
+}
+
+/// clustering_scores(labels_true, labels_pred, matching=True, ami=True) -> Scores (without
+/// `matching`, `Scores.matching` is None; without `ami` the AMI entries are NaN).
 #[pyfunction]
 #[pyo3(signature = (labels_true, labels_pred, matching = true, ami = true))]
 fn clustering_scores<'py>(
@@ -222,14 +285,15 @@ fn clustering_scores<'py>(
     labels_pred: Labels<'py>,
     matching: bool,
     ami: bool,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<Scores> {
     let (a, b) = (labels_true.slice(), labels_pred.slice());
     let t = py.detach(|| contingency(&a, &b)).map_err(to_py)?;
     scores_to_py(py, &t, matching, ami)
 }
 
-/// scores_from_cells(rows, cols, counts) -> dict: the scores of the table with these non-zero
-/// cells (row and column ids are arbitrary non-negative integers; empty rows/columns vanish).
+/// scores_from_cells(rows, cols, counts, matching=True) -> Scores: the scores of the table with
+/// these non-zero cells (row and column ids are arbitrary non-negative integers; empty rows and
+/// columns vanish).
 #[pyfunction]
 #[pyo3(signature = (rows, cols, counts, matching = true))]
 fn scores_from_cells<'py>(
@@ -238,7 +302,7 @@ fn scores_from_cells<'py>(
     cols: PyReadonlyArray1<'py, i64>,
     counts: PyReadonlyArray1<'py, i64>,
     matching: bool,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<Scores> {
     let (r, c, v) = (slice_1d(&rows), slice_1d(&cols), slice_1d(&counts));
     if r.len() != c.len() || r.len() != v.len() {
         return Err(invalid(
@@ -463,6 +527,8 @@ fn simd_level() -> &'static str {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Scores>()?;
+    m.add_class::<Matching>()?;
     m.add_function(wrap_pyfunction!(normalized_mutual_info, m)?)?;
     m.add_function(wrap_pyfunction!(adjusted_mutual_info, m)?)?;
     m.add_function(wrap_pyfunction!(contingency_cells, m)?)?;

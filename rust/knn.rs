@@ -76,6 +76,11 @@ impl KnnOptions {
         }
     }
 
+    /// These options with distance `metric`.
+    pub fn metric(self, metric: Metric) -> Self {
+        KnnOptions { metric, ..self }
+    }
+
     /// The global bank index query `q` must not match.
     #[inline]
     fn excluded(&self, q: usize) -> Option<i64> {
@@ -756,6 +761,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn cosine_with_rows_of_very_different_magnitudes() {
+        // f32: one bank row near f32::MAX next to queries of magnitude 1 (the common power-of-
+        // two scale of the old transform flushed the queries to subnormals: no candidates).
+        let (m, n, d) = (6, 40, 3);
+        let q = random(m, d, 12);
+        let mut b = random(n, d, 13);
+        b[0] = 3.0e38;
+        b[3 * 7] = -2.5e38;
+        let opt = KnnOptions {
+            metric: Metric::Cosine,
+            ..KnnOptions::new(3)
+        };
+        let got = kneighbors(&q, m, &b, n, d, &opt).unwrap();
+        assert_eq!(got, brute(&q, m, &b, n, d, &opt));
+        let q = [0.3457f32, 0.822, 0.3303];
+        let b = [3.0e38f32, -0.13210486, 0.64042264];
+        let got = kneighbors(&q, 1, &b, 1, 3, &KnnOptions::new(1).metric(Metric::Cosine)).unwrap();
+        assert_eq!(
+            got.distances[0] as f64,
+            distance::cosine_dist_f64(&q, &b) as f32 as f64
+        );
+        assert!(got.distances[0] > 0.6);
     }
 
     #[test]

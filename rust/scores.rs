@@ -92,7 +92,14 @@ pub fn normalized_mutual_info(t: &Contingency, average: AverageMethod) -> f64 {
     }
     let h_true = entropy(&t.row_sums);
     let h_pred = entropy(&t.col_sums);
-    mi / average.average(h_true, h_pred)
+    nmi_from_parts(mi, h_true, h_pred, average)
+}
+
+/// MI / average(H(Y), H(C)), kept in [0, 1]: MI <= min(H(Y), H(C)) holds exactly, but the
+/// three are summed separately and a ratio that should be exactly 1 (one labeling refines the
+/// other) can round above it (e.g. 1 + 6e-14 with the `min` average).
+fn nmi_from_parts(mi: f64, h_true: f64, h_pred: f64, average: AverageMethod) -> f64 {
+    (mi / average.average(h_true, h_pred)).min(1.0)
 }
 
 /// Adjusted mutual information, as `sklearn.metrics.adjusted_mutual_info_score`.
@@ -305,9 +312,19 @@ pub fn homogeneity_completeness_v(t: &Contingency) -> (f64, f64, f64) {
     hcv_from_parts(mi, h_true, h_pred)
 }
 
+/// Homogeneity MI / H(Y) and completeness MI / H(C) are kept in [0, 1] (MI <= H exactly; the
+/// separately rounded sums can put the ratio an ulp or so above 1), and so is V, their harmonic mean.
 fn hcv_from_parts(mi: f64, h_true: f64, h_pred: f64) -> (f64, f64, f64) {
-    let h = if h_true != 0.0 { mi / h_true } else { 1.0 };
-    let c = if h_pred != 0.0 { mi / h_pred } else { 1.0 };
+    let h = if h_true != 0.0 {
+        (mi / h_true).min(1.0)
+    } else {
+        1.0
+    };
+    let c = if h_pred != 0.0 {
+        (mi / h_pred).min(1.0)
+    } else {
+        1.0
+    };
     let v = if h + c == 0.0 {
         0.0
     } else {
@@ -369,7 +386,7 @@ pub fn all_scores_with(t: &Contingency, with_ami: bool) -> ClusteringScores {
         } else if mi == 0.0 {
             0.0
         } else {
-            mi / avg.average(h_true, h_pred)
+            nmi_from_parts(mi, h_true, h_pred, avg)
         }
     });
     let ami = AVERAGES.map(|avg| {
@@ -612,6 +629,34 @@ mod tests {
         assert_eq!(adjusted_mutual_info(&t, AverageMethod::Min), 1.0);
         let a = adjusted_mutual_info(&t, AverageMethod::Arithmetic);
         assert!(a.abs() < 1e-12, "{a}");
+    }
+
+    #[test]
+    fn bounded_scores_stay_in_the_unit_interval() {
+        // labels_true all distinct refines labels_pred: MI = H(pred) exactly, so NMI (min),
+        // completeness are exactly 1 in theory; the separately rounded sums gave 1 + 6e-14.
+        let mut rng = crate::rng::Rng::new(0);
+        for n in [1000usize, 10_000, 30_000] {
+            let a: Vec<i64> = (0..n as i64).collect();
+            let b: Vec<i64> = (0..n).map(|_| rng.below(10) as i64).collect();
+            for (x, y) in [(&a, &b), (&b, &a)] {
+                let t = table(x, y);
+                let s = all_scores(&t);
+                let bounded = [s.homogeneity, s.completeness, s.v_measure]
+                    .into_iter()
+                    .chain(s.nmi);
+                for v in bounded {
+                    assert!((0.0..=1.0).contains(&v), "n={n}: {v}");
+                }
+                assert!((s.nmi[2] - 1.0).abs() < 1e-12);
+                for avg in AVERAGES {
+                    let v = normalized_mutual_info(&t, avg);
+                    assert!((0.0..=1.0).contains(&v) && v == s.nmi[avg as usize], "{v}");
+                }
+                let (h, c, v) = homogeneity_completeness_v(&t);
+                assert_eq!((h, c, v), (s.homogeneity, s.completeness, s.v_measure));
+            }
+        }
     }
 
     #[test]

@@ -231,7 +231,8 @@ pub struct Transform<T: Real> {
     pub center: Option<Vec<T>>,
     /// Power-of-two factor (exact) applied after centring.
     pub scale: T,
-    /// Rows are divided by their norm (cosine); zero rows stay zero.
+    /// Rows are divided by their norm (cosine; `scale` is then not used, each row is scaled
+    /// by its own power of two first); zero rows stay zero.
     pub unit: bool,
 }
 
@@ -269,6 +270,10 @@ fn transform_rows_impl<T: Real>(
 ) {
     let zeros = vec![T::ZERO; if center.is_none() { d } else { 0 }];
     let c = center.unwrap_or(&zeros);
+    if unit {
+        unit_rows(src, d, c, dst, norms);
+        return;
+    }
     for ((s, o), nrm) in src
         .chunks_exact(d)
         .zip(dst.chunks_exact_mut(d))
@@ -298,17 +303,43 @@ fn transform_rows_impl<T: Real>(
             total += y.to_f64() * y.to_f64();
         }
         total += acc.iter().map(|v| v.to_f64()).sum::<f64>();
-        if unit {
-            if total > 0.0 {
-                let inv = T::from_f64(1.0 / total.sqrt());
-                o.iter_mut().for_each(|v| *v = *v * inv);
-                *nrm = T::ONE;
-            } else {
-                *nrm = T::ZERO;
-            }
-        } else {
-            *nrm = T::from_f64(total);
+        *nrm = T::from_f64(total);
+    }
+}
+
+/// Unit rows: each centred row is scaled by its own power of two (exact, in f64) before its
+/// norm is taken, so that a row far smaller than the largest one (which sets the common
+/// `scale`) is neither flushed to subnormals nor overflowed by 1/norm; one rounding to T per
+/// value. Zero rows stay zero (norm 0).
+#[inline(always)]
+fn unit_rows<T: Real>(src: &[T], d: usize, c: &[T], dst: &mut [T], norms: &mut [T]) {
+    for ((s, o), nrm) in src
+        .chunks_exact(d)
+        .zip(dst.chunks_exact_mut(d))
+        .zip(norms.iter_mut())
+    {
+        let mut top = 0f64;
+        for ((ov, &sv), &cv) in o.iter_mut().zip(s).zip(c) {
+            let y = sv - cv;
+            *ov = y;
+            top = top.max(y.to_f64().abs());
         }
+        if top == 0.0 {
+            *nrm = T::ZERO;
+            continue;
+        }
+        let sc = pow2_scale(top);
+        let total: f64 = o
+            .iter()
+            .map(|v| {
+                let y = v.to_f64() * sc;
+                y * y
+            })
+            .sum();
+        let inv = sc / total.sqrt();
+        o.iter_mut()
+            .for_each(|v| *v = T::from_f64(v.to_f64() * inv));
+        *nrm = T::ONE;
     }
 }
 
@@ -401,6 +432,25 @@ mod tests {
         assert!((dst[0] - 0.6).abs() < 1e-15 && (dst[1] - 0.8).abs() < 1e-15);
         assert_eq!(&dst[2..4], &[0.0, 0.0]);
         assert_eq!(norms, [1.0, 0.0, 1.0]);
+        // A row 2^-128 times smaller than the largest, in f32 (the common scale would have
+        // made it subnormal and its 1/norm infinite).
+        let rows = [3.0e38f32, -0.13, 0.64, 0.3457, 0.822, 0.3303];
+        let tf32 = Transform {
+            center: None,
+            scale: 2f32.powi(-127) / 2.0,
+            unit: true,
+        };
+        let (mut d32, mut n32) = ([0f32; 6], [0f32; 2]);
+        tf32.apply(&rows, 3, &mut d32, &mut n32);
+        assert!(
+            d32.iter().all(|v| v.is_finite()) && n32 == [1.0, 1.0],
+            "{d32:?}"
+        );
+        let q = [0.3457f64, 0.822, 0.3303];
+        let qn = q.iter().map(|v| v * v).sum::<f64>().sqrt();
+        for (g, w) in d32[3..].iter().zip(q) {
+            assert!((*g as f64 - w / qn).abs() < 1e-7);
+        }
         let mut rn = [0f64; 3];
         row_norms(&src, 2, &mut rn);
         assert_eq!(rn, [25.0, 0.0, 2.0]);

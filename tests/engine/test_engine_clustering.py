@@ -224,8 +224,9 @@ def test_large_random_labelings_equal_sklearn():
 def exact_emi(y, c) -> float:
     """Expected mutual information summed in 40-digit arithmetic (mpmath), grouped by the
     distinct (row sum, column sum) pairs."""
-    import mpmath as mp
     from collections import Counter
+
+    import mpmath as mp
 
     mp.mp.dps = 40
     table = sk_contingency(y, c, sparse=True)
@@ -265,9 +266,9 @@ def test_sparse_and_hashed_paths_equal_sklearn():
 
     raw = _core.clustering_scores(y, c)
     emi = exact_emi(y, c)
-    assert math.isclose(raw["expected_mutual_info"], emi, rel_tol=1e-13)
+    assert math.isclose(raw.expected_mutual_info, emi, rel_tol=1e-13)
     mi = skm.mutual_info_score(y, c)
-    h = (raw["entropy_true"] + raw["entropy_pred"]) / 2
+    h = (raw.entropy_true + raw.entropy_pred) / 2
     assert close(ours["ami"], (mi - emi) / (h - emi), 1e-8)
 
 
@@ -351,3 +352,80 @@ def test_engine_errors_are_value_errors():
         _core.clustering_scores(np.zeros(3, dtype=np.int64), np.zeros(2, dtype=np.int64))
     with pytest.raises(ValueError, match="average_method"):
         _core.normalized_mutual_info(np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64), "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Regressions (issue 14): uint64 labels at or above 2**63, scores documented in [0, 1]
+
+
+def test_uint64_labels_above_2_63_are_handled_exactly():
+    """They used to be cast to int64 (wrapping to negative values): wrong class values and
+    order. Oracle: scikit-learn's contingency matrix (np.unique on the uint64 values)."""
+    rng = np.random.default_rng(7)
+    values = np.array([0, 5, 2**63 - 1, 2**63, 2**63 + 7, 2**64 - 1], dtype=np.uint64)
+    y = values[rng.integers(0, len(values), 500)]
+    c = values[rng.integers(1, 4, 500)]
+    classes, clusters, table = M.contingency_matrix(y, c)
+    assert classes.dtype == np.uint64 and np.array_equal(classes, np.unique(y))
+    assert np.array_equal(clusters, np.unique(c).astype(clusters.dtype))
+    assert np.array_equal(table, sk_contingency(y, c))
+    _, _, sparse = M.contingency_matrix(y, c, sparse=True)
+    assert np.array_equal(sparse.toarray(), table)
+    # Scores on the uint64 labels equal sklearn's (and those of the labels' codes).
+    ours = M.clustering_scores(y, c)
+    want = sklearn_scores(y, c)
+    for key in ("nmi", "nmi_min", "ari", "homogeneity", "completeness", "v_measure"):
+        assert close(ours[key], want[key]), key
+    assert close(ours["ami"], skm.adjusted_mutual_info_score(y, c), 1e-8)
+    assert ours == M.clustering_scores(np.unique(y, return_inverse=True)[1], np.unique(c, return_inverse=True)[1])
+    # Sharded tables over uint64 labels add up to the whole one.
+    parts = [M.contingency_matrix(y[:200], c[:200]), M.contingency_matrix(y[200:], c[200:])]
+    total = M.sum_contingency(parts)
+    assert np.array_equal(total[0], classes) and np.array_equal(total[2], table)
+    # uint64 >= 2**63 and negative labels cannot share one integer type.
+    with pytest.raises(ValueError, match="classes: expected labels that fit one integer type"):
+        M.sum_contingency([(np.array([-1]), np.array([0]), np.ones((1, 1))),
+                           (np.array([2**63], dtype=np.uint64), np.array([0]), np.ones((1, 1)))])
+
+
+def test_bounded_scores_never_exceed_one():
+    """Values like 1.0000000000000593 (labels_true all distinct, so MI = H(pred) exactly) must
+    be clamped: NMI (every average), homogeneity, completeness and V-measure are in [0, 1]."""
+    rng = np.random.RandomState(0)
+    y, c = np.arange(10000), rng.randint(0, 10, 10000)
+    assert M.normalized_mutual_info_score(y, c, average_method="min") <= 1.0
+    worst = 0.0
+    for seed in range(8):
+        r = np.random.RandomState(seed)
+        n = int(r.randint(100, 10000))
+        a, b = np.arange(n), r.randint(0, int(r.randint(2, 50)), n)
+        for x, z in ((a, b), (b, a)):
+            s = M.clustering_scores(x, z, matched=False)
+            h, co, v = M.homogeneity_completeness_v_measure(x, z)
+            vals = [s[k] for k in ("nmi", "nmi_geometric", "nmi_min", "nmi_max", "homogeneity", "completeness",
+                                   "v_measure")] + [h, co, v, M.homogeneity_score(x, z), M.completeness_score(x, z)]
+            vals += [M.normalized_mutual_info_score(x, z, average_method=avg) for avg in AVERAGES]
+            assert all(0.0 <= val <= 1.0 for val in vals), vals
+            # And they still equal sklearn's (which may sit an ulp above 1).
+            assert close(s["nmi_min"], skm.normalized_mutual_info_score(x, z, average_method="min"))
+            worst = max(worst, skm.normalized_mutual_info_score(x, z, average_method="min"))
+    assert worst >= 1.0  # the oracle does go above 1 on these cases: the test exercises the clamp
+
+
+def test_engine_scores_are_a_typed_object():
+    from unlearnkit import _core
+
+    y = np.array([0, 0, 1, 1, 2, 2], dtype=np.int64)
+    c = np.array([0, 0, 1, 2, 2, 2], dtype=np.int64)
+    s = _core.clustering_scores(y, c)
+    assert isinstance(s, _core.Scores) and isinstance(s.matching, _core.Matching)
+    assert (s.n_samples, s.n_classes, s.n_clusters) == (6, 3, 3)
+    assert close(s.nmi_arithmetic, skm.normalized_mutual_info_score(y, c))
+    assert close(s.ami_max, skm.adjusted_mutual_info_score(y, c, average_method="max"))
+    assert np.array_equal(s.matching.row_sums, [2, 2, 2]) and np.array_equal(s.matching.col_sums, [2, 1, 3])
+    with pytest.raises(AttributeError):
+        s.ari = 0.0  # frozen
+    s = _core.clustering_scores(y, c, False, False)
+    assert s.matching is None and math.isnan(s.ami_arithmetic)
+    t = _core.scores_from_cells(np.array([0, 1]), np.array([0, 1]), np.array([3, 4]))
+    assert t.nmi_arithmetic == 1.0 and t.matching.trivial_count == 7

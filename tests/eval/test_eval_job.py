@@ -69,7 +69,7 @@ def reference(sets: dict, *, seed=0, knn_k=5, knn_queries=1000, kmeans_rows=100_
     fi = job._sample(len(y["forget"]), knn_queries, seed, 0, "knn")
     mia = M.knn_mia(x["forget"][fi], x["retain"], x["test"], k=knn_k, forget_labels=y["forget"][fi],
                     retain_labels=y["retain"], test_labels=y["test"], seed=seed, max_per_set=knn_queries)
-    out["knn_mia"], out["knn_attack_auc"] = mia["knn_mia"], mia["attack_auc"]
+    out["knn_mia"], out["knn_attack_auc"] = mia["knn_mia"], mia["knn_attack_auc"]
     return out
 
 

@@ -43,9 +43,14 @@ def recipes(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def problem(recipes, tmp_path_factory):
-    return T.prepare("digits", "random-10", ["finetune", "neggrad"], recipes=recipes, max_rte=5.0,
-                     cache_dir=tmp_path_factory.mktemp("cache"))
+def cache(tmp_path_factory):
+    """One checkpoint cache for the module: the tuning seed's two models are trained once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def problem(recipes, cache):
+    return T.prepare("digits", "random-10", ["finetune", "neggrad"], recipes=recipes, max_rte=5.0, cache_dir=cache)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +115,8 @@ def test_hand_made_recipes_lie_inside_the_search_spaces():
 
 
 # ------------------------------------------------------------------------------------ isolation
-def test_the_objective_never_touches_the_test_split_or_a_reported_seed(problem, recipes, tmp_path, monkeypatch):
+def test_the_objective_never_touches_the_test_split_or_a_reported_seed(problem, recipes, cache, tmp_path,
+                                                                       monkeypatch):
     for seed in (0, 1, 2, 9):
         with pytest.raises(ValueError, match=r"^seed: expected a tuning seed outside the reported seeds 0\.\.9"):
             T.prepare("digits", "random-10", ["finetune"], seed=seed, recipes=recipes, cache_dir=tmp_path)
@@ -132,8 +138,8 @@ def test_the_objective_never_touches_the_test_split_or_a_reported_seed(problem, 
     seeds = []
     real = O.make_split
     monkeypatch.setattr(O, "make_split", lambda *a, **k: seeds.append(k["seed"]) or real(*a, **k))
-    again = T.prepare("digits", "random-10", ["finetune"], recipes=recipes, cache_dir=tmp_path, seed=123)
-    assert seeds == [123] and again.seed == 123
+    again = T.prepare("digits", "random-10", ["finetune"], recipes=recipes, cache_dir=cache)  # from the cache
+    assert seeds == [100] and again.seed == 100 and np.array_equal(again.val_idx, problem.val_idx)
 
     row = T.score_trial(problem, "finetune", {"lr": 0.02, "epochs": 2})
     assert row["status"] == "ok" and math.isfinite(row["objective"]), row
@@ -201,12 +207,12 @@ def test_failed_trials_on_ray_are_rows_not_a_crash(problem, local_ray, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def test_cli_tune_digits_finetune_neggrad_on_a_local_ray(recipes, tmp_path, local_ray):
+def test_cli_tune_digits_finetune_neggrad_on_a_local_ray(recipes, cache, tmp_path, local_ray):
     from unlearnkit.cli import main
 
     out = tmp_path / "tuned"
-    argv = ["tune", "--dataset", "digits", "--methods", "finetune,neggrad", "--trials", "4", "--max-rte", "5",
-            "--recipes", recipes, "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    argv = ["tune", "--dataset", "digits", "--methods", "finetune,neggrad", "--trials", "4", "--max-rte", "1",
+            "--recipes", recipes, "--out", str(out), "--cache-dir", str(cache), "--quiet"]
     assert main(argv) == 0
     with open(out / "trials.csv") as fh:
         rows = list(csv.DictReader(fh))

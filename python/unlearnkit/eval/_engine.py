@@ -82,42 +82,29 @@ def knn_mia_from_neighbours(train: dict, heldout: dict, query_labels: dict, *, k
     train / heldout: {"forget"|"retain"|"test": (distances, indices, labels)} of each query group
     in the retain (training) bank and the test (held-out) bank, k columns each; members are the
     retain queries, non-members the test queries, targets the forget queries; query_labels the
-    groups' labels. Same features (k-th distances, ratio, label agreement), same attack, same
-    seed use as ``knn_mia``: equal to it on the same query rows.
+    groups' labels. The features (``knn_mia_features_from_neighbors``) and the attack
+    (``knn_mia_attack``) are the public functions ``knn_mia`` itself calls, so the result equals
+    it on the same query rows. Returns {"metrics": knn_mia, knn_attack_auc; "details": the rest
+    of ``knn_mia_attack``'s keys and the feature means per group}.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from ..metrics.knn_membership import FEATURE_NAMES, _ratio, _transform
-
+    M = metrics()
     feats = {}
     for g in ("retain", "test", "forget"):
         d_tr, _, lab_tr = train[g]
         d_ho = heldout[g][0]
         if d_tr.shape[1] < k or d_ho.shape[1] < k or not np.isfinite(d_tr[:, k - 1]).all():
             raise ValueError(f"knn_k: expected fewer neighbours than rows in the retain and test banks, got k={k}")
-        f = np.empty((len(d_tr), 4), dtype=np.float64)
-        f[:, 0] = d_tr[:, k - 1]
-        f[:, 1] = d_ho[:, k - 1]
-        f[:, 2] = _ratio(f[:, 0], f[:, 1])
-        f[:, 3] = (lab_tr[:, :k] == query_labels[g][:, None]).mean(axis=1)
-        feats[g] = f
-    n_ex = len(feats["retain"])
-    x = _transform(np.concatenate([feats["retain"], feats["test"]]), True)
-    y = np.concatenate([np.ones(n_ex), np.zeros(len(feats["test"]))])
-    x_tr, x_ho, y_tr, y_ho = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
-    if len(np.unique(y_ho)) < 2 or len(np.unique(y_tr)) < 2:
+        feats[g] = M.knn_mia_features_from_neighbors(d_tr, d_ho, k, train_neighbor_labels=lab_tr,
+                                                     query_labels=query_labels[g])
+    try:
+        out = M.knn_mia_attack(feats["retain"], feats["test"], feats["forget"], use_labels=True, seed=seed,
+                               test_size=test_size)
+    except ValueError as exc:
         raise ValueError(f"knn_queries: expected enough retain and test rows to split the attack's examples, "
-                         f"got {n_ex} per class")
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_tr, y_tr)
-    auc = float(roc_auc_score(y_ho, model.predict_proba(x_ho)[:, 1]))
-    acc = float((model.predict(x_ho) == y_ho).mean())
-    member_rate = float(model.predict(_transform(feats["forget"], True)).mean())
-    means = {g: dict(zip(FEATURE_NAMES, map(float, feats[g].mean(axis=0)))) for g in feats}
-    return {"metrics": {"knn_mia": 1.0 - member_rate, "knn_attack_auc": auc},
-            "details": {"forget_member_rate": member_rate, "attack_accuracy": acc, "n_members": int(n_ex),
-                        "n_nonmembers": int(len(feats["test"])), "n_forget": int(len(feats["forget"])),
-                        "feature_means": means}}
+                         f"got {len(feats['retain'])} per class ({exc})") from None
+    from ..metrics.knn_membership import FEATURE_NAMES
+
+    headline = ("knn_mia", "knn_attack_auc")
+    details = {key: v for key, v in out.items() if key not in headline}
+    details["feature_means"] = {g: dict(zip(FEATURE_NAMES, map(float, feats[g].mean(axis=0)))) for g in feats}
+    return {"metrics": {key: out[key] for key in headline}, "details": details}

@@ -5,8 +5,12 @@ including the edge cases (one cluster, all singletons, empty input). The engine 
 contingency table once, in one parallel pass, and derives every score from it, so
 ``clustering_scores`` costs about as much as a single score.
 
-Labels are integers of any range (negative and huge values included), or floats holding
-integers; numpy arrays, torch tensors and sequences are accepted.
+Labels are integers of any range (negative and huge values included, uint64 up to 2**64 - 1),
+or floats holding integers; numpy arrays, torch tensors and sequences are accepted.
+
+Invariants: NMI (every average), homogeneity, completeness and V-measure are in [0, 1] (the
+engine clamps ratios that rounding puts an ulp above 1); uint64 labels at or above 2**63 are
+factorised exactly (``np.unique``), never wrapped to negative int64.
 
 Sharded data: build one table per shard with ``contingency_matrix``, add them with
 ``sum_contingency`` and score the sum once with ``scores_from_contingency``.
@@ -51,15 +55,29 @@ SCORE_KEYS = ("nmi", "nmi_geometric", "nmi_min", "nmi_max", "ami", "ari", "homog
               "v_measure", "pair_precision", "pair_recall", "pair_f1", "matched_accuracy", "matched_f1")
 
 
-def _labels(x, name: str) -> np.ndarray:
-    """``check_labels``, plus: float labels must fit in int64 (a cast would merge them)."""
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _labels_exact(x, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(codes, values)``: int32/int64 labels for the engine, and ``None`` when they are the
+    labels themselves, or the sorted distinct uint64 values the codes index (labels at or above
+    2**63, which an int64 cast would wrap to negative numbers, changing their order and values).
+    Float labels must fit in int64 (a cast would merge them)."""
     a = to_numpy(x, name) if not isinstance(x, np.ndarray) else x
     if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.size:
         with np.errstate(invalid="ignore"):
             big = np.abs(a) >= 2.0**63
         if big.any():
             raise ValueError(f"{name}: expected integer labels within the int64 range, got {a[big].flat[0]!r}")
-    return check_labels(a, name)
+    if isinstance(a, np.ndarray) and a.dtype.kind == "u" and a.ndim == 1 and a.size and a.max() > _INT64_MAX:
+        values, codes = np.unique(a, return_inverse=True)
+        return np.ascontiguousarray(codes, dtype=np.int64), values
+    return check_labels(a, name), None
+
+
+def _labels(x, name: str) -> np.ndarray:
+    """Engine labels whose equalities are those of ``x`` (uint64 >= 2**63 factorised)."""
+    return _labels_exact(x, name)[0]
 
 
 def _labels_pair(labels_true, labels_pred):
@@ -67,6 +85,22 @@ def _labels_pair(labels_true, labels_pred):
     b = _labels(labels_pred, "labels_pred")
     check_same_length(a, b, "labels_true", "labels_pred")
     return a, b
+
+
+def _label_union(arrays, name: str) -> np.ndarray:
+    """Sorted distinct labels of several label arrays, exactly: int64, or uint64 when a value
+    is at or above 2**63 (then no label may be negative)."""
+    parts = []
+    for x in arrays:
+        codes, values = _labels_exact(x, name)
+        parts.append(codes if values is None else values)
+    if any(p.dtype == np.uint64 for p in parts):
+        if any(p.dtype != np.uint64 and p.size and p.min() < 0 for p in parts):
+            raise ValueError(f"{name}: expected labels that fit one integer type (int64, or uint64 when some are "
+                             f">= 2**63), got negative labels and labels >= 2**63")
+        parts = [p.astype(np.uint64) for p in parts]
+        return np.unique(np.concatenate(parts))
+    return np.unique(np.concatenate([p.astype(np.int64, copy=False) for p in parts]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,14 +119,22 @@ def contingency_matrix(labels_true, labels_pred, *, sparse: bool = False):
         sparse: return the table as a ``scipy.sparse.csr_array`` (for many classes and clusters).
 
     Returns:
-        tuple: ``(classes, clusters, table)``: the sorted distinct labels of each side (int64)
-        and the int64 table of shape (n_classes, n_clusters).
+        tuple: ``(classes, clusters, table)``: the sorted distinct labels of each side (int64;
+        uint64 for a side holding labels at or above 2**63) and the int64 table of shape
+        (n_classes, n_clusters).
 
     Raises:
         ValueError: the dense table would exceed 2**31 cells (use ``sparse=True``).
     """
-    a, b = _labels_pair(labels_true, labels_pred)
+    a, a_values = _labels_exact(labels_true, "labels_true")
+    b, b_values = _labels_exact(labels_pred, "labels_pred")
+    check_same_length(a, b, "labels_true", "labels_pred")
     classes, clusters, (rows, cols, counts) = _core.contingency_cells(a, b)
+    # Factorised uint64 labels: the engine saw their codes (same order), map back to the values.
+    if a_values is not None:
+        classes = a_values[classes]
+    if b_values is not None:
+        clusters = b_values[clusters]
     shape = (len(classes), len(clusters))
     if sparse:
         import scipy.sparse as sp
@@ -160,15 +202,15 @@ def sum_contingency(parts):
     for i, p in enumerate(parts):
         if not (isinstance(p, (tuple, list)) and len(p) == 3):
             raise TypeError(f"parts: expected (classes, clusters, table) triples, got {_describe(p)} at position {i}")
-    classes = np.unique(np.concatenate([_labels(p[0], "classes") for p in parts]))
-    clusters = np.unique(np.concatenate([_labels(p[1], "clusters") for p in parts]))
+    classes = _label_union([p[0] for p in parts], "classes")
+    clusters = _label_union([p[1] for p in parts], "clusters")
     total = np.zeros((len(classes), len(clusters)), dtype=np.int64)
     for cl, cu, t in parts:
         t = np.asarray(t)
         if t.shape != (len(cl), len(cu)):
             raise ValueError(f"parts: expected a table of shape ({len(cl)}, {len(cu)}), got {t.shape}")
-        ri = np.searchsorted(classes, np.asarray(cl))
-        ci = np.searchsorted(clusters, np.asarray(cu))
+        ri = np.searchsorted(classes, np.asarray(cl).astype(classes.dtype))
+        ci = np.searchsorted(clusters, np.asarray(cu).astype(clusters.dtype))
         total[np.ix_(ri, ci)] += _counts(t, "parts")
     return classes, clusters, total
 
@@ -177,17 +219,17 @@ def sum_contingency(parts):
 # All scores at once
 
 
-def _matching(raw: dict, *, strict: bool) -> tuple[float, float]:
+def _matching(raw: _core.Scores, *, strict: bool) -> tuple[float, float]:
     """Hungarian-matched accuracy and macro F1 from the engine's decomposition of the table."""
-    n, n_classes = raw["n_samples"], raw["n_classes"]
+    n, n_classes, m = raw.n_samples, raw.n_classes, raw.matching
     if n == 0:
         return 1.0, 1.0
     from scipy.optimize import linear_sum_assignment
 
-    total_count = int(raw["_match_trivial_count"])
-    total_f1 = float(raw["_match_trivial_f1"])
-    comp, rows, cols, counts = raw["_match_comp"], raw["_match_rows"], raw["_match_cols"], raw["_match_counts"]
-    row_sums, col_sums = raw["_row_sums"], raw["_col_sums"]
+    total_count = int(m.trivial_count)
+    total_f1 = float(m.trivial_f1)
+    comp, rows, cols, counts = m.comp, m.rows, m.cols, m.counts
+    row_sums, col_sums = m.row_sums, m.col_sums
     if len(comp):
         bounds = np.concatenate([[0], np.flatnonzero(np.diff(comp)) + 1, [len(comp)]])
         for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -210,20 +252,20 @@ def _matching(raw: dict, *, strict: bool) -> tuple[float, float]:
     return total_count / n, total_f1 / n_classes
 
 
-def _finish(raw: dict, matched: bool, *, strict: bool = False) -> dict:
+def _finish(raw: _core.Scores, matched: bool, *, strict: bool = False) -> dict:
     out = {
-        "nmi": raw["nmi_arithmetic"],
-        "nmi_geometric": raw["nmi_geometric"],
-        "nmi_min": raw["nmi_min"],
-        "nmi_max": raw["nmi_max"],
-        "ami": raw["ami_arithmetic"],
-        "ari": raw["ari"],
-        "homogeneity": raw["homogeneity"],
-        "completeness": raw["completeness"],
-        "v_measure": raw["v_measure"],
-        "pair_precision": raw["pair_precision"],
-        "pair_recall": raw["pair_recall"],
-        "pair_f1": raw["pair_f1"],
+        "nmi": raw.nmi_arithmetic,
+        "nmi_geometric": raw.nmi_geometric,
+        "nmi_min": raw.nmi_min,
+        "nmi_max": raw.nmi_max,
+        "ami": raw.ami_arithmetic,
+        "ari": raw.ari,
+        "homogeneity": raw.homogeneity,
+        "completeness": raw.completeness,
+        "v_measure": raw.v_measure,
+        "pair_precision": raw.pair_precision,
+        "pair_recall": raw.pair_recall,
+        "pair_f1": raw.pair_f1,
     }
     if matched:
         out["matched_accuracy"], out["matched_f1"] = _matching(raw, strict=strict)
@@ -315,7 +357,7 @@ def adjusted_mutual_info_score(labels_true, labels_pred, *, average_method: str 
 
 def _score(labels_true, labels_pred, key: str) -> float:
     a, b = _labels_pair(labels_true, labels_pred)
-    return float(_core.clustering_scores(a, b, False, False)[key])
+    return float(getattr(_core.clustering_scores(a, b, False, False), key))
 
 
 def adjusted_rand_score(labels_true, labels_pred) -> float:
@@ -343,7 +385,7 @@ def homogeneity_completeness_v_measure(labels_true, labels_pred) -> tuple[float,
     """
     a, b = _labels_pair(labels_true, labels_pred)
     raw = _core.clustering_scores(a, b, False, False)
-    return float(raw["homogeneity"]), float(raw["completeness"]), float(raw["v_measure"])
+    return float(raw.homogeneity), float(raw.completeness), float(raw.v_measure)
 
 
 def homogeneity_score(labels_true, labels_pred) -> float:
@@ -403,7 +445,7 @@ def pair_precision_recall_f1(labels_true, labels_pred) -> tuple[float, float, fl
     """
     a, b = _labels_pair(labels_true, labels_pred)
     raw = _core.clustering_scores(a, b, False, False)
-    return float(raw["pair_precision"]), float(raw["pair_recall"]), float(raw["pair_f1"])
+    return float(raw.pair_precision), float(raw.pair_recall), float(raw.pair_f1)
 
 
 def pair_f1_score(labels_true, labels_pred) -> float:

@@ -15,7 +15,7 @@ import numpy as np
 from .._validation import _describe, check_labels, check_positive_int
 from .neighbors import _METRICS, as_features, kneighbors
 
-__all__ = ["knn_mia", "knn_mia_features"]
+__all__ = ["knn_mia", "knn_mia_attack", "knn_mia_features", "knn_mia_features_from_neighbors"]
 
 #: Column names of ``knn_mia_features``.
 FEATURE_NAMES = ("d_train", "d_heldout", "ratio", "label_agreement")
@@ -45,19 +45,45 @@ def _search(queries, bank, k, metric, exclude, names):
         raise
 
 
+def knn_mia_features_from_neighbors(d_train, d_heldout, k: int, *, train_neighbor_labels=None,
+                                    query_labels=None) -> np.ndarray:
+    """``knn_mia_features`` from neighbour lists already found (e.g. shard by shard).
+
+    Args:
+        d_train: (m, >= k) distances of each query to its nearest training-bank rows, ascending.
+        d_heldout: (m, >= k) distances to its nearest held-out-bank rows, ascending.
+        k: the neighbour whose distance is the feature (column ``k - 1``); the label agreement
+            is over the first k training neighbours.
+        train_neighbor_labels: (m, >= k) labels of those training neighbours (with ``query_labels``).
+        query_labels: (m,) labels of the queries.
+
+    Returns:
+        numpy.ndarray: (m, 4) float64, the columns of ``knn_mia_features``.
+    """
+    d_tr, d_ho = np.asarray(d_train), np.asarray(d_heldout)
+    if d_tr.ndim != 2 or d_ho.ndim != 2 or len(d_tr) != len(d_ho):
+        raise ValueError(f"d_heldout: expected a 2-D array with the rows of d_train {d_tr.shape}, got {d_ho.shape}")
+    if d_tr.shape[1] < k or d_ho.shape[1] < k:
+        raise ValueError(f"k: expected at most the neighbours given ({min(d_tr.shape[1], d_ho.shape[1])}), got {k}")
+    out = np.empty((len(d_tr), 4), dtype=np.float64)
+    out[:, 0] = d_tr[:, k - 1]
+    out[:, 1] = d_ho[:, k - 1]
+    out[:, 2] = _ratio(out[:, 0], out[:, 1])
+    if query_labels is None or train_neighbor_labels is None:
+        out[:, 3] = np.nan
+    else:
+        lab = np.asarray(train_neighbor_labels)[:, :k]
+        out[:, 3] = (lab == np.asarray(query_labels)[:, None]).mean(axis=1)
+    return out
+
+
 def _features(queries, train_bank, heldout_bank, k, query_labels, train_labels, metric,
               exclude_train=None, exclude_heldout=None, names=("queries", "train_bank", "heldout_bank")) -> np.ndarray:
     d_tr, i_tr = _search(queries, train_bank, k, metric, exclude_train, (names[0], names[1]))
     d_ho, _ = _search(queries, heldout_bank, k, metric, exclude_heldout, (names[0], names[2]))
-    out = np.empty((len(d_tr), 4), dtype=np.float64)
-    out[:, 0] = d_tr[:, -1]
-    out[:, 1] = d_ho[:, -1]
-    out[:, 2] = _ratio(out[:, 0], out[:, 1])
-    if query_labels is None:
-        out[:, 3] = np.nan
-    else:
-        out[:, 3] = (train_labels[i_tr] == query_labels[:, None]).mean(axis=1)
-    return out
+    return knn_mia_features_from_neighbors(
+        d_tr, d_ho, k, train_neighbor_labels=None if query_labels is None else train_labels[i_tr],
+        query_labels=query_labels)
 
 
 def _label_pair(query_labels, train_labels, n_queries: int, n_train: int, q_name: str, t_name: str):
@@ -173,15 +199,9 @@ def knn_mia(forget, retain, test, *, k: int = 5, forget_labels=None, retain_labe
     Returns:
         dict: ``knn_mia`` (fraction of forget samples predicted non-member: higher looks more
         forgotten; compare with the gold model's value), ``forget_member_rate`` (1 - that),
-        ``attack_auc`` and ``attack_accuracy`` (on the held-out examples; 0.5 = chance),
-        ``n_members``, ``n_nonmembers`` (examples per class), ``n_forget``.
+        ``knn_attack_auc`` and ``attack_accuracy`` (on the held-out examples; 0.5 = chance),
+        ``n_members``, ``n_nonmembers`` (examples per class), ``n_forget`` (``knn_mia_attack``).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     if metric not in _METRICS:
         raise ValueError(f"metric: expected one of {sorted(_METRICS)!r}, got {metric!r}")
     k = check_positive_int(k, "k")
@@ -206,7 +226,8 @@ def knn_mia(forget, retain, test, *, k: int = 5, forget_labels=None, retain_labe
         raise ValueError(f"{missing}: expected labels for forget, retain and test (or none), got None")
     use_labels = forget_labels is not None
     if use_labels:
-        fl, rl, tl = (check_labels(v, name) for v, name in zip(labels, ("forget_labels", "retain_labels", "test_labels")))
+        names = ("forget_labels", "retain_labels", "test_labels")
+        fl, rl, tl = (check_labels(v, name) for v, name in zip(labels, names))
         for name, lab, a in (("forget_labels", fl, f), ("retain_labels", rl, r), ("test_labels", tl, t)):
             if len(lab) != len(a):
                 raise ValueError(f"{name}: expected one label per row ({len(a)}), got length {len(lab)}")
@@ -225,25 +246,61 @@ def knn_mia(forget, retain, test, *, k: int = 5, forget_labels=None, retain_labe
                         names=("retain", "retain", "test"))
     feats_n = _features(t[non], r, t, k, None if tl is None else tl[non], rl, metric, exclude_heldout=non,
                         names=("test", "retain", "test"))
+    return knn_mia_attack(feats_m, feats_n, feats_f, use_labels=use_labels, seed=seed, test_size=test_size)
 
-    x = _transform(np.concatenate([feats_m, feats_n]), use_labels)
-    y = np.concatenate([np.ones(n_ex), np.zeros(n_ex)])
+
+def knn_mia_attack(members, nonmembers, targets, *, use_labels: bool = True, seed: int = 0,
+                   test_size: float = 0.3) -> dict:
+    """The attack of ``knn_mia`` on features already computed (``knn_mia_features`` or
+    ``knn_mia_features_from_neighbors``).
+
+    A logistic regression on standardised log-distances, log-ratio and (``use_labels``) label
+    agreement is trained on a stratified ``1 - test_size`` split of members (1) vs non-members
+    (0) (``random_state=seed``), scored on the rest, and applied to the targets.
+
+    Args:
+        members: (n_m, 4) features of known members (retain queries).
+        nonmembers: (n_n, 4) features of known non-members (test queries).
+        targets: (n_f, 4) features of the forget queries.
+        use_labels: use column 3 (label agreement).
+        seed: seed of the split.
+        test_size: fraction of the examples held out to score the attack.
+
+    Returns:
+        dict: ``knn_mia`` (fraction of targets predicted non-member), ``knn_attack_auc`` and
+        ``attack_accuracy`` (on the held-out examples; 0.5 = chance), ``forget_member_rate``
+        (1 - ``knn_mia``), ``n_members``, ``n_nonmembers``, ``n_forget``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    members, nonmembers, targets = (np.asarray(a, dtype=np.float64) for a in (members, nonmembers, targets))
+    for name, a in (("members", members), ("nonmembers", nonmembers), ("targets", targets)):
+        if a.ndim != 2 or a.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(f"{name}: expected an (n, {len(FEATURE_NAMES)}) feature array, got {_describe(a)}")
+    x = _transform(np.concatenate([members, nonmembers]), use_labels)
+    y = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
     try:
         x_tr, x_ho, y_tr, y_ho = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
     except ValueError as exc:
-        raise ValueError(f"test_size: expected a split leaving both classes on both sides of {2 * n_ex} "
+        raise ValueError(f"test_size: expected a split leaving both classes on both sides of {len(y)} "
                          f"examples, got {test_size!r} ({exc})") from None
+    if len(np.unique(y_ho)) < 2 or len(np.unique(y_tr)) < 2:
+        raise ValueError(f"test_size: expected a split leaving both classes on both sides of {len(y)} "
+                         f"examples, got {test_size!r}")
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_tr, y_tr)
     auc = float(roc_auc_score(y_ho, model.predict_proba(x_ho)[:, 1]))
     acc = float((model.predict(x_ho) == y_ho).mean())
-    member_rate = float(model.predict(_transform(feats_f, use_labels)).mean())
+    member_rate = float(model.predict(_transform(targets, use_labels)).mean())
     return {
         "knn_mia": 1.0 - member_rate,
-        "forget_member_rate": member_rate,
-        "attack_auc": auc,
+        "knn_attack_auc": auc,
         "attack_accuracy": acc,
-        "n_members": int(n_ex),
-        "n_nonmembers": int(n_ex),
-        "n_forget": int(len(f)),
+        "forget_member_rate": member_rate,
+        "n_members": int(len(members)),
+        "n_nonmembers": int(len(nonmembers)),
+        "n_forget": int(len(targets)),
     }
-

@@ -77,7 +77,8 @@ def search_method(problem: TuningProblem, method: str, *, trials: int, out_dir: 
         tuner = tune.Tuner(
             trainable, param_space=ray_space(method),
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
-                                        num_samples=trials, max_concurrent_trials=max_concurrent),
+                                        num_samples=trials, max_concurrent_trials=max_concurrent,
+                                        reuse_actors=True),  # no new process (torch import) per trial
             run_config=tune.RunConfig(name=method, storage_path=str(storage), verbose=0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
