@@ -67,6 +67,13 @@ bench: setup fashion-data
 	$(BIN)/python -m pip install -q -r $(VENV)/requirements-bench.txt
 	$(BIN)/python benchmarks/run_all.py
 
+# The GPU check (scripts/gpu_check.py, under 8 minutes on one GPU): compiled kernels against the torch
+# path, the Sinkhorn/covariance table (GeomLoss and flash-sinkhorn when pip can install them), a
+# ResNet-18 bench. The first thing to run when a GPU is lent; `--dry-run` checks it on a CPU.
+gpu-check: setup fashion-data
+	-$(BIN)/python -m pip install -q geomloss flash-sinkhorn
+	$(BIN)/python scripts/gpu_check.py
+
 # The documentation site (mkdocs-material + mkdocstrings; method and metric pages generated from the code).
 docs: setup
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --site-dir site
