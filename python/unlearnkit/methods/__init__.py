@@ -18,9 +18,15 @@ from .bad_teacher import BadTeacher
 from .ssd import SSD
 from .muda import MUDA
 from .dlfd import DLFD
+from .cf_k import CFk
+from .eu_k import EUk
+from .unsir import UNSIR
+from .fisher import FisherForgetting
+from .sisa import Sisa
 
 __all__ = ["METHODS", "Context", "FineTune", "Method", "NegGrad", "RandomLabels", "Retrain", "UnlearnData",
            "get_method", "register"]
 __all__ += ["BadTeacher", "BoundaryShrink", "L1Sparse", "NegGradPlus", "SSD", "SalUn", "Scrub"]
 __all__ += ["TMU"]
 __all__ += ["DLFD", "MUDA"]
+__all__ += ["CFk", "EUk", "FisherForgetting", "Sisa", "UNSIR"]
