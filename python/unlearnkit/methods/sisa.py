@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import categorical, check_choice, check_positive_int, integers, param
+from .._validation import categorical, check_choice, check_positive_int, integers, log_uniform, param
 from ..training import TrainConfig, fit
 from .base import Method, register
 
@@ -296,7 +296,7 @@ class SisaParams:
     slices: int = param(4, ge=1, space=integers(1, 8))
     epochs: int = param(30, ge=0)
     batch_size: int = param(64, ge=1)
-    lr: float = param(0.05, gt=0)
+    lr: float = param(0.05, gt=0, space=log_uniform(1e-3, 0.5))
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
     aggregation: str = param("mean", choices=("mean", "vote"))
