@@ -9,7 +9,6 @@ started again with the same arguments resumes after its last finished unit.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import platform
 import time
@@ -19,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .. import __version__, io
+from .. import __version__
 from ..checkpoints import cache_key, cached_train, default_cache_dir
 from ..data import group_classes, load_dataset, make_split
 from ..data.forget import UnlearningSplit
@@ -27,8 +26,10 @@ from ..methods import get_method
 from ..models import build_model
 from ..progress import ProgressBars
 from ..training import TrainConfig, extract_features, fit
+from .config import validate
 from .evaluate import add_closed, add_gaps, evaluate_model
 from .recipes import dataset_recipe, method_recipe
+from .units import prepare_out, read_unit, write_unit
 
 DEFAULT_METHODS = ("finetune", "neggrad", "random_labels")
 
@@ -137,9 +138,9 @@ def plot_features(model, split: UnlearningSplit, seed: int, n_forget: int = 500,
 def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | pathlib.Path | None = None,
         progress: bool = True, recipes: str | None = None) -> dict:
     """Runs the comparison and returns ``{"meta": ..., "rows": [...]}`` (also written as units)."""
-    out_dir = pathlib.Path(out_dir)
+    validate(config, recipes)  # seeds, methods, --set overrides, scenario range, device: before any work
+    out_dir = prepare_out(out_dir)  # refuses "" (the current folder); creates out_dir/units
     units_dir = out_dir / "units"
-    units_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
     recipe = dataset_recipe(config.dataset, recipes)
     train_cfg = TrainConfig(**recipe["train"])
@@ -175,8 +176,9 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
             unit_key = cache_key(split=split.fingerprint(), original=o_meta["key"], gold=g_meta["key"],
                                  method=name, hparams=hparams, seed=seed)
             unit_path = units_dir / f"seed{seed}-{name}-{unit_key}.json"
-            if unit_path.exists():
-                rows.append(json.loads(unit_path.read_text()))
+            done = read_unit(unit_path)  # None: never written, or unreadable (warned, computed again)
+            if done is not None:
+                rows.append(done)
                 continue
             if method_name is None:
                 model, seconds = (original, o_meta["seconds"]) if name == "original" else (gold, retrain_s)
@@ -207,10 +209,9 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
             arrays = {k.lstrip("_"): row.pop(k) for k in [k for k in row if k.startswith("_")]}
             if seed == config.seeds[0]:  # what the plots need: losses and a feature sample
                 arrays["features"], arrays["is_forget"], arrays["labels"] = plot_features(model, split, seed)
-            np.savez_compressed(unit_path.with_suffix(".npz"), **arrays)
             row.update(model=name, seed=seed, scenario=config.scenario, seconds=seconds, unit=unit_path.stem,
                        rte=seconds / retrain_s, hparams=hparams, n_forget=len(split.forget_idx))
-            io.write_json(unit_path, row)
+            write_unit(unit_path, row, arrays)  # .npz then .json, each atomically
             rows.append(row)
         add_closed(rows[seed_start:])  # needs this seed's original and gold rows, so after its units
     bars.close()
