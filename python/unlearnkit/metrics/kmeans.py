@@ -2,7 +2,8 @@
 
 Layer: metrics. Invariants: centroid sums and inertia are accumulated in float64; the inertia
 is the exact sum of squared distances to the returned centroids; a seed gives the same result
-on any number of threads (engine) and on the same device (torch).
+on any number of threads (engine) and on a CPU (torch; on CUDA the float64 sums use atomics,
+whose order can change their last bits).
 """
 
 from __future__ import annotations

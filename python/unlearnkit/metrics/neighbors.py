@@ -327,12 +327,19 @@ def _transformed(q, b, metric: str):
     safe = (2.0**-30, 2.0**30) if dt == torch.float32 else (2.0**-250, 2.0**250)
 
     def unit(x):
-        y = x.double()
-        top = y.abs().amax(dim=1, keepdim=True)
-        y = y / torch.where(top > 0, top, torch.ones_like(top))
-        nrm = y.norm(dim=1, keepdim=True)
-        y = y / torch.where(nrm > 0, nrm, torch.ones_like(nrm))
-        return y.to(dt), (nrm[:, 0] > 0).double()
+        out = torch.empty_like(x)
+        flag = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+        for r0 in range(0, x.shape[0], _STAT_ROWS):  # float64 work in blocks, not a copy of the bank
+            y = x[r0:r0 + _STAT_ROWS].double()
+            top = y.abs().amax(dim=1, keepdim=True)
+            y = y / torch.where(top > 0, top, torch.ones_like(top))
+            nrm = y.norm(dim=1, keepdim=True)
+            out[r0:r0 + _STAT_ROWS] = (y / torch.where(nrm > 0, nrm, torch.ones_like(nrm))).to(dt)
+            flag[r0:r0 + _STAT_ROWS] = (nrm[:, 0] > 0).double()
+        return out, flag
+
+    def sq_norms(x):
+        return torch.cat([x[r0:r0 + _STAT_ROWS].double().pow(2).sum(1) for r0 in range(0, x.shape[0], _STAT_ROWS)])
 
     if metric == "cosine":
         (qt, qn), (bt, bn) = unit(q), unit(b)
@@ -350,9 +357,7 @@ def _transformed(q, b, metric: str):
         else:
             s = _pow2_scale(top)
             qt, bt = q * s, b * s
-    qn = qt.double().pow(2).sum(1)
-    bn = bt.double().pow(2).sum(1)
-    return qt, qn, bt, bn
+    return qt, sq_norms(qt), bt, sq_norms(bt)
 
 
 def exact_distances(q, b, metric: str):
