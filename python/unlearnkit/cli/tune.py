@@ -23,7 +23,7 @@ def cmd_tune(args) -> int:
                         max_rte=args.max_rte, num_cpus=args.num_cpus, cpus_per_trial=args.cpus_per_trial,
                         ray_address=args.ray_address, cache_dir=args.cache_dir,
                         recipes=str(args.recipes) if args.recipes else None, asha=not args.no_asha,
-                        progress=not args.quiet)
+                        progress=not args.quiet, retrain_time=args.retrain_time)
     for m, b in result["best"].items():
         print(f"{m}: " + (f"best mean closed {b['objective']:.3f} at {b['rte']:.3f} x retraining, {b['params']}"
                           if b else "no feasible trial: hand-made recipe kept"))
@@ -46,6 +46,9 @@ def add_parser(sub) -> None:
     t.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     t.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs and torch threads per trial")
     t.add_argument("--ray-address", help="connect to a Ray cluster instead of starting a local one")
+    t.add_argument("--retrain-time", choices=("measure", "cache"), default="measure",
+                   help="the budget's unit: retraining time measured now (one epoch x epochs, a trial's threads) "
+                        "or the cached gold model's recorded time")
     t.add_argument("--no-asha", action="store_true", help="run every trial to the end (no early stopping)")
     add_common(t)
     t.set_defaults(func=cmd_tune)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .. import metrics as M
+from .._validation import check_choice
 from ..bench.recipes import dataset_recipe, method_recipe
 from ..bench.runner import _train_reference, parse_scenario
 from ..checkpoints import default_cache_dir
@@ -41,7 +42,7 @@ from ..methods import get_method
 from ..metrics.membership import confidence, membership_attack
 from ..models import build_model
 from ..progress import ProgressBars, StepEvent
-from ..training import TrainConfig, predict
+from ..training import TrainConfig, fit, predict
 from .space import to_hparams
 
 #: Seeds the bench reports (``unlearnkit bench --seeds N`` runs 0..N-1): never a tuning seed.
@@ -81,8 +82,10 @@ class TuningProblem:
 
     ``data.x_test`` holds NaN in every row of ``test_idx`` (the reported test part): the tripwire.
     ``original_state`` is the original model's state dict; ``gold`` and ``original`` are their
-    validation metrics (:func:`evaluate_val`); ``retrain_seconds`` is how long the gold model took
-    to train (the unit of the time budget); ``recipes`` the hand-made recipe per method.
+    validation metrics (:func:`evaluate_val`); ``retrain_seconds`` is the unit of the time budget:
+    how long retraining takes now, with a trial's threads (one epoch on the retain set, timed, x the
+    recipe's epochs; ``cached_retrain_seconds`` is what the gold model's training took when it was
+    cached, perhaps on another machine or under another load); ``recipes`` the hand-made recipe per method.
     """
 
     dataset: str
@@ -103,6 +106,7 @@ class TuningProblem:
     gold: dict = field(default_factory=dict)
     recipes: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+    cached_retrain_seconds: float = float("nan")
 
     def build_original(self) -> torch.nn.Module:
         model = build_model(self.model_name, self.data, **self.model_kwargs)
@@ -150,7 +154,8 @@ def _split(data: ImageDataset, scenario: dict, seed: int, val_fraction: float, h
 
 def prepare(dataset: str, scenario: str, methods, *, seed: int = DEFAULT_SEED, max_rte: float = DEFAULT_MAX_RTE,
             cache_dir=None, recipes: str | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
-            data: ImageDataset | None = None, device: str = "cpu", progress: bool = False) -> TuningProblem:
+            data: ImageDataset | None = None, device: str = "cpu", progress: bool = False,
+            threads: int = 1, retrain_time: str = "measure") -> TuningProblem:
     """Builds the tuning problem of ``methods`` on ``dataset``/``scenario``: the tuning seed's split,
     its original and gold models (trained once; cached in ``cache_dir``), their validation metrics.
 
@@ -161,6 +166,10 @@ def prepare(dataset: str, scenario: str, methods, *, seed: int = DEFAULT_SEED, m
         recipes: a recipes TOML file (default: the shipped one): the training recipe and the
             hand-made method recipes the search starts from.
         data: the dataset itself (default: ``load_dataset(dataset)``), e.g. for tests.
+        threads: torch threads of a trial (the retraining time is measured with as many).
+        retrain_time: ``"measure"`` (time one epoch of retraining now, with ``threads``, x the
+            recipe's epochs: the budget then reflects this machine and its load) or ``"cache"``
+            (the cached gold model's recorded training time, as the bench's rte uses).
     """
     seed = check_tuning_seed(seed)
     if isinstance(max_rte, bool) or not isinstance(max_rte, (int, float)) or not 0 < max_rte:
@@ -174,6 +183,7 @@ def prepare(dataset: str, scenario: str, methods, *, seed: int = DEFAULT_SEED, m
         data = group_classes(data)
     needs_heldout = any(get_method(m).needs_heldout for m in methods)
     split, val_idx, test_idx, heldout_idx = _split(data, sc, seed, val_fraction, 0.2 if needs_heldout else 0.0)
+    check_choice(retrain_time, "retrain_time", ("measure", "cache"))
     cache_dir = cache_dir or default_cache_dir()
     bars = ProgressBars(disable=not progress)
     ref = (recipe["model"], recipe.get("model_kwargs", {}), train_cfg, seed, cache_dir, device, bars)
@@ -192,12 +202,32 @@ def prepare(dataset: str, scenario: str, methods, *, seed: int = DEFAULT_SEED, m
         test_idx=test_idx, heldout_idx=heldout_idx, model_name=recipe["model"],
         model_kwargs=dict(recipe.get("model_kwargs", {})),
         original_state={k: v.detach().cpu().clone() for k, v in original.state_dict().items()},
-        retrain_seconds=float(g_meta["seconds"]), train=train_cfg.to_dict(),
+        retrain_seconds=float(g_meta["seconds"]), cached_retrain_seconds=float(g_meta["seconds"]),
+        train=train_cfg.to_dict(),
         recipes={m: method_recipe(dataset, m, recipes, scenario) for m in methods})
     problem.check_isolation()
+    if retrain_time == "measure":
+        problem.retrain_seconds = measure_retrain_seconds(problem, train_cfg, threads)
     problem.original = evaluate_val(original, problem)
     problem.gold = evaluate_val(gold, problem)
     return problem
+
+
+def measure_retrain_seconds(problem: TuningProblem, train_cfg: TrainConfig, threads: int) -> float:
+    """Seconds one retraining would take now: one epoch of ``train_cfg`` on the retain set (a fresh
+    model, ``threads`` torch threads), timed, x ``train_cfg.epochs``."""
+    one = TrainConfig(**{**train_cfg.to_dict(), "epochs": 1})
+    torch.manual_seed(problem.seed)
+    model = build_model(problem.model_name, problem.data, **problem.model_kwargs)
+    x, y = problem.part("retain")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        fit(model, x, y, one, seed=problem.seed)
+        return (time.perf_counter() - t0) * max(train_cfg.epochs, 1)
+    finally:
+        torch.set_num_threads(before)
 
 
 def evaluate_val(model: torch.nn.Module, problem: TuningProblem) -> dict:

@@ -148,7 +148,8 @@ def report_markdown(rows: list[dict], best: dict[str, dict | None], starts: dict
     lines = [f"# unlearnkit tune: {meta['dataset']}, {meta['scenario']}", "",
              f"Tuning seed {meta['seed']} (never reported), objective = mean closed over UA, RA, TA, MIA on the "
              f"validation part of the test split, against that seed's gold model; trials over "
-             f"{meta['max_rte']:g} x retraining time ({meta['retrain_seconds']:.1f} s) are infeasible. "
+             f"{meta['max_rte']:g} x retraining time ({meta['retrain_seconds']:.1f} s: one epoch timed now x the "
+             f"recipe's epochs; the cached gold model took {meta['cached_retrain_seconds']:.1f} s) are infeasible. "
              f"{meta['trials']} trials per method, Optuna TPE on Ray Tune"
              f"{', ASHA on per-epoch progress' if meta.get('asha') else ''}; "
              f"{meta['cpus']} CPU(s), {meta['cpus_per_trial']} per trial; search wall time {meta['wall_s']:.1f} s.", "",
