@@ -184,3 +184,60 @@ def test_recipes_exist_and_are_valid():
             assert recipe, (dataset, name)
             p = cls(**recipe).params
             assert dataclasses.is_dataclass(p)
+
+
+# --- issue 12: MUDA's forget loss and probe curves, DLFD on validation data ---------------------------
+
+@pytest.mark.parametrize("forget_loss", ["neg_ce", "none"])
+def test_muda_forget_phase_loss_is_what_forget_loss_says(forget_loss):
+    split, original, _ = digits_models()
+    m = MUDA(epochs=1, forget_loss=forget_loss, ce_cap=1.5, lambda_da=2.0, probe_every=4, probe_samples=100)
+    m.unlearn(original, split.forget, split.retain, test=split.val, seed=0)
+    forget = [e.logs for e in m.last_history if e.phase == "forget"]
+    assert forget
+    for lg in forget:  # the logged parts, recombined by hand
+        expected = 2.0 * (1.0 - lg["da"]) - (min(lg["ce"], 1.5) if forget_loss == "neg_ce" else 0.0)
+        assert lg["loss"] == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ValueError, match="forget_loss"):
+        MUDA(forget_loss="ce")
+
+
+def test_muda_logs_probe_curves_on_a_schedule():
+    split, original, _ = digits_models()
+    m = MUDA(epochs=1, probe_every=3, probe_samples=200, recover_ratio=2)
+    m.unlearn(original, split.forget, split.retain, test=split.val, seed=0)
+    h = m.last_history
+    n_f = sum(e.phase == "forget" for e in h)
+    n_r = sum(e.phase == "recover" for e in h)
+    probes = [e.logs for e in h if e.phase == "probe"]
+    assert len(probes) == 2 + n_f // 3 + n_r // 3  # start, end, and every third step of each phase
+    assert probes[0]["after"] == "start" and probes[-1]["after"] == "end"
+    assert all(0.0 <= p["lp_retain"] <= 1.0 and 0.0 <= p["lp_forget"] <= 1.0 for p in probes)
+    # on the original (memorised) digits model a probe on retain features separates the classes
+    assert probes[0]["lp_retain"] > 0.85 and probes[0]["lp_forget"] > 0.85
+    off = MUDA(epochs=1, probe_every=0)
+    off.unlearn(original, split.forget, split.retain, seed=0)
+    assert not [e for e in off.last_history if e.phase == "probe"]
+
+
+def test_dlfd_needs_validation_data_and_warns_when_the_attack_is_at_chance():
+    split, original, _ = digits_models()
+    with pytest.raises(ValueError, match="test: DLFD needs unseen validation samples"):
+        DLFD(epochs=0).unlearn(original, split.forget, split.retain)
+    # forget_threshold 0.5: no score reaches it, so the switch would never synthesise
+    with pytest.warns(UserWarning, match="forget_threshold"):
+        DLFD(epochs=0, forget_threshold=0.5).unlearn(original, split.forget, split.retain, test=split.val)
+
+
+def test_runner_warns_once_for_scenarios_a_paper_did_not_target():
+    import warnings
+
+    from unlearnkit.bench.runner import warn_untargeted
+
+    assert DLFD.targets == ("random",) and METHODS["tmu"].targets == ("random",)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        warn_untargeted(("dlfd", "finetune", "dlfd", "tmu"), "class")
+        warn_untargeted(("dlfd", "tmu"), "random")
+    msgs = [str(x.message) for x in w]
+    assert len(msgs) == 2 and msgs[0].startswith("dlfd: its paper targets random") and msgs[1].startswith("tmu:")

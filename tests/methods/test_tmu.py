@@ -347,3 +347,37 @@ def test_logs_each_phase_and_keeps_the_original():
     split_log = next(e.logs for e in events if e.phase == "split")
     assert split_log["forget_hard"] == int(method.last_details["forget_hard"].sum())
     assert out is not original
+
+
+def test_twin_is_fine_tuned_until_it_memorises_its_twin_set_as_the_original_memorises_d_f():
+    """The stop rule: the first epoch where M_t's accuracy on D_twin reaches M_o's on D_f (minus the
+    tolerance); the target is M_o's forget accuracy, recomputed here from its predictions."""
+    split, original, _ = digits_models()
+    split = make_split(split.data, forget="random", fraction=0.1, seed=0, heldout_fraction=0.2)
+    xf, yf = split.forget.tensors
+    target = float((predict(original, xf).argmax(1) == yf).float().mean())
+    m = TMU(twin_epochs=6, twin_lr=0.05, curriculum_epochs=1, predictor_epochs=2, epochs=0, features=("af",))
+    m.unlearn(original, split.forget, split.retain, heldout=split.heldout)
+    checks = [e.logs for e in m.last_history if e.phase == "twin_check"]
+    assert checks[0]["orig_acc_forget"] == pytest.approx(target)
+    accs = [c["twin_acc_twin"] for c in checks]
+    tc = m.last_details["twin_check"]
+    assert tc["epochs"] == len(accs) - 1 and tc["twin_acc_twin"] == accs[-1]
+    assert all(a < target - 0.01 for a in accs[:-1])  # it did not stop early...
+    assert accs[-1] >= target - 0.01 or tc["epochs"] == 6  # ...nor late
+    assert len(accs) == 1 or accs[-1] > accs[0]  # fine-tuning on D_twin raised the twin's accuracy on it
+    # twin_match off: all epochs run
+    m2 = TMU(twin_epochs=2, twin_match=False, curriculum_epochs=1, predictor_epochs=2, epochs=0, features=("af",))
+    m2.unlearn(original, split.forget, split.retain, heldout=split.heldout)
+    assert m2.last_details["twin_check"]["epochs"] == 2
+
+
+def test_easy_hard_deltas_by_hand():
+    from unlearnkit.bench.evaluate import easy_hard_deltas
+
+    y = np.array([0, 1, 2, 0])
+    gold = np.eye(3)[[0, 1, 0, 1]]  # gold right on samples 0, 1 (easy), wrong on 2, 3 (hard)
+    mine = np.eye(3)[[0, 2, 2, 1]]  # right on 0 (easy) and 2 (hard)
+    d = easy_hard_deltas(mine, gold, y)
+    assert d == {"delta_easy": 0.5, "delta_hard": 0.5, "hard_fraction": 0.5}
+    assert easy_hard_deltas(mine, np.eye(3)[y], y)["delta_hard"] is None

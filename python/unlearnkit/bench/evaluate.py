@@ -80,6 +80,7 @@ def evaluate_model(model: torch.nn.Module, split: UnlearningSplit, *, seed: int 
         if na:
             out["na"] = na
     out["_probs_forget"] = probs["forget"]
+    out["_y_forget"] = labels["forget"]
     out["_loss_forget"] = M.loss(probs["forget"], labels["forget"])
     out["_loss_test"] = M.loss(probs["test"], labels["test"])
     return out
@@ -127,6 +128,19 @@ def feature_metrics(feats: dict, num_classes: int, *, seed: int = 0) -> dict:
     return out
 
 
+def easy_hard_deltas(probs: np.ndarray, gold_probs: np.ndarray, y: np.ndarray) -> dict:
+    """TMU's Delta split by easy and hard forget samples: easy = those the gold model classifies
+    correctly (they generalise), hard = the rest (only memorisation got them right).
+    ``delta_easy`` = |acc(easy) - 1| (gold's accuracy there is 1 by definition), ``delta_hard`` =
+    acc(hard) (gold's is 0); ``hard_fraction`` = share of hard forget samples. A set that is empty
+    gives None. probs, gold_probs: (n_forget, num_classes); y: (n_forget,)."""
+    correct = np.asarray(probs).argmax(1) == y
+    easy = np.asarray(gold_probs).argmax(1) == y
+    return {"delta_easy": float(1.0 - correct[easy].mean()) if easy.any() else None,
+            "delta_hard": float(correct[~easy].mean()) if (~easy).any() else None,
+            "hard_fraction": float((~easy).mean())}
+
+
 def add_gaps(row: dict, gold: dict) -> dict:
     """Adds ``gap_<metric>`` = |row - gold| for every metric both have, ``avg_gap`` = mean gap over
     UA/RA/TA/MIA, and the distances of this model's forget-set outputs to the gold model's
@@ -136,6 +150,8 @@ def add_gaps(row: dict, gold: dict) -> dict:
             row[f"gap_{k}"] = abs(row[k] - gold[k])
     row["avg_gap"] = float(np.mean([row[f"gap_{k}"] for k in GAP_METRICS]))
     row["act_dist"] = M.activation_distance(row["_probs_forget"], gold["_probs_forget"])
+    if "_y_forget" in row and "_y_forget" in gold:
+        row.update(easy_hard_deltas(row["_probs_forget"], gold["_probs_forget"], gold["_y_forget"]))
     row["js"] = M.js_divergence(row["_probs_forget"], gold["_probs_forget"])
     return row
 

@@ -33,6 +33,7 @@ MIA = [
     ("mia_svc_m_entropy", "SVC m-entropy", 100), ("mia_svc_prob", "SVC prob", 100),
     ("mia_loss_threshold", "loss threshold", 100), ("mia_forget_vs_test", "forget-vs-test acc", 100),
     ("nomus", "NoMUS", 100), ("js", "JS to gold", 1), ("asr", "backdoor ASR", 100),
+    ("delta_easy", "Δ easy (gold right)", 100), ("delta_hard", "Δ hard (gold wrong)", 100),
 ]
 FEATURES = [
     ("da_forget", "DA forget", 100), ("da_test", "DA test", 100), ("lp_forget", "probe forget", 100),

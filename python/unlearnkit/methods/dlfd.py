@@ -5,6 +5,7 @@ for Machine Unlearning: Towards a Better Trade-off Between Model Utility and For
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,6 +206,12 @@ class DLFD(Method):
 
         best_state, best_val = None, -1.0
         fs, val = monitor(0)
+        if fs < p.forget_threshold:
+            # the switch starts in fine-tune mode: with an attack at chance the synthesis never runs
+            warnings.warn(f"forget_threshold: on the model given, the loss attack tells forget from unseen samples "
+                          f"no better than chance + {fs:.3f} (forgetting score < forget_threshold "
+                          f"{p.forget_threshold}): "
+                          "DLFD starts by plain fine-tuning and synthesises only if the score rises", stacklevel=3)
         if val is not None:
             best_state, best_val = copy.deepcopy(model.state_dict()), val
         step = 0

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform, integers, uniform
+from .._validation import categorical, param, log_uniform, integers, uniform
 from ..data.tensors import cycle_batches, iterate_batches
 from ..losses import DimensionalAlignmentLoss, SelfDistillationLoss
 from ..training import extract_features, sgd
 from ._loops import frozen_copy
 from .base import Method, register
+
+
+FORGET_LOSSES = ("neg_ce", "none")
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,11 @@ class MUDAParams:
     eigenspace keeps k directions or the fewest holding ``energy`` of the spectrum; center: use
     the covariance; refresh: forget steps between recomputations of the retain eigenspace;
     bank_size: retain samples in the feature bank the eigenspace is computed from;
-    recover_ratio: retain batches per forget batch seen in the preceding forget phase.
+    recover_ratio: retain batches per forget batch seen in the preceding forget phase;
+    forget_loss: the forget phase's class-evidence term: "neg_ce" (-min(CE, ce_cap), our reading of
+    the spec) or "none" (the DA regulariser alone, the reading that injects no wrong supervision);
+    probe_every: forget/recover steps between linear-probe checks LP(D_r), LP(D_f) logged in the
+    history (0: none); probe_samples: samples per set in each check (a fixed subsample).
     """
 
     epochs: int = param(5, ge=0, space=integers(1, 5))
@@ -47,6 +54,9 @@ class MUDAParams:
     refresh: int = param(10, ge=1)
     bank_size: int = param(2048, ge=1)
     recover_ratio: float = param(1.0, gt=0, space=log_uniform(0.5, 8.0))
+    forget_loss: str = param("neg_ce", choices=FORGET_LOSSES, space=categorical(*FORGET_LOSSES))
+    probe_every: int = param(10, ge=0)
+    probe_samples: int = param(500, ge=2)
 
 
 @register
@@ -57,7 +67,8 @@ class MUDA(Method):
     feature manifold. MUDA forgets without leaving it: for ``epochs`` rounds,
 
     * forget phase, over forget minibatches B_f:
-      L = -min(CE(f(B_f), y), ce_cap) + lambda_da * (1 - DA(Z_f; U_k)),
+      L = -min(CE(f(B_f), y), ce_cap) + lambda_da * (1 - DA(Z_f; U_k))   (``forget_loss="neg_ce"``)
+      or L = lambda_da * (1 - DA(Z_f; U_k))                             (``forget_loss="none"``),
       with U_k the top eigenvectors of a retain feature bank (``bank_size`` samples, features in
       eval mode, detached), recomputed every ``refresh`` steps: the class evidence of D_f is
       removed while its features stay in the retain subspace;
@@ -65,7 +76,11 @@ class MUDA(Method):
       L = CE + lambda_sd * T^2 KL(softmax(teacher / T) || softmax(student / T)),
       the teacher being the original model, frozen.
 
-    Logged per step: ``forget`` phase: loss, ce, da; ``recover`` phase: loss, ce, sd.
+    Logged per step: ``forget`` phase: loss, ce, da; ``recover`` phase: loss, ce, sd; every
+    ``probe_every`` steps of either phase (and before the first), phase ``probe``: lp_retain and
+    lp_forget, the accuracies of a logistic-regression probe fit on the frozen features of a fixed
+    retain subsample, on another retain subsample and on a forget subsample (the paper's stability
+    curves LP(D_r), LP(D_f)), with the phase and step they follow.
 
     Differences from the paper: its exact equations were not available; this follows the
     project's spec (``../shared/papers/muda.md``), which fixes the bounded negative CE as the
@@ -88,6 +103,16 @@ class MUDA(Method):
         recover_steps = math.ceil(p.recover_ratio * forget_steps)
         retain_batches = cycle_batches(n_r, p.batch_size, generator=ctx.generator)
         dev = ctx.device
+        probe = _Probe(data, p.probe_samples, ctx) if p.probe_every else None
+        n_probe = 0
+
+        def maybe_probe(phase, step, force=False):
+            nonlocal n_probe
+            if probe is not None and (force or step % p.probe_every == 0):
+                n_probe += 1
+                ctx.log("probe", n_probe, None, after=phase, step=step, **probe(model))
+
+        maybe_probe("start", 0, force=True)
         step_f = step_r = 0
         for epoch in range(p.epochs):
             # forget phase
@@ -98,13 +123,17 @@ class MUDA(Method):
                 z = model.features(data.x_forget[idx].to(dev))
                 ce = F.cross_entropy(model.head(z), data.y_forget[idx].to(dev))
                 l_da = da_loss(z)
-                loss = -ce.clamp(max=p.ce_cap) + p.lambda_da * l_da
+                loss = p.lambda_da * l_da
+                if p.forget_loss == "neg_ce":
+                    loss = loss - ce.clamp(max=p.ce_cap)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 step_f += 1
                 ctx.log("forget", step_f, p.epochs * forget_steps, loss=loss.detach(), ce=ce.detach(),
                         da=1.0 - float(l_da.detach()), epoch=epoch + 1)
+                maybe_probe("forget", step_f)
+                model.train()
             # recover phase
             model.train()
             for _ in range(recover_steps):
@@ -122,5 +151,37 @@ class MUDA(Method):
                 step_r += 1
                 ctx.log("recover", step_r, p.epochs * recover_steps, loss=loss.detach(), ce=ce.detach(),
                         sd=sd.detach(), epoch=epoch + 1)
+                maybe_probe("recover", step_r)
+                model.train()
+        maybe_probe("end", step_f + step_r, force=True)
         model.eval()
         return model
+
+
+class _Probe:
+    """LP(D_r), LP(D_f) on fixed subsamples: a logistic-regression probe fit on the standardised
+    frozen features of ``n`` retain samples, scored on ``n`` other retain samples and ``n`` forget
+    samples. About 3n forward passes and one small fit per call."""
+
+    def __init__(self, data, n: int, ctx):
+        g = torch.Generator().manual_seed(ctx.seed + 7)
+        perm = torch.randperm(len(data.y_retain), generator=g)
+        fit_i, eval_i = perm[:n], perm[n:2 * n]
+        if len(eval_i) == 0:  # tiny retain sets: score in-sample
+            eval_i = fit_i
+        f_i = torch.randperm(len(data.y_forget), generator=g)[:n]
+        self.sets = [(data.x_retain[fit_i], data.y_retain[fit_i].numpy()),
+                     (data.x_retain[eval_i], data.y_retain[eval_i].numpy()),
+                     (data.x_forget[f_i], data.y_forget[f_i].numpy())]
+
+    def __call__(self, model) -> dict:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        (x_fit, y_fit), (x_r, y_r), (x_f, y_f) = self.sets
+        z = [extract_features(model, x).cpu().numpy() for x in (x_fit, x_r, x_f)]
+        if len(set(y_fit.tolist())) < 2:
+            return {}
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(z[0], y_fit)
+        return {"lp_retain": float(clf.score(z[1], y_r)), "lp_forget": float(clf.score(z[2], y_f))}

@@ -45,6 +45,9 @@ class TMUParams:
     """Hyper-parameters of TMU; defaults are the paper's where it gives them.
 
     Twin model (not given by the paper; our choice, mirroring the unlearning fine-tune):
+        twin_match: stop the twin fine-tuning at the end of the first epoch where M_t's accuracy on
+            D_twin reaches M_o's accuracy on D_f minus ``twin_tolerance`` (M_t memorises D_twin as
+            M_o memorised D_f, the premise of the twin problem); ``twin_epochs`` is then the most.
         twin_epochs, twin_lr, twin_batch_size: SGD fine-tuning of a copy of M_o on
             D_r + D_f + D_twin (momentum and weight decay as below).
     Features:
@@ -70,6 +73,8 @@ class TMUParams:
     twin_epochs: int = param(5, ge=0)
     twin_lr: float = param(0.01, gt=0)
     twin_batch_size: int = param(64, ge=1)
+    twin_match: bool = True
+    twin_tolerance: float = param(0.01, ge=0, le=1)
     features: tuple[str, ...] = param(FEATURES, choices=FEATURES)
     k: int = param(5, ge=1)
     pgd_epsilon: float = param(4 / 255, ge=0)
@@ -268,7 +273,8 @@ class TMU(Method):
     units with (n,) labels; ``heldout`` D_twin, unseen samples of the same shape (the runner passes
     part of the test split and keeps it out of evaluation). Steps:
 
-    1. Twin model M_t: a copy of M_o fine-tuned ``twin_epochs`` on D_r + D_f + D_twin. Twin labels
+    1. Twin model M_t: a copy of M_o fine-tuned on D_r + D_f + D_twin until its accuracy on D_twin
+       matches M_o's on D_f (``twin_match``; at most ``twin_epochs``). Twin labels
        g(x) = 1 if M_o predicts D_twin sample x correctly else 0 (computed from M_o's predictions).
     2. Features, with M_t on D_twin and with M_o on D_f (the query set's own model):
        DF = mean Euclidean distance, in the unit-normalised penultimate space, to the ``k`` nearest
@@ -320,11 +326,7 @@ class TMU(Method):
             warnings.warn(f"heldout: the original model classifies {'all' if twin_labels.all() else 'none'} of the "
                           f"{len(yh)} twin samples correctly, so the predictor sees one generalisation label only "
                           "and cannot tell easy from hard; give a larger held-out set", stacklevel=3)
-        twin = copy.deepcopy(model)
-        if p.twin_epochs:
-            run_epochs(twin, x_twin_train, y_twin_train, epochs=p.twin_epochs, batch_size=p.twin_batch_size,
-                       optimizer=sgd(twin, p.twin_lr, p.momentum, p.weight_decay), ctx=ctx, phase="twin")
-        twin.eval()
+        twin = self._twin(model, x_twin_train, y_twin_train, xh, yh, data, ctx)
 
         curriculum = None
         if "cf" in p.features:
@@ -356,8 +358,38 @@ class TMU(Method):
         # 4. selective, noise-perturbed fine-tuning of M_o.
         self._finetune(model, data, hard, ctx)
         self.last_details = {"twin_labels": twin_labels, "twin_features": f_twin, "forget_features": f_forget,
-                             "forget_p_easy": p_easy, "forget_hard": hard, "features": p.features}
+                             "forget_p_easy": p_easy, "forget_hard": hard, "features": p.features,
+                             "twin_check": self.twin_check}
         return model
+
+    def _twin(self, model, x_twin_train, y_twin_train, xh, yh, data, ctx) -> nn.Module:
+        """M_t: M_o fine-tuned on D_r + D_f + D_twin, one epoch at a time, until (``twin_match``) it
+        memorises D_twin as M_o memorises D_f. Logs phase ``twin_check`` per epoch (twin_acc_twin: M_t
+        on D_twin; orig_acc_forget: M_o on D_f; the target) and warns when the target is not reached."""
+        p = self.params
+        def _acc(m, x, y):
+            return float((predict(m, x).argmax(1) == y).float().mean())
+
+        target = _acc(model, data.x_forget, data.y_forget)
+        twin = copy.deepcopy(model)
+        opt = sgd(twin, p.twin_lr, p.momentum, p.weight_decay)
+        acc = _acc(twin, xh, yh)
+        ctx.log("twin_check", 0, p.twin_epochs, twin_acc_twin=acc, orig_acc_forget=target)
+        epoch = 0
+        while epoch < p.twin_epochs and not (p.twin_match and acc >= target - p.twin_tolerance):
+            run_epochs(twin, x_twin_train, y_twin_train, epochs=1, batch_size=p.twin_batch_size, optimizer=opt,
+                       ctx=ctx, phase="twin")
+            epoch += 1
+            acc = _acc(twin, xh, yh)
+            ctx.log("twin_check", epoch, p.twin_epochs, twin_acc_twin=acc, orig_acc_forget=target)
+        if acc < target - max(p.twin_tolerance, 0.05):
+            warnings.warn(f"twin_epochs: after {epoch} epochs the twin model classifies {acc:.1%} of D_twin, while the "
+                          f"original classifies {target:.1%} of the forget set: the twin has not memorised its twin "
+                          "set as the original did, so its generalisation labels mislead; fine-tune it longer",
+                          stacklevel=4)
+        self.twin_check = {"epochs": epoch, "twin_acc_twin": acc, "orig_acc_forget": target}
+        twin.eval()
+        return twin
 
     def _features(self, model, x, y, others_x, others_y, curriculum) -> torch.Tensor:
         """(n, len(features)) raw features of (x, y) under ``model``, whose other training samples
