@@ -459,7 +459,7 @@ def kneighbors_torch(q, b, k: int, *, metric: str = "l2", exclude_self: bool = F
     c2 = 2.0 * _error_c(_unit_roundoff(dt, dev), d)
     alpha, base_on = (2.0, 1.0) if metric == "l2" else (1.0, 0.0)
     bl = (base_on * bn - c2 * bn).to(dt)
-    bu = (base_on * bn + c2 * bn).to(dt)
+    wb = (2.0 * c2 * bn).to(dt)  # bu - bl
     eq_all = (c2 * qn).to(dt)
     bb = min(block_size or TORCH_BANK_BLOCK, n)
     qbs = min(TORCH_QUERY_BLOCK, m)
@@ -478,10 +478,12 @@ def kneighbors_torch(q, b, k: int, *, metric: str = "l2", exclude_self: bool = F
         held = 0
         for s0 in range(0, n, bb):
             cols = min(bb, n - s0)
-            x = qb_t @ bt[s0:s0 + cols].T
-            base = -alpha * x
-            lower = base + bl[None, s0:s0 + cols] - e
-            upper = base + bu[None, s0:s0 + cols] + e
+            # bl - alpha q.b in one GEMM call (alpha a power of two: exact scaling), then the
+            # bounds (their few extra roundings are inside the bound's 16 u margin).
+            base = torch.addmm(bl[None, s0:s0 + cols], qb_t, bt[s0:s0 + cols].T, alpha=-alpha)
+            upper = base + wb[None, s0:s0 + cols]
+            upper += e
+            lower = base.sub_(e)
             if local_excl is not None:
                 # An excluded pair: NaN lower bound (no candidate), infinite upper bound.
                 col = local_excl - s0
@@ -490,7 +492,8 @@ def kneighbors_torch(q, b, k: int, *, metric: str = "l2", exclude_self: bool = F
                     rr = hit.nonzero()[:, 0]
                     lower[rr, col[rr]] = nan
                     upper[rr, col[rr]] = inf
-            heap = torch.topk(torch.cat([heap, upper], 1), k, dim=1, largest=False, sorted=False).values
+            top = torch.topk(upper, min(k, cols), dim=1, largest=False, sorted=False).values
+            heap = torch.topk(torch.cat([heap, top], 1), k, dim=1, largest=False, sorted=False).values
             root = heap.max(dim=1, keepdim=True).values
             r, c = (lower <= root).nonzero(as_tuple=True)
             if len(r) == 0:
