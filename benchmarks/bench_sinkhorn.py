@@ -15,6 +15,9 @@ blur 0.1 (GeomLoss's convention). Two comparisons:
   p=2, blur=0.1, scaling=0.8, debias=True, backend="tensorized")``, which runs one iteration
   per annealing step and stops there (no tolerance): faster, less converged.
 
+Ours also reports whether its solve converged and the tolerance it used (``loss.last.tol``: the
+requested one, raised to float32's precision floor when it asks for less; see docs/losses.md).
+
 Run: ``python benchmarks/bench_sinkhorn.py`` (or through ``make bench``).
 """
 
@@ -52,7 +55,7 @@ def _case(impl: str, n: int) -> dict:
 
     def solve(x, y):
         n = x.shape[0]
-        iters = None
+        iters, extra = None, {}
         if impl in ("ours-cost", "ours-cost-annealed"):
             from unlearnkit.losses import SinkhornLoss
 
@@ -60,6 +63,7 @@ def _case(impl: str, n: int) -> dict:
                                 tol=TOL, max_iter=5000, backend="torch")
             value = float(loss(x, y))
             iters = loss.last.n_iter
+            extra = {"converged": loss.last.converged, "tol_used": loss.last.tol}
         elif impl == "ours-divergence":
             from unlearnkit.losses import SinkhornLoss
 
@@ -67,6 +71,7 @@ def _case(impl: str, n: int) -> dict:
                                 backend="torch")
             value = float(loss(x, y))
             iters = loss.last.n_iter
+            extra = {"converged": loss.last.converged, "tol_used": loss.last.tol}
         elif impl in ("pot-numpy", "pot-torch"):
             import numpy as np
             import ot
@@ -87,16 +92,16 @@ def _case(impl: str, n: int) -> dict:
                                       backend="tensorized")(x, y))
         else:
             raise ValueError(impl)
-        return value, iters
+        return value, iters, extra
 
     # one untimed call on 64 points first: thread-pool start-up and first-call dispatch are not
     # what is compared (measured: they made single runs at n=1024 vary 3x between processes)
     solve(x[:64], y[:64])
     t0 = time.perf_counter()
-    value, iters = solve(x, y)
+    value, iters, extra = solve(x, y)
     seconds = time.perf_counter() - t0
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"impl": impl, "n": n, "seconds": seconds, "value": value, "iters": iters, "peak_mib": peak_mib}
+    return {"impl": impl, "n": n, "seconds": seconds, "value": value, "iters": iters, "peak_mib": peak_mib, **extra}
 
 
 def _baseline_rss() -> float:
@@ -124,7 +129,9 @@ def run() -> list[dict]:
         for impl in r:
             r[impl]["mem"] = r[impl]["peak_mib"] - base
             print(f"   n={n} {impl:<16} {r[impl]['seconds']:8.3f} s  value {r[impl]['value']:.6g}  "
-                  f"iters {r[impl]['iters']}  +{r[impl]['mem']:.0f} MiB", flush=True)
+                  f"iters {r[impl]['iters']}  +{r[impl]['mem']:.0f} MiB"
+                  + (f"  converged {r[impl]['converged']} (tol {r[impl]['tol_used']:.2g})" if "converged" in r[impl] else ""),
+                  flush=True)
         ours = r["ours-cost"]
         for anchor in ("pot-numpy", "pot-torch"):
             a = r[anchor]

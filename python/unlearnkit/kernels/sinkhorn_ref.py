@@ -58,8 +58,7 @@ class TorchCost:
         self.kind, self.scale, self.symmetric = kind, float(scale), symmetric
         self.dtype = self.p.dtype
         self.n, self.m, self.d = self.p.shape[0], self.q.shape[0], self.p.shape[1]
-        self.c = cost_from_points(self.p, self.q, kind, self.scale).contiguous()
-        self.neg_c = (-self.c).contiguous()
+        self.neg_c = cost_from_points(self.p, self.q, kind, self.scale).neg_().contiguous()
         self.neg_ct = None if symmetric else self.neg_c.T.contiguous()
         self.buf = torch.empty_like(self.neg_c)
         self.buf_t = None if symmetric else torch.empty_like(self.neg_ct)
@@ -76,12 +75,12 @@ class TorchCost:
 
     def _plan(self, f, g, la, lb, eps: float) -> torch.Tensor:
         # (f + g - C) first: the potentials and the cost cancel to O(eps) near the plan's support
-        return torch.exp(la[:, None] + lb[None, :] + (f[:, None] + g[None, :] - self.c) / eps)
+        return torch.exp(la[:, None] + lb[None, :] + (f[:, None] + g[None, :] + self.neg_c) / eps)
 
     def plan_sums(self, f, g, la, lb, eps: float):
         """(row sums (n,), column sums (m,), <P, C> 0-d) of the plan of potentials (f, g)."""
         plan = self._plan(f, g, la, lb, eps)
-        return plan.sum(1), plan.sum(0), (plan * self.c).sum()
+        return plan.sum(1), plan.sum(0), -(plan * self.neg_c).sum()
 
     def plan_apply(self, f, g, la, lb, eps: float, *, cols: bool = True):
         """(P @ q (n, d), row sums (n,), P^T @ p (m, d), column sums (m,)); the last two are None
