@@ -205,7 +205,8 @@ def _external_losses():
 def step_sinkhorn(c: Check, sizes=(4096, 16384), d: int = 256) -> None:
     from unlearnkit.losses import SinkhornLoss
 
-    blur, scaling = 0.05, 0.8  # eps = blur^2 on clouds of unit scale (GeomLoss's convention, cost |x-y|^2 / 2)
+    # eps = blur^2 on clouds of unit scale (GeomLoss's convention, cost |x-y|^2 / 2); --smoke: few iterations
+    blur, scaling = (1.0, 0.5) if SMOKE else (0.05, 0.8)
     ours = {"torch": dict(backend="torch"), "triton": dict(backend="triton"),
             "triton-stream": dict(backend="triton", memory_budget=0)}
     external, notes = _external_losses()
