@@ -163,7 +163,7 @@ def step_kernels(c: Check) -> None:
             xx, yy = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
             v = SinkhornLoss(backend=backend, memory_budget=budget, **kw)(xx, yy, a)
             v.backward()
-            res[backend] = (float(v), xx.grad, yy.grad)
+            res[backend] = (float(v.detach()), xx.grad, yy.grad)
         (vt, gxt, gyt), (vr, gxr, gyr) = res["triton"], res["torch"]
         # as the test: |dv| <= 1e-4 max(|v|, 1e-3) + 1e-5; |dgrad| <= 2e-4 gscale + 1e-6 + 1e-3 |grad|
         ratio_v = abs(vt - vr) / (1e-4 * max(abs(vr), 1e-3) + 1e-5)
@@ -227,7 +227,7 @@ def step_sinkhorn(c: Check, sizes=(4096, 16384), d: int = 256) -> None:
                     x = x0.clone().requires_grad_(True)
                     v = loss(x, y0)
                     v.backward()
-                    return float(v)
+                    return float(v.detach())
                 try:
                     ms, mib, v = timed(run)
                 except Exception as e:  # noqa: BLE001 - ours must not fail: an error row
@@ -244,7 +244,7 @@ def step_sinkhorn(c: Check, sizes=(4096, 16384), d: int = 256) -> None:
                     x = x0.clone().requires_grad_(True)
                     v = loss(x, y0)
                     v.sum().backward()
-                    return float(v.float().sum())
+                    return float(v.detach().float().sum())
                 try:
                     ms, mib, v = timed(run_ext)
                 except Exception as e:  # noqa: BLE001 - a library that cannot run this case
@@ -253,7 +253,7 @@ def step_sinkhorn(c: Check, sizes=(4096, 16384), d: int = 256) -> None:
                 # a fixed annealing schedule (no convergence test): agreement to 2% is what to expect
                 c.row("sinkhorn", f"n=m={n} d={d}", name, dname, ms=ms, value=v,
                       err=rel(v, ref) if ref is not None else None, tol=2e-2, mib=mib)
-            del x0, y0
+            x0 = y0 = None  # noqa: F841 - frees the clouds before the next dtype
             free()
 
 
@@ -303,7 +303,7 @@ def step_alignment(c: Check, n: int = 65536, d: int = 512, k: int = 64, m: int =
             vals[backend] = v
             c.row("alignment", "DA loss value", backend, dname, ms=ms, mib=mib, value=v,
                   err=rel(v, vals["torch"]), tol=1e-4 if dtype == torch.float32 else 1e-3)
-        del z, zf
+        z = zf = None  # noqa: F841
         free()
 
 
