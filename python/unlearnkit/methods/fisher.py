@@ -20,8 +20,8 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from .._validation import log_uniform, param
-from .base import Context, Method, register
 from ..data.batches import BatchSource, TensorSource
+from .base import Context, Method, register
 from .cf_k import example_input, parameterised_layers
 
 
