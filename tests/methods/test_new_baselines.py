@@ -100,6 +100,7 @@ def test_layers_are_counted_from_the_head_in_forward_order_norms_join_their_laye
     assert parameterised_layers(odd, torch.rand(2, 1, 5, 5)) == [[odd.conv, odd.bn], [odd.out]]
 
 
+@pytest.mark.slow  # 5 epochs on the retain set: 183 s at load ~25 on 2 cores
 def test_cf_k_changes_only_the_last_k_layers_and_forgets():
     split, original, gold, out = _run("cf_k")
     k = method_recipe("digits", "cf_k").get("k", 2)
@@ -172,6 +173,7 @@ def test_unsir_noise_maximises_the_error():
     assert ce(noise) > ce(start) + 1.0
 
 
+@pytest.mark.slow  # 180 s at load ~25 on 2 cores
 def test_unsir_random_forgetting_moves_forget_loss_and_keeps_retain():
     split, original, gold, out = _run("unsir")
     assert _loss(out, split.forget) > 3 * _loss(original, split.forget)
@@ -179,6 +181,7 @@ def test_unsir_random_forgetting_moves_forget_loss_and_keeps_retain():
     assert _acc(out, split.test) >= _acc(original, split.test) - 0.05
 
 
+@pytest.mark.slow  # 5,120 noise images + the retain set through Adam: 316 s at load ~25 on 2 cores
 def test_unsir_removes_a_class():
     # (a gold model for a removed class has forget accuracy 0 by construction)
     split, original, gold, out = _run("unsir", split=_class_split(), scenario="class-3")
@@ -312,6 +315,7 @@ def test_sisa_method_on_a_trained_ensemble_locates_forget_samples(small_sisa):
         sisa.unlearn(ens0, (x[:2] + 0.5, y[:2]), (x, y))
 
 
+@pytest.mark.slow  # trains a 4-shard SISA ensemble twice over (training + deletion): 543 s at load ~25 on 2 cores
 def test_sisa_method_from_a_plain_model_never_saw_the_forget_set():
     # the digits recipe (4 shards x 4 slices, 10 epochs): each constituent sees ~360 digits, so the
     # aggregate is well below one model (retain 0.90, test 0.89 on seed 0, measured; 5 epochs gave 0.60);
