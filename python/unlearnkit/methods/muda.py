@@ -80,7 +80,7 @@ class MUDA(Method):
     ``probe_every`` steps of either phase (and before the first), phase ``probe``: lp_retain and
     lp_forget, the accuracies of a logistic-regression probe fit on the frozen features of a fixed
     retain subsample, on another retain subsample and on a forget subsample (the paper's stability
-    curves LP(D_r), LP(D_f)), with the phase and step they follow.
+    curves LP(D_r), LP(D_f)), with the phase (``after``) and step (``at_step``) they follow.
 
     Differences from the paper: its exact equations were not available; this follows the
     project's spec (``../shared/papers/muda.md``), which fixes the bounded negative CE as the
@@ -110,7 +110,7 @@ class MUDA(Method):
             nonlocal n_probe
             if probe is not None and (force or step % p.probe_every == 0):
                 n_probe += 1
-                ctx.log("probe", n_probe, None, after=phase, step=step, **probe(model))
+                ctx.log("probe", n_probe, None, after=phase, at_step=step, **probe(model))
 
         maybe_probe("start", 0, force=True)
         step_f = step_r = 0
