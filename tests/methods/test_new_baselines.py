@@ -232,7 +232,8 @@ def test_fisher_forgetting_moves_forget_loss_and_keeps_retain():
 def test_fisher_removes_a_class_through_the_head_rows():
     split, original, gold, out = _run("fisher", split=_class_split(), retain_n=500, scenario="class-3")
     assert _acc(out, split.forget) <= 0.05
-    assert float(out.classifier.weight[3].abs().max()) < 0.2 < float(original.classifier.weight[3].abs().max())
+    row = lambda m: float(m.classifier.weight[3].detach().abs().max())  # noqa: E731
+    assert row(out) < 0.2 < row(original)
     assert _acc(out, split.retain) >= 0.9
 
 
