@@ -178,7 +178,8 @@ def regime_notes(rows: list[dict]) -> list[str]:
         else:
             notes.append(f"The original model is within {MIN_GAP_POINTS:g} point of gold on {names}: closed is "
                          "n/a there (those metrics cannot tell forgetting from doing nothing) and the mean "
-                         "closed is over the other metrics.")
+                         "closed is over the other metrics, so it does not see damage on these: read the "
+                         "|Δ| columns and the avg gap beside it.")
     methods = [e for m, e in summary.items() if m not in ("original", "gold")]
     if methods:
         for m in CLOSED_METRICS:
