@@ -351,3 +351,28 @@ def test_bad_hyperparameters_name_the_field():
         train_sisa(original, x[:10], y[:10], assignment=np.zeros((9, 2)))
     with pytest.raises(ValueError, match=r"^executor: expected one of"):
         train_sisa(original, x[:10], y[:10], shards=2, slices=1, epochs=0, executor="dask")
+
+
+@pytest.mark.slow  # starts a local Ray (about 10 s)
+def test_sisa_shards_as_ray_tasks_match_the_serial_run():
+    ray = pytest.importorskip("ray")
+    data = load_digits()
+    x, y = data.x_train[:300], data.y_train[:300]
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10, 8, channels=(4, 8), feature_dim=16)
+    kw = dict(shards=2, slices=2, epochs=2, batch_size=32, seed=3)
+    serial = train_sisa(model, x, y, **kw)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = train_sisa(model, x, y, executor="ray", **kw)
+        trained = {k: v.clone() for k, v in on_ray.state_dict().items()}
+        report = on_ray.unlearn([0, 1], executor="ray")
+    finally:
+        if started:
+            ray.shutdown()
+    # workers run torch with their own thread count: equal up to float rounding, not bit for bit
+    for k, v in serial.state_dict().items():
+        torch.testing.assert_close(trained[k], v, rtol=1e-4, atol=1e-5)
+    assert report["shards"] == sorted({int(s) for s in on_ray.assignment[[0, 1], 0]})

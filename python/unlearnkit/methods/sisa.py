@@ -26,7 +26,8 @@ probabilities: ``aggregation="mean"`` averages the constituents' softmax outputs
 paper's label majority vote, returned as log((votes + mean probability) / (S + 1)) (the arg-max is
 the majority label, ties broken by the mean probability, and every logit stays finite).
 
-Shards train one after another, or as Ray tasks with ``executor="ray"`` (Ray imported only then;
+Shards train one after another, or as Ray tasks with ``executor="ray"`` (equal to the serial run up to
+float rounding: Ray workers run torch with their own thread count; Ray imported only then;
 an exception to DESIGN.md's "only the fan-out layer knows Ray", asked for by the issue; pass
 ``map_fn`` to use any other pool).
 """
