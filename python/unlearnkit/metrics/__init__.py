@@ -7,6 +7,7 @@ the gold model. Feature space (``clustering``, ``kmeans``, ``neighbors``, ``knn_
 
 from .alignment import *  # noqa: F401,F403
 from .alignment import __all__ as _alignment_all
+from .backdoor import attack_success_rate
 from .clustering import *  # noqa: F401,F403
 from .clustering import __all__ as _clustering_all
 from .kmeans import *  # noqa: F401,F403
@@ -22,5 +23,5 @@ from .output import __all__ as _output_all
 from .per_example import *  # noqa: F401,F403
 from .per_example import __all__ as _per_example_all
 
-__all__ = [*_alignment_all, *_clustering_all, *_kmeans_all, *_neighbors_all, *_knn_membership_all, *_membership_all,
-           *_output_all, *_per_example_all]
+__all__ = ["attack_success_rate", *_alignment_all, *_clustering_all, *_kmeans_all, *_neighbors_all,
+           *_knn_membership_all, *_membership_all, *_output_all, *_per_example_all]
