@@ -55,12 +55,12 @@ def second_moment(z: torch.Tensor, *, center: bool = False, backend: str = "torc
 
         return covariance(z, mean=mean).double() / n, mean
     if z.requires_grad or n <= chunk_rows:
-        zc = z.double() - mean if center else z.double()
+        zc = z.double() - mean if mean is not None else z.double()
         return zc.T @ zc / n, mean
     s = torch.zeros(z.shape[1], z.shape[1], dtype=torch.float64, device=z.device)
     for start in range(0, n, chunk_rows):
         block = z[start:start + chunk_rows].double()
-        if center:
+        if mean is not None:
             block = block - mean
         s.addmm_(block.T, block)
     return s / n, mean
@@ -167,6 +167,7 @@ def _energies_torch(z: torch.Tensor, basis: torch.Tensor | None, projector: torc
         proj = z @ basis.to(z.dtype)
         num = (proj * proj).sum(1)
     else:
+        assert projector is not None, "one of basis and projector is given"
         num = ((z @ projector.to(z.dtype)) * z).sum(1)
     return num, (z * z).sum(1)
 

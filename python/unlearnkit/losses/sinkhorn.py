@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import sys
+import types
 import warnings
 from dataclasses import dataclass
 
@@ -164,7 +165,8 @@ def _marginal_error(sums, a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _caller_level() -> int:
     """``stacklevel`` for a warning raised in this module: the first frame outside it and torch.nn."""
-    frame, level = sys._getframe(1), 1
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and (frame.f_code.co_filename == __file__ or "torch/nn/" in frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1
     return level - 1
@@ -330,8 +332,11 @@ class SinkhornLoss(nn.Module):
         tol = max(self.tol, min(floor, FLOOR_MAX))
         a_w = _normalise_weights(a, n, "a", dtype, x.device)
         b_w = _normalise_weights(b, m, "b", dtype, x.device)
+        Cost: type
         if backend == "triton":
-            from ..kernels.sinkhorn import TritonCost as Cost
+            from ..kernels.sinkhorn import TritonCost
+
+            Cost = TritonCost
         else:
             Cost = TorchCost
         scale = self.cost_scale if self.cost == "sqeuclidean" else 1.0

@@ -224,7 +224,7 @@ class Method(ABC):
             if y is not None and (y.min() < 0 or y.max() >= num_classes):
                 raise ValueError(f"{name}: expected labels in [0, {num_classes}) (the model's classes), "
                                  f"got labels from {int(y.min())} to {int(y.max())}")
-        shapes = {k: _item_shape(s) for k, s in (("forget", src["forget"]), ("retain", src["retain"]))}
+        shapes = {k: _item_shape(src[k]) for k in ("forget", "retain")}  # type: ignore[arg-type]
         if shapes["forget"] != shapes["retain"]:
             raise ValueError(f"retain: expected images of the forget set's shape {shapes['forget']}, "
                              f"got {shapes['retain']}")
@@ -252,7 +252,7 @@ class Method(ABC):
         if compile:  # hand back a plain module (the compiled call wrapper is this call's)
             model._compiled_call_impl = None
         model.eval()
-        return model.model if wrapped else model
+        return model.model if wrapped else model  # type: ignore[return-value]
 
     @abstractmethod
     def _unlearn(self, model: nn.Module, data: UnlearnData, ctx: Context) -> nn.Module:

@@ -226,6 +226,7 @@ def _matching(raw: _core.Scores, *, strict: bool) -> tuple[float, float]:
         return 1.0, 1.0
     from scipy.optimize import linear_sum_assignment
 
+    assert m is not None, "the engine returns the matching decomposition when asked for it"
     total_count = int(m.trivial_count)
     total_f1 = float(m.trivial_f1)
     comp, rows, cols, counts = m.comp, m.rows, m.cols, m.counts
@@ -333,7 +334,7 @@ def normalized_mutual_info_score(labels_true, labels_pred, *, average_method: st
     """
     check_choice(average_method, "average_method", _AVERAGES)
     a, b = _labels_pair(labels_true, labels_pred)
-    return float(_core.normalized_mutual_info(a, b, average_method))
+    return float(_core.normalized_mutual_info(a, b, average_method))  # type: ignore[arg-type]
 
 
 def adjusted_mutual_info_score(labels_true, labels_pred, *, average_method: str = "arithmetic") -> float:
@@ -352,7 +353,7 @@ def adjusted_mutual_info_score(labels_true, labels_pred, *, average_method: str 
     """
     check_choice(average_method, "average_method", _AVERAGES)
     a, b = _labels_pair(labels_true, labels_pred)
-    return float(_core.adjusted_mutual_info(a, b, average_method))
+    return float(_core.adjusted_mutual_info(a, b, average_method))  # type: ignore[arg-type]
 
 
 def _score(labels_true, labels_pred, key: str) -> float:

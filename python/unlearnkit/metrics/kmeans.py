@@ -151,7 +151,7 @@ def _assign(xt, xn, ct, accumulate: bool):
         best, lab = scores.min(dim=1)
         labels[r0:r0 + _BLOCK] = lab
         mind[r0:r0 + _BLOCK] = (xn[r0:r0 + _BLOCK] + best).clamp_min(0)
-        if accumulate:
+        if sums is not None:
             sums.index_add_(0, lab, blk.double())
     counts = torch.bincount(labels, minlength=k) if accumulate else None
     return labels, mind, sums, counts

@@ -232,7 +232,7 @@ def knn_mia(forget, retain, test, *, k: int = 5, forget_labels=None, retain_labe
             if len(lab) != len(a):
                 raise ValueError(f"{name}: expected one label per row ({len(a)}), got length {len(lab)}")
     else:
-        fl = rl = tl = None
+        fl = rl = tl = None  # type: ignore[assignment]
 
     rng = np.random.default_rng(seed)
     n_ex = min(len(r), len(t), max_per_set)

@@ -115,7 +115,7 @@ def kneighbors(queries, bank, k: int, *, metric: str = "l2", exclude_self: bool 
         raise ValueError(f"bank: expected {q.shape[1]} feature columns (as queries), got shape {b.shape}")
     q, b = _common(q, b)
     exclude_index = _exclude_array(exclude_index, len(q))
-    return _core.kneighbors(q, b, k, metric, exclude_self, index_offset, block_size, exclude_index)
+    return _core.kneighbors(q, b, k, metric, exclude_self, index_offset, block_size, exclude_index)  # type: ignore[arg-type]
 
 
 def _exclude_array(exclude_index, m: int):
@@ -161,7 +161,8 @@ def merge_kneighbors(parts, k: int):
     parts = list(parts)
     if not parts:
         raise ValueError("parts: expected at least one (distances, indices) pair, got none")
-    dists, idxs = [], []
+    dists: list = []
+    idxs: list = []
     for i, p in enumerate(parts):
         if not (isinstance(p, (tuple, list)) and len(p) == 2):
             raise TypeError(f"parts: expected (distances, indices) pairs, got {_describe(p)} at position {i}")
@@ -501,7 +502,9 @@ def kneighbors_torch(q, b, k: int, *, metric: str = "l2", exclude_self: bool = F
             j = c + s0
             dist = torch.cat([exact_distances(qsrc[r[p:p + 262144]], b[j[p:p + 262144]], metric)
                               for p in range(0, len(r), 262144)])
-            cr.append(r), cj.append(j), cd.append(dist)
+            cr.append(r)
+            cj.append(j)
+            cd.append(dist)
             held += len(r)
             if held > limit:
                 r, j, dist, _ = _reduce(torch.cat(cr), torch.cat(cj), torch.cat(cd), k, rows)
