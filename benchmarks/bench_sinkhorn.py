@@ -43,10 +43,9 @@ def _case(impl: str, n: int) -> dict:
     import resource
     import time
 
-    import torch
-
     import geomloss  # noqa: F401  (imports outside the timed region)
     import ot  # noqa: F401
+    import torch
 
     import unlearnkit.losses  # noqa: F401
 

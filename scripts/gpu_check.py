@@ -79,7 +79,9 @@ class Check:
     def table(self) -> str:
         head = "| step | case | backend | dtype | time ms | value | rel. diff | tol | peak MiB | status |"
         lines = [head, "|" + "---|" * 10]
-        f = lambda v, spec: "" if v is None else (format(v, spec) if isinstance(v, (int, float)) else str(v))
+        def f(v, spec):
+            return "" if v is None else (format(v, spec) if isinstance(v, (int, float)) else str(v))
+
         for r in self.rows:
             status = r["status"] + (f" ({r['note']})" if r["note"] else "")
             lines.append(f"| {r['step']} | {r['case']} | {r['backend']} | {r['dtype']} | {f(r['ms'], '.1f')} | "

@@ -1,9 +1,11 @@
 """Loader path vs tensor path throughput on Fashion-MNIST (CPU), interleaved rounds, best of 3:
 ``python scripts/measure_loader.py`` (figures in docs/byo.md)."""
 import time
+
 import torch
 from torch.utils.data import Dataset
-from unlearnkit.data import load_dataset, TensorSource, LoaderSource
+
+from unlearnkit.data import LoaderSource, TensorSource, load_dataset
 from unlearnkit.methods import get_method
 from unlearnkit.models import build_model
 
@@ -17,7 +19,8 @@ class Items(Dataset):  # a user's dataset: one item at a time, dict items
     def __getitem__(self, i): return {"image": self.x[i], "label": int(self.y[i])}
 
 def data_rate(src, bs=256):
-    t0 = time.perf_counter(); n = 0
+    t0 = time.perf_counter()
+    n = 0
     for b in src.batches(bs, shuffle=True, generator=torch.Generator().manual_seed(0)):
         n += len(b.idx)
     return n / (time.perf_counter() - t0)

@@ -10,7 +10,8 @@ Sub-packages (see docs/design.md):
 - :mod:`unlearnkit.bench`    scenarios, the runner and reports
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:  # the one source of the version is Cargo.toml, which maturin copies into the metadata
     __version__ = _version("unlearnkit")

@@ -6,6 +6,9 @@ was expected and what arrived, as docs/design.md asks.
 
 from __future__ import annotations
 
+import dataclasses as _dc
+import math as _math
+import typing as _typing
 from typing import Any
 
 import numpy as np
@@ -137,10 +140,6 @@ def check_fraction(value: Any, name: str, *, open_low: bool = True, closed_high:
 #     check_params(FineTuneParams, {"epochs": 2.5}, prefix="finetune.")
 #     -> ValueError: finetune.epochs: expected an int >= 0, got float 2.5
 # --------------------------------------------------------------------------------------------
-
-import dataclasses as _dc
-import math as _math
-import typing as _typing
 
 _META = "unlearnkit"
 

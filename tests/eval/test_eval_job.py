@@ -9,12 +9,11 @@ import pathlib
 
 import numpy as np
 import pytest
+from test_eval_readers import FORMATS, write_bank
 
 import unlearnkit.metrics as M
 from unlearnkit.cli import main
 from unlearnkit.eval import job, run
-
-from test_eval_readers import FORMATS, write_bank
 
 pytest.importorskip("pyarrow")
 pytest.importorskip("safetensors")

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_eval_job import make_sets, write_sets
 
 from unlearnkit.eval import run
-
-from test_eval_job import make_sets, write_sets
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("pyarrow")

@@ -7,8 +7,6 @@ Self-distillation: ``torch.nn.functional.kl_div`` written out by hand.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import ot
 import pytest

@@ -5,9 +5,9 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import digits_models
 from torch.nn import functional as F
 
-from helpers import digits_models
 from unlearnkit.bench.recipes import method_recipe
 from unlearnkit.methods import METHODS, get_method
 from unlearnkit.training import predict

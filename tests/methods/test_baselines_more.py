@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import digits_models
 from torch.nn import functional as F
 
-from helpers import digits_models
 from unlearnkit.bench.recipes import method_recipe
 from unlearnkit.data import make_split
 from unlearnkit.methods import METHODS, get_method

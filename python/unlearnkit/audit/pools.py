@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from ..checkpoints import cache_key, cached_train
-from ..metrics.per_example import logit_scaled_confidence, margins
 from ..methods import get_method
+from ..metrics.per_example import logit_scaled_confidence, margins
 from ..models import build_model
 from ..training import TrainConfig, fit, predict
 

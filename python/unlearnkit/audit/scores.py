@@ -20,8 +20,17 @@ import time
 
 import numpy as np
 
-from ..metrics.per_example import (challenge_score, epsilon_points, largest_measurable_epsilon, klom,
-                                   per_example_epsilon, rmia, rmia_scores, ulira, ulira_scores)
+from ..metrics.per_example import (
+    challenge_score,
+    epsilon_points,
+    klom,
+    largest_measurable_epsilon,
+    per_example_epsilon,
+    rmia,
+    rmia_scores,
+    ulira,
+    ulira_scores,
+)
 
 __all__ = ["FLOOR", "ORIGINAL", "audit_columns", "score_pair", "score_pools"]
 

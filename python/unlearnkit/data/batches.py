@@ -29,7 +29,6 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 from torch.utils.data.dataloader import default_collate
 
-
 __all__ = ["Batch", "BatchSource", "LoaderSource", "TensorSource", "as_source", "concat_sources", "cycle_batches",
            "iterate_batches",
            "IMAGE_KEYS", "LABEL_KEYS"]

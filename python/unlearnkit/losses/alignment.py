@@ -29,8 +29,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._checks import (check_backend, check_points, check_same_device, check_same_width, compute_dtype, full_precision,
-                      resolve_backend)
+from ._checks import (
+    check_backend,
+    check_points,
+    check_same_device,
+    check_same_width,
+    compute_dtype,
+    full_precision,
+    resolve_backend,
+)
 
 __all__ = ["DimensionalAlignmentLoss", "Eigenspace", "dimensional_alignment_torch", "retain_eigenspace",
            "second_moment", "spectral_projector"]

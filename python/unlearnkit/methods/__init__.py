@@ -3,26 +3,26 @@
 Adding a method: one file with a ``@register``-ed ``Method`` subclass, and one import below.
 """
 
+from .bad_teacher import BadTeacher
 from .base import METHODS, Context, Method, UnlearnData, get_method, register
+from .boundary_shrink import BoundaryShrink
+from .cf_k import CFk
+from .dlfd import DLFD
+from .eu_k import EUk
 from .finetune import FineTune
+from .fisher import FisherForgetting
+from .l1_sparse import L1Sparse
+from .muda import MUDA
 from .neggrad import NegGrad
+from .neggrad_plus import NegGradPlus
 from .random_labels import RandomLabels
 from .retrain import Retrain
-from .tmu import TMU
-from .neggrad_plus import NegGradPlus
-from .boundary_shrink import BoundaryShrink
-from .l1_sparse import L1Sparse
-from .scrub import Scrub
 from .salun import SalUn
-from .bad_teacher import BadTeacher
-from .ssd import SSD
-from .muda import MUDA
-from .dlfd import DLFD
-from .cf_k import CFk
-from .eu_k import EUk
-from .unsir import UNSIR
-from .fisher import FisherForgetting
+from .scrub import Scrub
 from .sisa import Sisa
+from .ssd import SSD
+from .tmu import TMU
+from .unsir import UNSIR
 
 __all__ = ["METHODS", "Context", "FineTune", "Method", "NegGrad", "RandomLabels", "Retrain", "UnlearnData",
            "get_method", "register"]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform, integers, uniform
+from .._validation import integers, log_uniform, param, uniform
 from ..data.batches import concat_sources
 from ._loops import frozen_copy
 from .base import Method, register

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform, integers
+from .._validation import integers, log_uniform, param
 from ..data.batches import TensorSource
 from ..training import Precision, sgd
 from ._loops import run_epochs

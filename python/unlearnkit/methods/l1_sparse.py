@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform, integers
+from .._validation import integers, log_uniform, param
 from ..training import sgd
 from .base import Method, register
 

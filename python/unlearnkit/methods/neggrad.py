@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._validation import param, log_uniform, integers, categorical
+from .._validation import categorical, integers, log_uniform, param
 from ..training import sgd
 from ._loops import run_epochs
 from .base import Method, register

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform, integers, uniform
+from .._validation import integers, log_uniform, param, uniform
 from ..training import sgd
 from .base import Method, register
 

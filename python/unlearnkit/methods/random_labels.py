@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._validation import param, log_uniform, integers, categorical
+from .._validation import categorical, integers, log_uniform, param
 from ..data.batches import concat_sources
 from ..training import sgd
 from ._loops import random_wrong_labels, run_epochs

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform, integers, uniform
+from .._validation import integers, log_uniform, param, uniform
 from ..data.batches import TensorSource
 from ..training import Precision, sgd
 from ._loops import random_wrong_labels

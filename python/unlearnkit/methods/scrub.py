@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform, integers, uniform, categorical
+from .._validation import categorical, integers, log_uniform, param, uniform
 from ..losses.distillation import self_distillation
 from ..training import sgd
 from ._loops import frozen_copy

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform
+from .._validation import log_uniform, param
 from ..data.batches import BatchSource, TensorSource, concat_sources
 from ..training import Precision
 from .base import Context, Method, register

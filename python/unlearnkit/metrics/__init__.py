@@ -12,12 +12,12 @@ from .clustering import *  # noqa: F401,F403
 from .clustering import __all__ as _clustering_all
 from .kmeans import *  # noqa: F401,F403
 from .kmeans import __all__ as _kmeans_all
-from .neighbors import *  # noqa: F401,F403
-from .neighbors import __all__ as _neighbors_all
 from .knn_membership import *  # noqa: F401,F403
 from .knn_membership import __all__ as _knn_membership_all
 from .membership import *  # noqa: F401,F403
 from .membership import __all__ as _membership_all
+from .neighbors import *  # noqa: F401,F403
+from .neighbors import __all__ as _neighbors_all
 from .output import *  # noqa: F401,F403
 from .output import __all__ as _output_all
 from .per_example import *  # noqa: F401,F403
