@@ -74,7 +74,10 @@ def test_interrupted_run_resumes_from_finished_units(tmp_path, monkeypatch):
     monkeypatch.setattr(Method, "unlearn", lambda self, *a, **k: calls.append(self.name) or real(self, *a, **k))
     second = run(cfg, out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     assert len(calls) == 1
-    key = lambda r: (r["model"], r["seed"])
+
+    def key(r):
+        return (r["model"], r["seed"])
+
     a, b = sorted(first["rows"], key=key), sorted(second["rows"], key=key)
     for ra, rb in zip(a, b):
         assert ra["acc_forget"] == rb["acc_forget"] and ra["mia"] == rb["mia"]
@@ -206,6 +209,7 @@ def test_shipped_class_recipes_do_not_diverge_on_digits(name):
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from helpers import digits_models
+
     from unlearnkit.bench.recipes import method_recipe
     from unlearnkit.data import make_split
     from unlearnkit.methods import get_method

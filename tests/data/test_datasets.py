@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnkit.data import (fashion_mnist_available, load_digits, load_fashion_mnist, make_split, read_idx,
-                             select_random, write_idx)
+from unlearnkit.data import fashion_mnist_available, load_digits, load_fashion_mnist, make_split, read_idx, select_random, write_idx
 from unlearnkit.data.forget import UnlearningSplit
 
 

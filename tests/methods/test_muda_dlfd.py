@@ -13,9 +13,9 @@ import dataclasses
 
 import pytest
 import torch
+from helpers import digits_models, fashion_models
 from torch.nn import functional as F
 
-from helpers import digits_models, fashion_models
 from unlearnkit.bench.recipes import method_recipe
 from unlearnkit.data import fashion_mnist_available
 from unlearnkit.losses import SinkhornLoss

@@ -17,17 +17,25 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import FASHION_TRAIN, digits_models, fashion_models
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
-from helpers import FASHION_TRAIN, digits_models, fashion_models
 from unlearnkit.bench.recipes import method_recipe
 from unlearnkit.data import fashion_mnist_available, make_split
 from unlearnkit.methods import METHODS, TMU, get_method
 from unlearnkit.methods.base import Context, UnlearnData
-from unlearnkit.methods.tmu import (TMUParams, adversarial_feature, curriculum_feature, distance_feature,
-                                    fit_predictor, generalisation_labels, pgd_attack, robust_minmax)
+from unlearnkit.methods.tmu import (
+    TMUParams,
+    adversarial_feature,
+    curriculum_feature,
+    distance_feature,
+    fit_predictor,
+    generalisation_labels,
+    pgd_attack,
+    robust_minmax,
+)
 from unlearnkit.training import predict
 
 FASHION = fashion_mnist_available()

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from .. import metrics as M
-from ..metrics.backdoor import attack_success_rate
 from ..data.forget import UnlearningSplit
+from ..metrics.backdoor import attack_success_rate
 from ..training import predict, predict_with_features
 
 # The four quantities the average gap is taken over (UA's gap equals acc_forget's).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+
 import numpy as np
 import torch
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform, integers, categorical
+from .._validation import categorical, integers, log_uniform, param
 from ..data.tensors import cycle_batches, iterate_batches
 from ..losses import SinkhornLoss
 from ..metrics.membership import mia_forget_vs_test

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .._validation import categorical, param, log_uniform, integers, uniform
+from .._validation import categorical, integers, log_uniform, param, uniform
 from ..data.tensors import cycle_batches, iterate_batches
 from ..losses import DimensionalAlignmentLoss, SelfDistillationLoss
 from ..training import extract_features, sgd
 from ._loops import frozen_copy
 from .base import Method, register
-
 
 FORGET_LOSSES = ("neg_ce", "none")
 

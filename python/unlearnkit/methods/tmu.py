@@ -30,8 +30,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import param, log_uniform, integers
 from .. import metrics as _metrics
+from .._validation import integers, log_uniform, param
 from ..data.tensors import iterate_batches
 from ..training import extract_features, predict, sgd
 from ._loops import random_wrong_labels, run_epochs
