@@ -85,7 +85,7 @@ def test_bad_hyperparameters_name_the_field(cls, field, value, match):
 
 def test_dlfd_needs_unseen_samples():
     split, original, _ = digits_models()
-    with pytest.raises(ValueError, match="test: DLFD needs unseen samples"):
+    with pytest.raises(ValueError, match="test: DLFD needs unseen validation samples"):
         DLFD(epochs=1).unlearn(original, split.forget, split.retain)
 
 
@@ -147,7 +147,9 @@ def test_forget_accuracy_moves_to_gold_and_test_accuracy_holds(name):
     f_o, f_g, f_u = _acc(original, split.forget), _acc(gold, split.forget), _acc(out, split.forget)
     t_o, t_u = _acc(original, split.test), _acc(out, split.test)
     assert abs(f_u - f_g) < abs(f_o - f_g), (name, f_o, f_g, f_u)
-    assert abs(t_u - t_o) <= 0.03, (name, t_o, t_u)
+    # DLFD now selects its checkpoint on validation data, no longer on this test split (issue 12):
+    # on this 3,000-image subset its test accuracy falls 5.4 points (measured), MUDA's stays within 3
+    assert abs(t_u - t_o) <= (0.06 if name == "dlfd" else 0.03), (name, t_o, t_u)
 
 
 def test_muda_logs_da_and_both_phases():

@@ -348,9 +348,17 @@ def test_logs_each_phase_and_keeps_the_original():
     split, original, _, method, out, events = tmu_run()
     phases = [e.phase for e in events]
     assert {"twin", "curriculum", "features", "predictor", "split", "unlearn"} <= set(phases)
-    for phase in set(phases):
+    for phase in set(phases) - {"twin", "twin_check"}:
         steps = [e for e in events if e.phase == phase]
         assert [e.step for e in steps] == list(range(1, len(steps) + 1)) and steps[-1].total == len(steps)
+    # the twin is fine-tuned one epoch at a time until it memorises D_twin (then it stops early):
+    # twin_check logs epochs 0 (before) .. n, and each epoch's "twin" steps count 1 .. batches
+    checks = [e.step for e in events if e.phase == "twin_check"]
+    assert checks == list(range(len(checks))) and len(checks) - 1 == method.twin_check["epochs"]
+    twin = [e for e in events if e.phase == "twin"]
+    per_epoch = twin[0].total
+    assert len(twin) == per_epoch * method.twin_check["epochs"]
+    assert [e.step for e in twin] == list(range(1, per_epoch + 1)) * method.twin_check["epochs"]
     assert all(e.source == "tmu" and all(np.isfinite(v) for v in e.logs.values()) for e in events)
     split_log = next(e.logs for e in events if e.phase == "split")
     assert split_log["forget_hard"] == int(method.last_details["forget_hard"].sum())
