@@ -68,3 +68,21 @@ def fashion_models(seed: int = 0, fraction: float = 0.1, heldout_fraction: float
                                 key=key, name=f"test-{kind}")
         models.append(model)
     return (split, *models)
+
+
+def accuracy_on(model, ds) -> float:
+    """Top-1 accuracy of ``model`` on a TensorDataset (x, y)."""
+    from unlearnkit.training import predict
+
+    x, y = ds.tensors
+    return float((predict(model, x).argmax(1) == y).float().mean())
+
+
+def loss_on(model, ds) -> float:
+    """Mean cross-entropy of ``model`` on a TensorDataset (x, y)."""
+    from torch.nn import functional as F
+
+    from unlearnkit.training import predict
+
+    x, y = ds.tensors
+    return float(F.cross_entropy(predict(model, x), y))

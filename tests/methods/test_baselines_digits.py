@@ -5,22 +5,12 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import accuracy_on as _acc
 from helpers import digits_models
-from torch.nn import functional as F
+from helpers import loss_on as _loss
 
 from unlearnkit.bench.recipes import method_recipe
 from unlearnkit.methods import METHODS, get_method
-from unlearnkit.training import predict
-
-
-def _acc(model, ds):
-    x, y = ds.tensors
-    return float((predict(model, x).argmax(1) == y).float().mean())
-
-
-def _loss(model, ds):
-    x, y = ds.tensors
-    return float(F.cross_entropy(predict(model, x), y))
 
 
 def test_original_memorises_and_gold_does_not():

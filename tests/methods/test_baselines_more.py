@@ -14,7 +14,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import accuracy_on as _acc
 from helpers import digits_models
+from helpers import loss_on as _loss
 from torch.nn import functional as F
 
 from unlearnkit.bench.recipes import method_recipe
@@ -27,16 +29,6 @@ from unlearnkit.methods.salun import saliency_mask
 from unlearnkit.training import predict
 
 NEW = ("neggrad_plus", "boundary_shrink", "l1_sparse", "scrub", "salun", "bad_teacher", "ssd")
-
-
-def _acc(model, ds):
-    x, y = ds.tensors
-    return float((predict(model, x).argmax(1) == y).float().mean())
-
-
-def _loss(model, ds):
-    x, y = ds.tensors
-    return float(F.cross_entropy(predict(model, x), y))
 
 
 _RUNS: dict = {}

@@ -13,6 +13,7 @@ import dataclasses
 
 import pytest
 import torch
+from helpers import accuracy_on as _acc
 from helpers import digits_models, fashion_models
 from torch.nn import functional as F
 
@@ -22,7 +23,6 @@ from unlearnkit.losses import SinkhornLoss
 from unlearnkit.methods import DLFD, METHODS, MUDA
 from unlearnkit.methods.dlfd import DLFDParams, forgetting_score, synthesize
 from unlearnkit.methods.muda import MUDAParams
-from unlearnkit.training import predict
 
 FASHION = fashion_mnist_available()
 DATASET = "fashion-mnist" if FASHION else "digits"
@@ -33,11 +33,6 @@ SUBSET = dict(n_train=3000, epochs=25)
 
 def _models():
     return fashion_models(**SUBSET) if FASHION else digits_models()
-
-
-def _acc(model, ds):
-    x, y = ds.tensors
-    return float((predict(model, x).argmax(1) == y).float().mean())
 
 
 _RUNS: dict = {}

@@ -16,7 +16,9 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import accuracy_on as _acc
 from helpers import digits_models
+from helpers import loss_on as _loss
 from torch import nn
 from torch.nn import functional as F
 
@@ -31,16 +33,6 @@ from unlearnkit.models import SmallCNN
 from unlearnkit.training import predict
 
 NEW = ("cf_k", "eu_k", "unsir", "fisher", "sisa")
-
-
-def _acc(model, ds):
-    x, y = ds.tensors
-    return float((predict(model, x).argmax(1) == y).float().mean())
-
-
-def _loss(model, ds):
-    x, y = ds.tensors
-    return float(F.cross_entropy(predict(model, x), y))
 
 
 def _state(model):
