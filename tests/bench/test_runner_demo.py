@@ -223,3 +223,61 @@ def test_shipped_class_recipes_do_not_diverge_on_digits(name):
     acc = lambda m, ds: float((predict(m, ds.tensors[0]).argmax(1) == ds.tensors[1]).float().mean())  # noqa: E731
     assert acc(out, split.forget) < acc(original, split.forget) - 0.2
     assert acc(out, split.retain) > 0.8
+
+
+def test_bench_audit_columns_come_from_the_audits_pools(tmp_path):
+    """`bench --audit K` adds the audit's columns to each row, equal to what the audit computes on
+    the same split from the same (shared, cached) pools; bad values are refused before any work."""
+    from unlearnkit.audit.engine import bench_columns
+    from unlearnkit.bench.recipes import dataset_recipe, method_recipe
+    from unlearnkit.cli import main
+    from unlearnkit.data import load_dataset, make_split
+    from unlearnkit.training import TrainConfig
+
+    recipe = tmp_path / "recipes.toml"
+    recipe.write_text('[datasets.digits]\nmodel = "small-cnn"\nmodel_kwargs = { channels = [8, 16] }\n'
+                      'train = { epochs = 3, batch_size = 64, lr = 0.05 }\n'
+                      '[datasets.digits.methods]\nfinetune = { epochs = 1 }\n')
+    cfg = RunConfig(dataset="digits", scenario="random-10", seeds=(0,), methods=("finetune",), features=False, audit=4)
+    result = run(cfg, out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False, recipes=str(recipe))
+    rows = {r["model"]: r for r in result["rows"]}
+    assert {"original", "gold", "finetune"} <= set(rows)
+    for name in ("original", "finetune", "gold"):
+        assert rows[name]["audit_k"] == (2 if name == "gold" else 4) and 0 <= rows[name]["audit_F"] <= 1, rows[name]
+    # the oracle: the audit itself, on the same split, pools and hyper-parameters (all cached now)
+    split = make_split(load_dataset("digits"), forget="random", fraction=0.1, seed=0, val_fraction=cfg.val_fraction)
+    r = dataset_recipe("digits", str(recipe))
+    cols, _ = bench_columns(split, model=r["model"], model_kwargs=r.get("model_kwargs", {}),
+                            train=TrainConfig(**r["train"]), k=4, cache_dir=str(tmp_path / "c"), executor="serial",
+                            methods={"finetune": method_recipe("digits", "finetune", str(recipe), "random-10")},
+                            progress=False)
+    for name in ("original", "finetune", "gold"):
+        for key, value in cols[name].items():
+            assert rows[name][key] == value or (value != value and rows[name][key] != rows[name][key]), (name, key)
+    report = (tmp_path / "o" / "report.md")
+    from unlearnkit.bench import write_report
+    write_report(result, tmp_path / "o", plots=False)
+    assert "Per-example audit" in report.read_text()
+    rc = main(["bench", "--audit", "3", "--methods", "finetune", "--out", str(tmp_path / "bad"), "--quiet",
+               "--cache-dir", str(tmp_path / "bad-cache")])
+    assert rc == 2 and not (tmp_path / "bad-cache").exists()  # refused before any training
+
+
+def test_bench_precision_bf16_trains_its_own_reference_models(tmp_path):
+    """`bench --precision bf16`: reference models trained under bf16 autocast are cached under their
+    own keys (never mistaken for the fp32 ones), and the rows stay close to the fp32 run's."""
+    recipe = tmp_path / "recipes.toml"
+    recipe.write_text('[datasets.digits]\nmodel = "small-cnn"\nmodel_kwargs = { channels = [8, 16] }\n'
+                      'train = { epochs = 3, batch_size = 64, lr = 0.05 }\n'
+                      '[datasets.digits.methods]\nfinetune = { epochs = 1 }\n')
+    out = {}
+    for precision in ("fp32", "bf16"):
+        cfg = RunConfig(dataset="digits", scenario="random-10", seeds=(0,), methods=("finetune",), features=False,
+                        precision=precision)
+        res = run(cfg, out_dir=tmp_path / precision, cache_dir=tmp_path / "c", progress=False, recipes=str(recipe))
+        out[precision] = {r["model"]: r for r in res["rows"]}
+    assert len(list((tmp_path / "c").rglob("*.pt"))) == 4  # original + gold for each precision
+    for name in ("original", "gold", "finetune"):
+        assert abs(out["bf16"][name]["acc_test"] - out["fp32"][name]["acc_test"]) < 0.05, name
+    with pytest.raises(ValueError, match=r"^precision: expected one of \['fp32', 'bf16', 'fp16'\], got 'fp8'$"):
+        run(RunConfig(methods=("finetune",), precision="fp8"), out_dir=tmp_path / "x", cache_dir=tmp_path / "c")

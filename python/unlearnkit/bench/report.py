@@ -41,6 +41,13 @@ FEATURES = [
     ("nmi_test", "NMI test", 100), ("pair_f1_forget", "pair-F1 forget", 100), ("pair_f1_test", "pair-F1 test", 100),
     ("gap_da_forget", "|ΔDA forget|", 100), ("gap_nmi_forget", "|ΔNMI forget|", 100),
 ]
+AUDIT = [
+    ("audit_F", "F (challenge)", 1), ("audit_challenge_score", "challenge score", 1),
+    ("audit_eps_median", "median eps", 1), ("audit_ulira_balanced_accuracy", "U-LiRA bal. acc", 1),
+    ("audit_ulira_auc", "U-LiRA AUC", 1), ("audit_klom_forget_median", "KLOM forget med", 1),
+    ("audit_klom_forget_p95", "KLOM forget p95", 1), ("audit_rmia_auc", "RMIA AUC", 1),
+    ("audit_rmia_tpr_at_1pct_fpr", "RMIA TPR@1%", 1), ("audit_k", "K", 1),
+]
 COLUMNS = MAIN  # the terminal table
 
 
@@ -252,6 +259,10 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
           table(rows, markdown=True, columns=MIA) + "\n"]
     if _present(rows, FEATURES):
         md += ["## Feature space\n", table(rows, markdown=True, columns=FEATURES) + "\n"]
+    if _present(rows, AUDIT):
+        md += ["## Per-example audit (pools of K models; the gold row is the retrained floor, K/2 per half: "
+               "compare U-LiRA and RMIA across rows, F/eps/KLOM only between methods and the original)\n",
+               table(rows, markdown=True, columns=AUDIT) + "\n"]
     if failed:
         md += ["## Failed runs (left out of the tables)\n",
                "\n".join(f"- {r['model']}, seed {r['seed']}: `{r['error']}`" for r in failed) + "\n"]

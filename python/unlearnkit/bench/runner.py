@@ -71,6 +71,10 @@ class RunConfig:
         val_fraction: share of the test split set aside as validation data: what methods receive as
             ``test=`` (to monitor and select on); never evaluated on. The evaluated test part is
             never shown to a method.
+        precision: "fp32", "bf16" or "fp16" (autocast; a GradScaler for fp16) for training the
+            reference models and for unlearning.
+        audit: K > 0 adds the per-example audit's columns (``unlearnkit.audit``: challenge F and
+            score, U-LiRA, KLOM, RMIA) from pools of K models per row; 0 (default) skips it.
     """
 
     dataset: str = "digits"
@@ -82,6 +86,8 @@ class RunConfig:
     features: bool = True
     heldout_fraction: float = 0.2
     val_fraction: float = 0.2
+    precision: str = "fp32"
+    audit: int = 0
 
     def __post_init__(self):
         parse_scenario(self.scenario)
@@ -97,7 +103,8 @@ def environment(device: str) -> dict:
 
 
 def _train_reference(kind: str, split: UnlearningSplit, model_name: str, model_kwargs: dict, train_cfg: TrainConfig,
-                     seed: int, cache_dir: pathlib.Path, device: str, bars) -> tuple[torch.nn.Module, dict]:
+                     seed: int, cache_dir: pathlib.Path, device: str, bars, precision: str = "fp32"
+                     ) -> tuple[torch.nn.Module, dict]:
     """Trains (or loads) the original model (``kind="original"``, whole training set) or the gold
     model (``kind="gold"``, retain set only: it never sees a forget sample)."""
     data = split.data
@@ -105,13 +112,33 @@ def _train_reference(kind: str, split: UnlearningSplit, model_name: str, model_k
     if kind == "gold":
         assert np.intersect1d(idx, split.forget_idx).size == 0, "the gold model must never see a forget sample"
     forget = cache_key(forget_idx=split.forget_idx.tolist()) if kind == "gold" else None
+    # fp32 keys stay as they were (existing caches and the audit's pools share them)
+    extra = {} if precision == "fp32" else {"precision": precision}
     key = cache_key(kind=kind, data=data.fingerprint(), forget=forget,
-                    model=model_name, model_kwargs=model_kwargs, train=train_cfg.to_dict(), seed=seed)
+                    model=model_name, model_kwargs=model_kwargs, train=train_cfg.to_dict(), seed=seed, **extra)
     torch.manual_seed(seed)
     model = build_model(model_name, data, **model_kwargs).to(device)
     x, y = data.x_train[torch.from_numpy(idx)], data.y_train[torch.from_numpy(idx)]
-    return cached_train(model, lambda m: fit(m, x, y, train_cfg, seed=seed, callbacks=[bars], source=kind),
+    return cached_train(model, lambda m: fit(m, x, y, train_cfg, seed=seed, callbacks=[bars], source=kind,
+                                             precision=precision),
                         cache_dir=cache_dir, key=key, name=f"{data.name}-{kind}")
+
+
+def _add_audit(rows: list[dict], split: UnlearningSplit, recipe: dict, train_cfg: TrainConfig, config: RunConfig,
+               recipes: str | None, cache_dir: pathlib.Path, progress: bool) -> None:
+    """Adds the per-example audit's ``audit_*`` columns to this seed's rows (``--audit K``): pools of
+    K original, retrained and unlearned models, content-keyed checkpoints shared with the bench and
+    with ``unlearnkit audit`` (pool seeds 1..K), scored as in ``unlearnkit.audit``."""
+    from ..audit.engine import bench_columns
+
+    methods = {m: {**method_recipe(config.dataset, m, recipes, config.scenario), **config.overrides.get(m, {})}
+               for m in config.methods}
+    cols, _ = bench_columns(split, model=recipe["model"], model_kwargs=recipe.get("model_kwargs", {}), train=train_cfg,
+                            methods=methods, k=config.audit, cache_dir=str(cache_dir), device=config.device,
+                            executor="ray", progress=progress)
+    for row in rows:
+        if "error" not in row:
+            row.update(cols.get(row["model"], {}))
 
 
 def warn_untargeted(methods, kind: str) -> None:
@@ -160,7 +187,8 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
         split = make_split(data, **scenario, seed=seed, val_fraction=config.val_fraction,
                            heldout_fraction=config.heldout_fraction if needs_heldout else 0.0)
         seed_start = len(rows)
-        ref = (recipe["model"], recipe.get("model_kwargs", {}), train_cfg, seed, cache_dir, config.device, bars)
+        ref = (recipe["model"], recipe.get("model_kwargs", {}), train_cfg, seed, cache_dir, config.device, bars,
+               config.precision)
         original, o_meta = _train_reference("original", split, *ref)
         gold, g_meta = _train_reference("gold", split, *ref)
         retrain_s = g_meta["seconds"]
@@ -192,7 +220,7 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
                     t0 = time.perf_counter()
                     # validation data only: the evaluated test part is never shown to a method
                     model = method.unlearn(original, split.forget, split.retain, test=split.val, seed=seed,
-                                           callbacks=[bars], **extra)
+                                           callbacks=[bars], precision=config.precision, **extra)
                     seconds = time.perf_counter() - t0
                     bars.close()
                     # inside the try: a method that diverged (NaN weights) fails here, in validation
@@ -214,5 +242,7 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
             write_unit(unit_path, row, arrays)  # .npz then .json, each atomically
             rows.append(row)
         add_closed(rows[seed_start:])  # needs this seed's original and gold rows, so after its units
+        if config.audit:
+            _add_audit(rows[seed_start:], split, recipe, train_cfg, config, recipes, cache_dir, progress)
     bars.close()
     return {"meta": meta, "rows": rows}

@@ -103,7 +103,7 @@ def cmd_run(args) -> int:
     check_scenario(args.scenario, "--scenario")
     config = RunConfig(dataset=args.dataset, scenario=args.scenario, seeds=tuple(range(args.seeds)),
                        methods=methods, overrides=_parse_set(args.set), device=args.device,
-                       features=not args.no_features)
+                       features=not args.no_features, precision=args.precision, audit=args.audit)
     return _run_and_report(config, args.out or default_out(f"{args.dataset}-{config.scenario}"), args.cache_dir,
                            args.quiet, plots=not args.no_plots, recipes=args.recipes, force=args.force)
 
@@ -126,6 +126,10 @@ def add_parser(sub) -> None:
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
     r.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE", help="override one hyper-parameter")
     r.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, mps (checked before any work)")
+    r.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="training and unlearning precision (autocast; fp16 with a GradScaler); default fp32")
+    r.add_argument("--audit", type=int, default=0, metavar="K",
+                   help="add the per-example audit's columns from pools of K >= 4 models (0: no audit)")
     r.add_argument("--recipes", type=pathlib.Path, help="recipes file (default: the shipped one), e.g. from tune")
     add_common(r)
     r.add_argument("--force", action="store_true", help="replace the results of a run with other settings in --out")
