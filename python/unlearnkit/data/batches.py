@@ -218,6 +218,20 @@ class BatchSource(ABC):
         return int(lab.max()) + 1 if lab is not None and len(lab) else None
 
 
+
+def check_pair(x: torch.Tensor, y: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of one dataset held as tensors: as many labels as inputs, at least one sample, integer
+    labels (returned as int64), finite inputs. Shared by ``TensorSource`` and ``as_tensors``."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{name}: expected as many labels as inputs, got {x.shape[0]} inputs and {y.shape[0]} labels")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: expected a non-empty dataset, got 0 samples")
+    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"{name}: expected integer labels, got dtype {y.dtype}")
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{name}: expected finite inputs, got NaN or Inf")
+    return x, y.long()
+
 class TensorSource(BatchSource):
     """In-memory (x, y): the fast path. ``x``: (n, ...) float inputs; ``y``: (n,) integer labels.
 
@@ -231,16 +245,7 @@ class TensorSource(BatchSource):
             raise TypeError(f"{name}: expected x and y tensors, got {type(x).__name__} and {type(y).__name__}")
         if x.dim() == 0 or y.dim() != 1:
             raise ValueError(f"{name}: expected x (n, ...) and y (n,), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{name}: expected as many labels as inputs, got {x.shape[0]} inputs and "
-                             f"{y.shape[0]} labels")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name}: expected a non-empty dataset, got 0 samples")
-        if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(f"{name}: expected integer labels, got dtype {y.dtype}")
-        if x.is_floating_point() and not torch.isfinite(x).all():
-            raise ValueError(f"{name}: expected finite inputs, got NaN or Inf")
-        self.x, self.y = x, y.long()
+        self.x, self.y = check_pair(x, y, name)
         self.name, self.transform, self.memory_format = name, transform, memory_format
         self.device_cache_bytes = device_cache_bytes
         self._on_device: dict = {}

@@ -36,6 +36,19 @@ def select_class(labels: np.ndarray, forget_class: int) -> np.ndarray:
     return np.flatnonzero(labels == forget_class).astype(np.int64)
 
 
+def _check_indices(idx, name: str, n: int, part: str, hint: str = "") -> None:
+    """Integer, in [0, n), each once: indices into the ``part`` ("training" or "test") split."""
+    idx = np.asarray(idx)
+    where = "the training set" if part == "training" else "the test split"
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer indices into {where}, got dtype {idx.dtype}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"{name}: expected indices of {part} samples in [0, {n}), got values from "
+                         f"{idx.min()} to {idx.max()}{hint}")
+    if np.unique(idx).size != idx.size:
+        raise ValueError(f"{name}: expected each {part} index once, got duplicates")
+
+
 @dataclass(frozen=True)
 class UnlearningSplit:
     """A dataset with its forget set: the unit every method and metric works on.
@@ -65,14 +78,7 @@ class UnlearningSplit:
     def __post_init__(self):
         n = len(self.data.y_train)
         for name in ("forget_idx", "retain_idx"):
-            idx = np.asarray(getattr(self, name))
-            if idx.dtype.kind not in "iu":
-                raise TypeError(f"{name}: expected integer indices into the training set, got dtype {idx.dtype}")
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise ValueError(f"{name}: expected indices of training samples in [0, {n}), got values from "
-                                 f"{idx.min()} to {idx.max()} (a forget set must be part of the training set)")
-            if np.unique(idx).size != idx.size:
-                raise ValueError(f"{name}: expected each training index once, got duplicates")
+            _check_indices(getattr(self, name), name, n, "training", " (a forget set must be part of the training set)")
         if len(self.forget_idx) == 0:
             raise ValueError("forget_idx: expected at least one sample to forget, got none")
         if np.intersect1d(self.forget_idx, self.retain_idx).size:
@@ -86,14 +92,7 @@ class UnlearningSplit:
         if self.test_idx is None:
             object.__setattr__(self, "test_idx", np.setdiff1d(np.arange(n_test), self.val_idx).astype(np.int64))
         for name in ("test_idx", "val_idx"):
-            idx = np.asarray(getattr(self, name))
-            if idx.dtype.kind not in "iu":
-                raise TypeError(f"{name}: expected integer indices into the test split, got dtype {idx.dtype}")
-            if idx.size and (idx.min() < 0 or idx.max() >= n_test):
-                raise ValueError(f"{name}: expected indices of test samples in [0, {n_test}), got values from "
-                                 f"{idx.min()} to {idx.max()}")
-            if np.unique(idx).size != idx.size:
-                raise ValueError(f"{name}: expected each test index once, got duplicates")
+            _check_indices(getattr(self, name), name, n_test, "test")
         if len(self.test_idx) == 0:
             raise ValueError("test_idx: expected at least one test sample to evaluate on, got none")
         if np.intersect1d(self.test_idx, self.val_idx).size:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from .batches import as_source, cycle_batches, iterate_batches
+from .batches import as_source, check_pair, cycle_batches, iterate_batches
 
 __all__ = ["as_tensors", "cycle_batches", "iterate_batches"]
 
@@ -31,12 +31,4 @@ def as_tensors(ds: Dataset | tuple, name: str = "dataset") -> tuple[torch.Tensor
         x, y = as_source(ds, name).tensors()
     else:
         raise TypeError(f"{name}: expected a torch Dataset or an (x, y) tuple of tensors, got {type(ds).__name__}")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{name}: expected as many labels as inputs, got {x.shape[0]} inputs and {y.shape[0]} labels")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name}: expected a non-empty dataset, got 0 samples")
-    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise TypeError(f"{name}: expected integer labels, got dtype {y.dtype}")
-    if x.is_floating_point() and not torch.isfinite(x).all():
-        raise ValueError(f"{name}: expected finite inputs, got NaN or Inf")
-    return x, y.long()
+    return check_pair(x, y, name)

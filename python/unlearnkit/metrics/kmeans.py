@@ -91,19 +91,25 @@ def kmeans(x, n_clusters: int, *, n_init: int = 1, max_iter: int = 100, tol: flo
     if resolve_backend(backend, x) == "torch":
         return _kmeans_torch_api(x, n_clusters, n_init, max_iter, float(tol), seed, init)
     a = as_features(x, "x")
-    if n_clusters > a.shape[0]:
-        raise ValueError(f"n_clusters: expected an int <= n_samples = {a.shape[0]}, got {n_clusters}")
-    centers = None
-    if isinstance(init, str):
-        if init != "k-means++":
-            raise ValueError(f"init: expected 'k-means++' or a ({n_clusters}, {a.shape[1]}) array, got {init!r}")
-    else:
-        centers = as_features(init, "init").astype(a.dtype, copy=False)
-        if centers.shape != (n_clusters, a.shape[1]):
-            raise ValueError(f"init: expected an array of shape ({n_clusters}, {a.shape[1]}), "
-                             f"got shape {centers.shape}")
+    centers = _check_init(a.shape, n_clusters, init, lambda v: as_features(v, "init").astype(a.dtype, copy=False))
     labels, centroids, inertia, n_iter = _core.kmeans(a, n_clusters, n_init, max_iter, float(tol), seed, centers)
     return KMeansResult(labels=labels, centroids=centroids, inertia=float(inertia), n_iter=int(n_iter))
+
+
+def _check_init(shape, n_clusters: int, init, convert):
+    """Both backends' argument checks: ``n_clusters <= n_samples`` and ``init`` either
+    "k-means++" (returns None) or an (n_clusters, d) array, returned converted by ``convert``."""
+    n, d = shape
+    if n_clusters > n:
+        raise ValueError(f"n_clusters: expected an int <= n_samples = {n}, got {n_clusters}")
+    if isinstance(init, str):
+        if init != "k-means++":
+            raise ValueError(f"init: expected 'k-means++' or a ({n_clusters}, {d}) array, got {init!r}")
+        return None
+    centers = convert(init)
+    if tuple(centers.shape) != (n_clusters, d):
+        raise ValueError(f"init: expected an array of shape ({n_clusters}, {d}), got shape {tuple(centers.shape)}")
+    return centers
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,17 +122,8 @@ _PP_MIN_SAMPLES, _PP_SAMPLES_PER_CLUSTER = 8192, 32
 def _kmeans_torch_api(x, n_clusters, n_init, max_iter, tol, seed, init) -> KMeansResult:
     device = _device_of(x)
     a = as_torch_features(x, "x", device)
-    if n_clusters > a.shape[0]:
-        raise ValueError(f"n_clusters: expected an int <= n_samples = {a.shape[0]}, got {n_clusters}")
-    centers = None
-    if isinstance(init, str):
-        if init != "k-means++":
-            raise ValueError(f"init: expected 'k-means++' or a ({n_clusters}, {a.shape[1]}) array, got {init!r}")
-    else:
-        centers = as_torch_features(init, "init", device, dtype=a.dtype)
-        if tuple(centers.shape) != (n_clusters, a.shape[1]):
-            raise ValueError(f"init: expected an array of shape ({n_clusters}, {a.shape[1]}), "
-                             f"got shape {tuple(centers.shape)}")
+    centers = _check_init(tuple(a.shape), n_clusters, init, lambda v: as_torch_features(v, "init", device, dtype=a.dtype))
+    if centers is not None:
         _check_values(centers, "init")
     _check_values(a, "x")
     labels, centroids, inertia, n_iter = kmeans_torch(a, n_clusters, n_init=n_init, max_iter=max_iter, tol=tol,
