@@ -21,8 +21,9 @@ from torch.nn import functional as F
 
 from .._validation import log_uniform, param
 from ..data.batches import BatchSource, TensorSource
+from ..training import Precision
 from .base import Context, Method, register
-from .cf_k import example_input, parameterised_layers
+from .cf_k import example_input, parameterised_layers, source_labels
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class FisherParams:
 
 
 def diagonal_fisher(model: nn.Module, x: torch.Tensor | BatchSource, *, batch_size: int = 64, device=None,
-                    ctx: Context | None = None) -> dict[str, torch.Tensor]:
+                    ctx: Context | None = None, amp: Precision | None = None) -> dict[str, torch.Tensor]:
     """The diagonal of the (true) Fisher information of the cross-entropy on ``x``.
 
     Args:
@@ -46,20 +47,25 @@ def diagonal_fisher(model: nn.Module, x: torch.Tensor | BatchSource, *, batch_si
         x: (n, C, H, W) inputs, or a ``BatchSource`` (read in order; its labels are not needed: the
             expectation is over the model's classes).
         batch_size: samples whose per-sample gradients are held at once.
+        ctx: the method's context (progress events; its ``amp`` is the default of ``amp``).
+        amp: the precision of the forward passes (autocast); default fp32. The softmax and the
+            squared gradients are accumulated in float32 whatever the precision.
 
     Returns:
         ``{name: (shape of the parameter) float32 tensor}`` on the CPU for each parameter that
         requires grad: (1/n) sum_n sum_c p(c|x_n) g_{n,c}^2, g_{n,c} the gradient of CE(f(x_n), c).
     """
     device = device if device is not None else next(model.parameters()).device
+    amp = amp or (ctx.amp if ctx is not None else Precision("fp32", device))
     params = {n: q.detach() for n, q in model.named_parameters() if q.requires_grad}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
     was_training = model.training
     model.eval()
 
     def loss(ps, xi, ci):
-        out = functional_call(model, (ps, buffers), (xi.unsqueeze(0),))
-        return F.cross_entropy(out, ci.unsqueeze(0))
+        with amp.autocast():
+            out = functional_call(model, (ps, buffers), (xi.unsqueeze(0),))
+        return F.cross_entropy(out.float(), ci.unsqueeze(0))
 
     per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
     acc = {n: torch.zeros_like(q, dtype=torch.float32) for n, q in params.items()}
@@ -68,8 +74,9 @@ def diagonal_fisher(model: nn.Module, x: torch.Tensor | BatchSource, *, batch_si
     try:
         for b, batch in enumerate(source.batches(batch_size, shuffle=False, device=device)):
             xb = batch.x
-            with torch.no_grad():
-                prob = F.softmax(model(xb).float(), dim=1)
+            with torch.no_grad(), amp.autocast():
+                logits = model(xb)
+            prob = F.softmax(logits.float(), dim=1)
             for c in range(prob.shape[1]):
                 g = per_sample(params, xb, torch.full((len(xb),), c, dtype=torch.long, device=device))
                 w = prob[:, c]
@@ -126,7 +133,8 @@ class FisherForgetting(Method):
         head_modules = parameterised_layers(model, example_input(data, ctx))[-1][:1]
         head_params = {id(q) for m in head_modules for q in m.parameters(recurse=False)}
         head = {n for n, q in model.named_parameters() if id(q) in head_params}
-        removed = sorted(set(data.y_forget.tolist()) - set(data.y_retain.tolist()))
+        removed = sorted(set(source_labels(data.forget, p.batch_size, ctx).tolist())
+                         - set(source_labels(data.retain, p.batch_size, ctx).tolist()))
         fisher = diagonal_fisher(model, data.retain, batch_size=p.batch_size, device=ctx.device, ctx=ctx)
         var = noise_variance(fisher, alpha=p.alpha, head=head, clamp=p.clamp, head_clamp=p.head_clamp,
                              forget_classes=removed)

@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._validation import categorical, check_choice, check_positive_int, integers, log_uniform, param
+from ..data.batches import BatchSource, TensorSource, as_source, concat_sources
 from ..training import TrainConfig, fit
 from .base import Method, register
 
@@ -88,14 +89,18 @@ def _state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def train_shard(template: nn.Module, start_state: dict, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor],
-                start: int, epochs: Sequence[int], config: dict, seeds: Sequence[int]) -> list[dict]:
+def train_shard(template: nn.Module, start_state: dict, shard: BatchSource | None, ends: Sequence[int],
+                start: int, epochs: Sequence[int], config: dict, seeds: Sequence[int], precision: str = "fp32"
+                ) -> list[dict]:
     """Trains one constituent from ``start_state`` over slice steps ``start..R-1``.
 
     Args:
-        xs, ys: the shard's slices (R of them; the step r trains on the concatenation of 0..r).
+        shard: the shard's remaining samples, slice after slice (a ``BatchSource``: in memory or
+            streamed; None when the shard has none left).
+        ends: (R,) cumulative sample counts: slice step r trains on the first ``ends[r]`` samples
+            of ``shard`` (slices 0..r).
         epochs: epochs of each slice step (``slice_epochs``); config: TrainConfig fields but epochs.
-        seeds: data-order seed of each slice step.
+        seeds: data-order seed of each slice step. precision: ``training.fit``'s.
 
     Returns:
         the state dict after each slice step from ``start`` (R - start of them). A pure function of
@@ -104,11 +109,11 @@ def train_shard(template: nn.Module, start_state: dict, xs: Sequence[torch.Tenso
     model = copy.deepcopy(template)
     model.load_state_dict(start_state)
     out = []
-    for r in range(start, len(xs)):
-        x = torch.cat(list(xs[:r + 1]))
-        y = torch.cat(list(ys[:r + 1]))
-        if epochs[r] > 0 and len(y) > 0:
-            fit(model, x, y, TrainConfig(epochs=epochs[r], **config), seed=seeds[r])
+    for r in range(start, len(ends)):
+        k = int(ends[r])
+        if epochs[r] > 0 and k > 0:
+            data = shard if k == len(shard) else shard.subset(torch.arange(k))
+            fit(model, data, None, TrainConfig(epochs=epochs[r], **config), seed=seeds[r], precision=precision)
         out.append(_state(model))
     return out
 
@@ -136,14 +141,18 @@ class SisaEnsemble(nn.Module):
 
     Attributes:
         constituents: the S models (``nn.ModuleList``).
+        data: the training set, a ``BatchSource`` (built from ``x, y`` tensors, or ``x`` a Dataset /
+            DataLoader / source with ``y=None``: then streamed, each shard read in minibatches);
+            training-set indices are positions in it.
         assignment: (n, 2) (shard, slice) of each training sample; ``alive``: (n,) bool, False once deleted.
         checkpoints: ``checkpoints[s][r]`` is shard s's state before slice step r (r = 0: the
             initialisation) and ``checkpoints[s][R]`` its final state.
         last_unlearn: what the latest ``unlearn`` did (shards retrained, from which slice, seconds).
     """
 
-    def __init__(self, template: nn.Module, x: torch.Tensor, y: torch.Tensor, assignment: np.ndarray, *,
-                 epochs: Sequence[int], config: dict, seed: int, aggregation: str = "mean"):
+    def __init__(self, template: nn.Module, x, y: torch.Tensor | None, assignment: np.ndarray, *,
+                 epochs: Sequence[int], config: dict, seed: int, aggregation: str = "mean",
+                 precision: str = "fp32"):
         super().__init__()
         self.aggregation = check_choice(aggregation, "aggregation", ("mean", "vote"))
         self.shards = int(assignment[:, 0].max()) + 1
@@ -157,10 +166,10 @@ class SisaEnsemble(nn.Module):
         self.feature_dims = dims
         self.feature_dim = int(sum(dims))
         self._template = copy.deepcopy(template)
-        self.x, self.y = x, y
+        self.data = as_source((x, y) if y is not None else x, "x")  # the training set: positions = indices
         self.assignment = assignment
-        self.alive = np.ones(len(y), dtype=bool)
-        self.epochs, self.config, self.seed = list(epochs), dict(config), int(seed)
+        self.alive = np.ones(len(self.data), dtype=bool)
+        self.epochs, self.config, self.seed, self.precision = list(epochs), dict(config), int(seed), precision
         self.checkpoints: list[list[dict]] = [[_state(m)] for m in self.constituents]
         self.last_unlearn: dict = {}
 
@@ -183,22 +192,24 @@ class SisaEnsemble(nn.Module):
         return self.head(self.features(x))
 
     # --- SISA bookkeeping ---------------------------------------------------------------------
-    def shard_data(self, shard: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The remaining samples of ``shard``, slice by slice (ascending training-set index)."""
-        xs, ys = [], []
+    def shard_data(self, shard: int) -> tuple[BatchSource | None, list[int]]:
+        """The remaining samples of ``shard``, slice after slice (each in ascending training-set
+        index), as a source over the training set (None if none remain), and the cumulative count
+        at the end of each slice."""
+        parts, ends = [], []
         for r in range(self.slices):
-            idx = np.flatnonzero((self.assignment[:, 0] == shard) & (self.assignment[:, 1] == r) & self.alive)
-            t = torch.from_numpy(idx)
-            xs.append(self.x[t])
-            ys.append(self.y[t])
-        return xs, ys
+            parts.append(np.flatnonzero((self.assignment[:, 0] == shard) & (self.assignment[:, 1] == r) & self.alive))
+            ends.append(int(sum(len(p) for p in parts)))
+        idx = np.concatenate(parts)
+        return (self.data.subset(torch.from_numpy(idx)) if len(idx) else None), ends
 
     def _tasks(self, shard_starts: dict[int, int]) -> list[tuple]:
         tasks = []
         for s, start in shard_starts.items():
-            xs, ys = self.shard_data(s)
+            shard, ends = self.shard_data(s)
             seeds = [_slice_seed(self.seed, s, r) for r in range(self.slices)]
-            tasks.append((self._template, self.checkpoints[s][start], xs, ys, start, self.epochs, self.config, seeds))
+            tasks.append((self._template, self.checkpoints[s][start], shard, ends, start, self.epochs, self.config,
+                          seeds, self.precision))
         return tasks
 
     def _train(self, shard_starts: dict[int, int], map_fn: Callable) -> None:
@@ -208,17 +219,25 @@ class SisaEnsemble(nn.Module):
             self.constituents[s].load_state_dict(self.checkpoints[s][-1])
         self.eval()
 
-    def locate(self, x: torch.Tensor) -> np.ndarray:
-        """Training-set indices of the (alive) samples equal, byte for byte, to the rows of ``x``.
-        Raises ValueError for a row that is not in the training set."""
-        def key(row: torch.Tensor) -> bytes:
-            return hashlib.blake2b(row.contiguous().numpy().tobytes(), digest_size=16).digest()
+    def locate(self, x, *, batch_size: int = 512) -> np.ndarray:
+        """Training-set indices of the (alive) samples equal, byte for byte, to the rows of ``x``
+        (a tensor, or any Dataset / DataLoader / ``BatchSource``: both it and the training set are
+        read in minibatches, only the rows' 16-byte digests are kept). Raises ValueError for a row
+        that is not in the training set."""
+        def keys(source: BatchSource):
+            for b in source.batches(batch_size, shuffle=False):
+                for i, row in zip(b.idx.tolist(), b.x.cpu()):
+                    yield i, hashlib.blake2b(row.contiguous().numpy().tobytes(), digest_size=16).digest()
         table: dict[bytes, list[int]] = {}
-        for i in np.flatnonzero(self.alive):
-            table.setdefault(key(self.x[int(i)]), []).append(int(i))
+        alive = torch.from_numpy(np.flatnonzero(self.alive))
+        if len(alive):
+            for j, k in keys(self.data.subset(alive)):
+                table.setdefault(k, []).append(int(alive[j]))
+        query = x if not isinstance(x, torch.Tensor) else TensorSource(x.cpu(), torch.zeros(len(x), dtype=torch.long),
+                                                                       name="forget")
         out = []
-        for j, row in enumerate(x.cpu()):
-            hits = table.get(key(row))
+        for j, k in keys(as_source(query, "forget")):
+            hits = table.get(k)
             if not hits:
                 raise ValueError(f"forget: expected samples of the SISA training set, got row {j} which is not in it")
             out.append(hits.pop(0))
@@ -248,40 +267,47 @@ class SisaEnsemble(nn.Module):
         return self.last_unlearn
 
 
-def train_sisa(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, shards: int = 4, slices: int = 4,
+def train_sisa(model: nn.Module, x, y: torch.Tensor | None = None, *, shards: int = 4, slices: int = 4,
                epochs: int = 30, batch_size: int = 64, lr: float = 0.05, momentum: float = 0.9,
                weight_decay: float = 5e-4, seed: int = 0, aggregation: str = "mean",
                assignment: np.ndarray | None = None, executor: str = "serial",
-               map_fn: Callable | None = None) -> SisaEnsemble:
+               map_fn: Callable | None = None, precision: str = "fp32") -> SisaEnsemble:
     """Trains a SISA ensemble of copies of ``model`` (re-initialised; its weights are not used).
 
     Args:
         model: the architecture of each constituent (``unlearnkit.models``: ``features``/``head``/``feature_dim``).
-        x: (n, C, H, W) training images in [0, 1]; y: (n,) int64 labels.
+        x: (n, C, H, W) training images in [0, 1] with y: (n,) int64 labels; or, with ``y=None``, any
+            Dataset / DataLoader / ``BatchSource`` (streamed: each shard reads its samples in minibatches).
         shards, slices: S and R. epochs: E, the passes over each shard (spread over the slice steps
             by ``slice_epochs``). batch_size, lr, momentum, weight_decay: the SGD of ``training.fit``
             (a cosine schedule within each slice step).
         seed: fixes the assignment, initialisations and data orders.
         assignment: (n, 2) (shard, slice) per sample instead of the seeded random one.
         executor: "serial" or "ray" (one task per shard); map_fn: any ``map_fn(fn, tasks) -> list``.
+        precision: each constituent's training precision (``training.fit``'s).
     """
     shards = check_positive_int(shards, "shards")
     slices = check_positive_int(slices, "slices")
-    if len(x) != len(y):
-        raise ValueError(f"y: expected as many labels as images ({len(x)}), got {len(y)}")
+    if y is not None:
+        if len(x) != len(y):
+            raise ValueError(f"y: expected as many labels as images ({len(x)}), got {len(y)}")
+        data = as_source((x.cpu(), y.cpu()), "x")
+    else:
+        data = as_source(x, "x")
+    n = len(data)
     if assignment is None:
-        if len(y) < shards * slices:
-            raise ValueError(f"shards, slices: expected at most {len(y)} slices in all (one sample each), "
+        if n < shards * slices:
+            raise ValueError(f"shards, slices: expected at most {n} slices in all (one sample each), "
                              f"got {shards} x {slices}")
-        assignment = assign(len(y), shards, slices, seed)
+        assignment = assign(n, shards, slices, seed)
     else:
         assignment = np.asarray(assignment, dtype=np.int64)
-        if assignment.shape != (len(y), 2):
-            raise ValueError(f"assignment: expected shape ({len(y)}, 2), got {assignment.shape}")
+        if assignment.shape != (n, 2):
+            raise ValueError(f"assignment: expected shape ({n}, 2), got {assignment.shape}")
     config = dict(batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay)
     epochs_per_slice = slice_epochs(epochs, int(assignment[:, 1].max()) + 1)
-    ens = SisaEnsemble(model, x.cpu(), y.cpu(), assignment, epochs=epochs_per_slice, config=config, seed=seed,
-                       aggregation=aggregation)
+    ens = SisaEnsemble(model, data, None, assignment, epochs=epochs_per_slice, config=config, seed=seed,
+                       aggregation=aggregation, precision=precision)
     ens._train({s: 0 for s in range(ens.shards)}, map_fn or EXECUTORS[check_choice(executor, "executor", EXECUTORS)])
     return ens
 
@@ -325,16 +351,16 @@ class Sisa(Method):
         p = self.params
         if isinstance(model, SisaEnsemble):
             ens = model
-            idx = ens.locate(data.x_forget)
+            idx = ens.locate(data.forget)
         else:
-            x = torch.cat([data.x_retain, data.x_forget])
-            y = torch.cat([data.y_retain, data.y_forget])
+            train = concat_sources([data.retain, data.forget], name="x")  # positions: retain, then forget
             t0 = time.perf_counter()
-            ens = train_sisa(model, x, y, shards=p.shards, slices=p.slices, epochs=p.epochs,
+            ens = train_sisa(model, train, shards=p.shards, slices=p.slices, epochs=p.epochs,
                              batch_size=p.batch_size, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay,
-                             seed=ctx.seed, aggregation=p.aggregation, executor=p.executor)
+                             seed=ctx.seed, aggregation=p.aggregation, executor=p.executor,
+                             precision=ctx.amp.precision)
             ctx.log("train", 1, 1, seconds=time.perf_counter() - t0)
-            idx = np.arange(len(data.y_retain), len(y))
+            idx = np.arange(len(data.retain), len(train))
         report = ens.unlearn(idx, executor=p.executor)
         ctx.log("unlearn", 1, 1, seconds=report["seconds"], shards=len(report["shards"]))
         return ens.to(ctx.device)

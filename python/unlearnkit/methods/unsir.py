@@ -16,8 +16,11 @@ import torch
 from torch.nn import functional as F
 
 from .._validation import categorical, integers, log_uniform, param
+from ..data.batches import BatchSource, TensorSource, concat_sources
+from ..training import Precision
 from ._loops import run_epochs
 from .base import Method, register
+from .cf_k import source_labels
 
 
 @dataclass(frozen=True)
@@ -54,23 +57,41 @@ class UNSIRParams:
 
 
 def error_maximising_noise(model, labels: torch.Tensor, shape: tuple, *, lr: float, epochs: int, steps: int,
-                           reg: float, generator: torch.Generator, device) -> torch.Tensor:
+                           reg: float, generator: torch.Generator, device, amp: Precision | None = None) -> torch.Tensor:
     """(len(labels), *shape) noise maximising the model's cross-entropy on ``labels`` with an L2
     penalty: Adam ascent on CE(f(N), labels) - reg * mean_i ||N_i||^2 from N ~ N(0, 1), the model
-    in eval mode and untouched (gradients are taken w.r.t. the noise only)."""
+    in eval mode and untouched (gradients are taken w.r.t. the noise only). ``amp``: the forward
+    pass's precision (autocast; the noise itself and its Adam state stay float32)."""
+    amp = amp or Precision("fp32", device)
     noise = torch.randn((len(labels), *shape), generator=generator).to(device).requires_grad_(True)
     opt = torch.optim.Adam([noise], lr=lr)
     labels = labels.to(device)
     was_training = model.training
     model.eval()
     for _ in range(epochs * steps):
-        loss = -F.cross_entropy(model(noise), labels) + reg * noise.pow(2).flatten(1).sum(1).mean()
+        with amp.autocast():
+            logits = model(noise)
+        loss = -F.cross_entropy(logits.float(), labels) + reg * noise.pow(2).flatten(1).sum(1).mean()
         (g,) = torch.autograd.grad(loss, [noise])
         opt.zero_grad(set_to_none=True)
         noise.grad = g
         opt.step()
     model.train(was_training)
     return noise.detach().cpu()
+
+
+def _impair_source(noise: TensorSource, retain: BatchSource) -> BatchSource:
+    """The impair set: the noise images, then the retain samples (positions in that order).
+
+    In memory (a TensorSource retain) this is one TensorSource of the concatenated tensors; a
+    streamed retain set stays streamed (``concat_sources``), except when it is read through the
+    user's own ``collate_fn`` (which cannot be mixed with tensor items): then only the retain
+    subset, at most ``retain_per_class`` samples per class, is read into memory."""
+    try:
+        return concat_sources([noise, retain], name="impair")
+    except ValueError:
+        x_r, y_r = retain.tensors()
+        return TensorSource(torch.cat([noise.x, x_r.to(noise.x.dtype)]), torch.cat([noise.y, y_r]), name="impair")
 
 
 def _per_class_subset(y: torch.Tensor, per_class: int | None, generator: torch.Generator) -> torch.Tensor:
@@ -110,12 +131,14 @@ class UNSIR(Method):
     def _unlearn(self, model, data, ctx):
         p = self.params
         shape = tuple(data.forget.take(torch.arange(1)).x.shape[1:])
-        forget_classes = torch.unique(data.y_forget)
+        y_forget = source_labels(data.forget, p.batch_size, ctx)
+        y_retain = source_labels(data.retain, p.batch_size, ctx)
+        forget_classes = torch.unique(y_forget)
         mode = p.mode
         if mode == "auto":
-            mode = "class" if not torch.isin(forget_classes, data.y_retain).any() else "sample"
+            mode = "class" if not torch.isin(forget_classes, y_retain).any() else "sample"
         noise_kw = dict(lr=p.noise_lr, epochs=p.noise_epochs, steps=p.noise_steps, reg=p.noise_reg,
-                        generator=ctx.generator, device=ctx.device)
+                        generator=ctx.generator, device=ctx.device, amp=ctx.amp)
         xs, ys = [], []
         if mode == "class":
             for i, c in enumerate(forget_classes.tolist()):
@@ -125,22 +148,21 @@ class UNSIR(Method):
                 ys.append(labels.repeat(p.noise_repeats))
                 ctx.log("noise", i + 1, len(forget_classes), norm=n.flatten(1).norm(dim=1).mean())
         else:
-            n_batches = -(-len(data.y_forget) // p.noise_batch)
+            n_batches = -(-len(y_forget) // p.noise_batch)
             for b in range(n_batches):
-                labels = data.y_forget[b * p.noise_batch:(b + 1) * p.noise_batch]
+                labels = y_forget[b * p.noise_batch:(b + 1) * p.noise_batch]
                 n = error_maximising_noise(model, labels, shape, **noise_kw)
                 xs.append(n)
                 ys.append(labels)
                 ctx.log("noise", b + 1, n_batches, norm=n.flatten(1).norm(dim=1).mean())
-        keep = _per_class_subset(data.y_retain, p.retain_per_class, ctx.generator)
-        retain = data.retain.take(keep)  # the impair/repair retain subset, in memory (<= retain_per_class per class)
-        x_r, y_r = retain.x, data.y_retain[keep]
-        x_imp = torch.cat(xs + [x_r.to(xs[0].dtype)])
-        y_imp = torch.cat(ys + [y_r])
+        keep = _per_class_subset(y_retain, p.retain_per_class, ctx.generator)
+        retain = data.retain.subset(keep)  # the impair/repair retain samples, streamed like the retain set
+        noise = TensorSource(torch.cat(xs), torch.cat(ys), name="noise")
+        impair = _impair_source(noise, retain)
         opt = torch.optim.Adam(model.parameters(), lr=p.impair_lr)
-        run_epochs(model, x_imp, y_imp, epochs=p.impair_epochs, batch_size=p.batch_size, optimizer=opt,
+        run_epochs(model, impair, epochs=p.impair_epochs, batch_size=p.batch_size, optimizer=opt,
                    ctx=ctx, phase="impair")
         opt = torch.optim.Adam(model.parameters(), lr=p.repair_lr)
-        run_epochs(model, x_r, y_r, epochs=p.repair_epochs, batch_size=p.batch_size, optimizer=opt,
+        run_epochs(model, retain, epochs=p.repair_epochs, batch_size=p.batch_size, optimizer=opt,
                    ctx=ctx, phase="repair")
         return model
