@@ -180,15 +180,58 @@ def closed(value: float, original: float, gold: float, *, min_gap: float = MIN_G
     return 1.0 - abs(float(value) - float(gold)) / ref
 
 
+def mean_closed(values: dict, original: dict, gold: dict, metrics=CLOSED_METRICS, *,
+                min_gap: float = MIN_GAP_POINTS) -> tuple[float, float, dict]:
+    """The headline score of one model: ``(mean closed, damage, {metric: closed or NaN})``.
+
+    ``values``, ``original``, ``gold``: ``{metric: value}`` in points (percent) for each of ``metrics``.
+    ``closed`` per metric is :func:`closed` (NaN, shown "n/a", where the original is within ``min_gap``
+    of gold). Those n/a metrics cannot tell forgetting from doing nothing, but a method can still
+    *damage* them (e.g. lose retain accuracy the original and gold share), and a mean over the defined
+    metrics alone would not see it. So::
+
+        mean closed = mean(closed over the defined metrics D) - damage
+        damage      = sum over the n/a metrics U of max(|v - g| - |o - g|, 0) / r_D / |D|
+
+    with ``r_D`` the original's mean distance to gold over D (the regime's scale): a point lost on an
+    n/a metric costs as much as a point of distance not closed on an average defined one. Invariants:
+    the original scores exactly 0 (damage 0), gold exactly 1, a model that matches gold on D but is
+    ``r_D`` further from gold on one n/a metric scores ``1 - 1/|D|``. When no metric is defined the
+    regime cannot rank: both are NaN.
+    """
+    per = {k: closed(values[k], original[k], gold[k], min_gap=min_gap) for k in metrics}
+    defined = [k for k in metrics if not np.isnan(per[k])]
+    if not defined:
+        return float("nan"), float("nan"), per
+    scale = float(np.mean([abs(original[k] - gold[k]) for k in defined]))
+    excess = sum(max(abs(values[k] - gold[k]) - abs(original[k] - gold[k]), 0.0)
+                 for k in metrics if k not in defined)
+    damage = float(excess / scale / len(defined))
+    return float(np.mean([per[k] for k in defined])) - damage, damage, per
+
+
 def add_closed(rows: list[dict], *, min_gap: float = MIN_GAP_POINTS) -> list[dict]:
     """Adds ``closed_<metric>`` (``closed`` in points; None where undefined) for each of
-    ``CLOSED_METRICS`` and ``mean_closed`` (their mean over the defined ones, None if none is) to
-    every row of one seed, given that seed's "original" and "gold" rows. Rows that failed (with an
-    ``error``) are left as they are; without an original or a gold row nothing is added."""
+    ``CLOSED_METRICS``, ``mean_closed`` and ``damage`` (:func:`mean_closed`; None when no metric's
+    closed is defined) to every row of one seed, given that seed's "original" and "gold" rows. Rows
+    that failed (with an ``error``) are left as they are; without an original or a gold row nothing
+    is added."""
     ok = [r for r in rows if "error" not in r]
     ref = {r["model"]: r for r in ok if r["model"] in ("original", "gold")}
     if len(ref) < 2:
         return rows
+    o, g = ref["original"], ref["gold"]
+    metrics = [k for k in CLOSED_METRICS if k in o and k in g]
+    for r in ok:
+        if not all(k in r for k in metrics) or not metrics:
+            continue
+        mc, damage, per = mean_closed({k: 100 * r[k] for k in metrics}, {k: 100 * o[k] for k in metrics},
+                                      {k: 100 * g[k] for k in metrics}, metrics, min_gap=min_gap)
+        for k, c in per.items():
+            r[f"closed_{k}"] = None if np.isnan(c) else c
+        r["mean_closed"] = None if np.isnan(mc) else mc
+        r["damage"] = None if np.isnan(damage) else damage
+    return rows
     o, g = ref["original"], ref["gold"]
     for r in ok:
         vals = []

@@ -2,8 +2,9 @@
 ``closed`` (the share of the original's distance to gold a method closed), results.json /
 results.csv, and plots. Over several seeds a cell is mean ± std (over the seeds where it is defined).
 
-Rows are ranked by mean closed over forget, retain and test accuracy and MIA (gold first); a
-method ranked below "original" (mean closed < 0: further from gold than doing nothing) is flagged.
+Rows are ranked by mean closed over forget, retain and test accuracy and MIA (gold first; the mean
+of the defined ``closed`` minus the damage on the metrics where it is n/a, ``evaluate.mean_closed``);
+a method ranked below "original" (mean closed < 0: further from gold than doing nothing) is flagged.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ MAIN = [
     ("mia", "MIA", 100), ("gap_acc_forget", "|Δforget|", 100), ("gap_acc_retain", "|Δretain|", 100),
     ("gap_acc_test", "|Δtest|", 100), ("gap_mia", "|ΔMIA|", 100), ("avg_gap", "avg gap", 100),
     ("closed_acc_forget", "closed forget", 1), ("closed_acc_retain", "closed retain", 1),
-    ("closed_acc_test", "closed test", 1), ("closed_mia", "closed MIA", 1), ("mean_closed", "mean closed", 1),
+    ("closed_acc_test", "closed test", 1), ("closed_mia", "closed MIA", 1), ("damage", "damage", 1),
+    ("mean_closed", "mean closed", 1),
     ("act_dist", "act dist", 1), ("seconds", "time s", 1), ("rte", "time/retrain", 1),
 ]
 BELOW_ORIGINAL = " ⚠ below original"
@@ -187,9 +189,9 @@ def regime_notes(rows: list[dict]) -> list[str]:
                          f"{MIN_GAP_POINTS:g} point of gold on every headline metric ({names}); closed is n/a.")
         else:
             notes.append(f"The original model is within {MIN_GAP_POINTS:g} point of gold on {names}: closed is "
-                         "n/a there (those metrics cannot tell forgetting from doing nothing) and the mean "
-                         "closed is over the other metrics, so it does not see damage on these: read the "
-                         "|Δ| columns and the avg gap beside it.")
+                         "n/a there (those metrics cannot tell forgetting from doing nothing); what a method "
+                         "loses on them beyond the original's distance is the damage column, subtracted "
+                         "from the mean closed in units of the original's mean distance on the others.")
     methods = [e for m, e in summary.items() if m not in ("original", "gold")]
     if methods:
         for m in CLOSED_METRICS:
@@ -249,7 +251,9 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
           "Accuracies, MIA and gaps in %; |Δ| = |value − gold value|; avg gap = mean of |Δ| over forget, retain "
           "and test accuracy and MIA; closed = 1 − |value − gold| / |original − gold| per metric (1 = as "
           "retrained, 0 = did nothing, < 0 = worse than nothing; n/a where the original is within 1 point of "
-          "gold); rows ranked by mean closed over forget, retain and test accuracy and MIA; time/retrain = "
+          "gold); damage = points lost on the n/a metrics beyond the original's distance, over the original's "
+          "mean distance on the defined ones and their count; mean closed = mean of the defined closed − "
+          "damage (original 0, gold 1); rows ranked by mean closed; time/retrain = "
           "method time / retraining time. Best gap and closed among methods in bold."
           + (f" Closest to gold: **{best}**." if best else "") + "\n",
           *[f"- {n}" for n in notes], *([""] if notes else []),

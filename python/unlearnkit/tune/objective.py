@@ -10,8 +10,10 @@ hyper-parameters, comes to the gold (retrained) model, on data that is never rep
   part: a computation that touched one would produce NaN and fail its trial.
 - The objective is the mean, over UA/RA/TA/MIA (TA and the MIA's non-members on validation data),
   of ``closed = 1 - |value - gold| / |original - gold|`` in points (``bench.evaluate.closed``;
-  undefined where the original is within 1 point of gold); if no metric is defined, 1 - average
-  gap / the original's average gap.
+  undefined where the original is within 1 point of gold), minus the damage done on those
+  undefined metrics (``bench.evaluate.mean_closed``: the bench's headline, so the search cannot buy
+  forgetting with retain or validation accuracy); if no metric is defined, 1 - average gap / the
+  original's average gap.
 - A trial that takes more than ``max_rte`` x the gold model's retraining time is infeasible (it is
   stopped as soon as it passes the budget); one whose method raises, or whose model has non-finite
   weights or outputs, has failed. Neither ever raises out of :func:`score_trial`.
@@ -33,6 +35,8 @@ import torch
 
 from .. import metrics as M
 from .._validation import check_choice
+from ..bench.evaluate import MIN_GAP_POINTS
+from ..bench.evaluate import mean_closed as _bench_mean_closed
 from ..bench.recipes import dataset_recipe, method_recipe
 from ..bench.runner import _train_reference, parse_scenario
 from ..checkpoints import default_cache_dir
@@ -52,7 +56,6 @@ DEFAULT_MAX_RTE = 0.2
 DEFAULT_VAL_FRACTION = 0.2
 #: The four headline metrics the objective averages ``closed`` over (TA on validation data).
 OBJECTIVE_METRICS = ("acc_forget", "acc_retain", "acc_val", "mia")
-MIN_GAP_POINTS = 1.0
 FAILED_SCORE = -2.0
 INFEASIBLE_SCORE = -1.5
 _MIA_MAX_PER_SET = 2000  # as bench.evaluate's mia_suite
@@ -255,25 +258,19 @@ def evaluate_val(model: torch.nn.Module, problem: TuningProblem) -> dict:
     return out
 
 
-def _closed(value: float, original: float, gold: float, min_gap: float = MIN_GAP_POINTS) -> float:
-    try:
-        from ..bench.evaluate import closed  # the bench's definition, once it is there
-    except ImportError:
-        ref = abs(original - gold)
-        return float("nan") if not ref >= min_gap or ref == 0 else 1.0 - abs(value - gold) / ref
-    return closed(value, original, gold, min_gap=min_gap)
-
-
 def mean_closed(metrics: dict, original: dict, gold: dict) -> tuple[float, dict]:
-    """(mean closed over ``OBJECTIVE_METRICS``, {metric: closed or NaN}); values in points.
+    """(mean closed over ``OBJECTIVE_METRICS``, {metric: closed or NaN}); values are fractions.
 
-    Falls back to 1 - average gap / the original's average gap when no metric's closed is defined
-    (the original within 1 point of gold on all four); NaN if that is undefined too.
+    The bench's headline (``bench.evaluate.mean_closed``, on points): the mean of the defined
+    ``closed`` minus the damage done on the metrics where the original is within 1 point of gold
+    (so a trial cannot buy forgetting with retain or validation accuracy the original had). Falls
+    back to 1 - average gap / the original's average gap when no metric's closed is defined (the
+    original within 1 point of gold on all four); NaN if that is undefined too.
     """
-    per = {k: _closed(100 * metrics[k], 100 * original[k], 100 * gold[k]) for k in OBJECTIVE_METRICS}
-    defined = [v for v in per.values() if not math.isnan(v)]
-    if defined:
-        return float(np.mean(defined)), per
+    pts = [{k: 100 * d[k] for k in OBJECTIVE_METRICS} for d in (metrics, original, gold)]
+    obj, _, per = _bench_mean_closed(*pts, OBJECTIVE_METRICS, min_gap=MIN_GAP_POINTS)
+    if not math.isnan(obj):
+        return obj, per
     gap = np.mean([abs(metrics[k] - gold[k]) for k in OBJECTIVE_METRICS])
     ref = np.mean([abs(original[k] - gold[k]) for k in OBJECTIVE_METRICS])
     return (float(1 - gap / ref) if ref > 0 else float("nan")), per
