@@ -6,7 +6,10 @@ to pick blocks of 16). Where a GPU is present the kernels run compiled, as users
 ``TRITON_INTERPRET=1`` yourself to force the interpreter there.
 
 Tests are grouped by layer (``engine/``, ``losses/``, ``methods/``, ``eval/``, ``bench/``,
-``audit/``, ``tune/``, ``data/``, ``package/``); ``helpers.py`` holds the trained models they share.
+``audit/``, ``tune/``, ``data/``, ``package/``). The fixtures they share (the digits split, the
+trained digits and Fashion-MNIST reference models, a local Ray, recipe files) are session or module
+fixtures in ``shared_fixtures.py``, loaded below as a plugin once ``TRITON_INTERPRET`` is settled;
+``helpers.py`` holds plain functions (accuracy and loss of a model on a dataset).
 """
 
 import os
@@ -31,3 +34,7 @@ def _cuda_present() -> bool:
 
 if not _cuda_present():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Imported by pytest after this module has run, so after the variable above is set. (Not named
+# "fixtures": pytest registers its own _pytest.fixtures under that plugin name and would skip ours.)
+pytest_plugins = ["shared_fixtures"]

@@ -15,12 +15,11 @@ import torch
 
 from unlearnkit.audit import Member, PoolSetup, run_pools
 from unlearnkit.audit.pools import member_keys
-from unlearnkit.data import load_digits, make_split
 from unlearnkit.methods.base import METHODS, Method, register
 from unlearnkit.metrics import epsilon_points
 from unlearnkit.training import TrainConfig
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")  # the pools run serially and on a local Ray
 
 TRAIN = TrainConfig(epochs=2, batch_size=64, lr=0.05)
 METHODS_HP = {"finetune": {"epochs": 1, "lr": 0.02, "batch_size": 64},
@@ -33,21 +32,6 @@ train = { epochs = 2, batch_size = 64, lr = 0.05, momentum = 0.9, weight_decay =
 finetune = { epochs = 1, lr = 0.02, batch_size = 64 }
 neggrad = { epochs = 1, lr = 0.05, batch_size = 32 }
 """
-
-
-@pytest.fixture(scope="module")
-def split():
-    return make_split(load_digits(), forget="random", fraction=0.1, seed=0)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 def _setup(cache) -> PoolSetup:
@@ -65,39 +49,39 @@ def _assert_same_pools(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow  # trains 4 x 8 small models (about 40 s on 2 busy cores)
-def test_serial_and_ray_are_bit_identical_and_reruns_come_from_the_cache(split, tmp_path, cluster):
+def test_serial_and_ray_are_bit_identical_and_reruns_come_from_the_cache(digits_split, tmp_path, local_ray):
     k = 2
-    serial = run_pools(split, _setup(tmp_path / "serial"), METHODS_HP, k, executor="serial", progress=False)
-    on_ray = run_pools(split, _setup(tmp_path / "ray"), METHODS_HP, k, executor="ray", progress=False)
+    serial = run_pools(digits_split, _setup(tmp_path / "serial"), METHODS_HP, k, executor="serial", progress=False)
+    on_ray = run_pools(digits_split, _setup(tmp_path / "ray"), METHODS_HP, k, executor="ray", progress=False)
     assert on_ray["executor"]["name"] == "ray" and on_ray["executor"]["cpus"] == 2
     assert serial["cached"] == on_ray["cached"] == {p: 0 for p in ("original", "retrained", *METHODS_HP)}
     _assert_same_pools(serial, on_ray)
-    assert serial["pools"]["finetune"]["forget"]["phi"].shape == (k, len(split.forget_idx))
+    assert serial["pools"]["finetune"]["forget"]["phi"].shape == (k, len(digits_split.forget_idx))
     # distinct seeds give distinct models
     phi = serial["pools"]["original"]["forget"]["phi"]
     assert not np.array_equal(phi[0], phi[1])
     # a rerun trains nothing and gives the same bytes
-    again = run_pools(split, _setup(tmp_path / "serial"), METHODS_HP, k, executor="serial", progress=False)
+    again = run_pools(digits_split, _setup(tmp_path / "serial"), METHODS_HP, k, executor="serial", progress=False)
     assert again["cached"] == {p: k for p in ("original", "retrained", *METHODS_HP)}
     _assert_same_pools(serial, again)
     # an interrupted audit (one unlearned checkpoint missing) trains only that one, identically
-    key = member_keys([Member("unlearned", 2, "neggrad", METHODS_HP["neggrad"])], split,
+    key = member_keys([Member("unlearned", 2, "neggrad", METHODS_HP["neggrad"])], digits_split,
                       _setup(tmp_path / "serial"))[("unlearned", 2, "neggrad")]  # seed 2 of 1..2
     victim = next((tmp_path / "serial").glob(f"*-unlearned-neggrad-{key}.pt"))
     victim.unlink()
-    resumed = run_pools(split, _setup(tmp_path / "serial"), METHODS_HP, k, executor="serial", progress=False)
+    resumed = run_pools(digits_split, _setup(tmp_path / "serial"), METHODS_HP, k, executor="serial", progress=False)
     assert resumed["cached"]["neggrad"] == k - 1 and resumed["cached"]["finetune"] == k
     _assert_same_pools(serial, resumed)
 
 
-def test_bench_loads_the_audits_reference_checkpoints(split, tmp_path):
+def test_bench_loads_the_audits_reference_checkpoints(digits_split, tmp_path):
     from unlearnkit.bench.runner import _train_reference
     from unlearnkit.progress import ProgressBars
 
-    run_pools(split, _setup(tmp_path), {}, 2, executor="serial", progress=False)
+    run_pools(digits_split, _setup(tmp_path), {}, 2, executor="serial", progress=False)
     bars = ProgressBars(disable=True)
     for kind in ("original", "gold"):
-        model, meta = _train_reference(kind, split, "small-cnn", {}, TRAIN, 2, tmp_path, "cpu", bars)
+        model, meta = _train_reference(kind, digits_split, "small-cnn", {}, TRAIN, 2, tmp_path, "cpu", bars)
         assert meta["cached"], f"the bench retrained the audit's {kind} model of seed 2"
 
 
@@ -120,15 +104,15 @@ if "audit_spy" not in METHODS:
             return model
 
 
-def test_methods_monitor_the_validation_part_never_the_test_part(split, tmp_path):
+def test_methods_monitor_the_validation_part_never_the_test_part(digits_split, tmp_path):
     _SEEN.clear()
-    run_pools(split, _setup(tmp_path), {"audit_spy": {}}, 2, executor="serial", progress=False)
+    run_pools(digits_split, _setup(tmp_path), {"audit_spy": {}}, 2, executor="serial", progress=False)
     assert len(_SEEN) == 2
-    if not hasattr(split, "val"):  # a split without a validation part: the method monitors nothing
+    if not hasattr(digits_split, "val"):  # a split without a validation part: the method monitors nothing
         assert all(x is None and y is None for x, y in _SEEN)
         return
-    x_val, y_val = split.val.tensors
-    x_test, _ = split.test.tensors
+    x_val, y_val = digits_split.val.tensors
+    x_test, _ = digits_split.test.tensors
     assert len(x_val) > 0
     for x, y in _SEEN:
         assert torch.equal(x, x_val) and torch.equal(y, y_val)
@@ -137,14 +121,13 @@ def test_methods_monitor_the_validation_part_never_the_test_part(split, tmp_path
         assert not any(row.numpy().tobytes() in seen for row in x_test)
 
 
-def test_cli_audit_digits_pool_4(tmp_path, cluster, capsys):
+def test_cli_audit_digits_pool_4(tmp_path, local_ray, capsys, recipes_file):
     from unlearnkit.cli import main
 
-    recipes = tmp_path / "recipes.toml"
-    recipes.write_text(RECIPES)
+    recipes = recipes_file(RECIPES)
     out = tmp_path / "out"
     rc = main(["audit", "--dataset", "digits", "--scenario", "random-10", "--methods", "finetune,neggrad",
-               "--pool", "4", "--seed", "0", "--recipes", str(recipes), "--out", str(out),
+               "--pool", "4", "--seed", "0", "--recipes", recipes, "--out", str(out),
                "--cache-dir", str(tmp_path / "cache"), "--quiet"])
     assert rc == 0
     printed = capsys.readouterr().out
@@ -171,10 +154,10 @@ def test_cli_audit_digits_pool_4(tmp_path, cluster, capsys):
     assert (out / "eps_hist.png").stat().st_size > 1000
 
 
-def test_bench_columns_are_the_audit_rows_under_the_bench_names(split, tmp_path):
+def test_bench_columns_are_the_audit_rows_under_the_bench_names(digits_split, tmp_path):
     from unlearnkit.audit import BENCH_COLUMNS, bench_columns
 
-    cols, result = bench_columns(split, model="small-cnn", train=TRAIN, methods={"neggrad": METHODS_HP["neggrad"]},
+    cols, result = bench_columns(digits_split, model="small-cnn", train=TRAIN, methods={"neggrad": METHODS_HP["neggrad"]},
                                  k=4, cache_dir=str(tmp_path), executor="serial", progress=False)
     rows = result["scores"]["rows"]
     assert set(cols) == {"neggrad", "original", "gold"}

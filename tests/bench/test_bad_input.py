@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import digits_models
 
 from unlearnkit import metrics as M
 from unlearnkit.checkpoints import load_checkpoint
@@ -76,8 +75,8 @@ def test_bad_input_raises_naming_the_argument(fn, exc, match):
         fn()
 
 
-def _method_cases():
-    split, original, _ = digits_models()
+def _method_cases(digits_models):
+    split, original, _ = digits_models
     x, y = split.forget.tensors
     xr, yr = split.retain.tensors
     m = get_method("finetune")(epochs=1)
@@ -98,8 +97,8 @@ def _method_cases():
 
 
 @pytest.mark.parametrize("case", range(9))
-def test_method_bad_input(case):
-    name, fn, exc, match = _method_cases()[case]
+def test_method_bad_input(case, digits_models):
+    name, fn, exc, match = _method_cases(digits_models)[case]
     with pytest.raises(exc, match=match):
         fn()
 

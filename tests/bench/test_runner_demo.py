@@ -202,20 +202,15 @@ def test_report_ranks_by_mean_closed_flags_below_original_and_says_when_nothing_
 
 
 @pytest.mark.parametrize("name", ["neggrad", "neggrad_plus", "scrub"])
-def test_shipped_class_recipes_do_not_diverge_on_digits(name):
+def test_shipped_class_recipes_do_not_diverge_on_digits(name, digits_models):
     """Issue 16: with the digits recipes, NegGrad, NegGrad+ and SCRUB diverged to NaN on class-3.
     The per-scenario recipe must keep every weight finite and still lower forget accuracy."""
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from helpers import digits_models
-
     from unlearnkit.bench.recipes import method_recipe
     from unlearnkit.data import make_split
     from unlearnkit.methods import get_method
     from unlearnkit.training import predict
 
-    split0, original, _ = digits_models()
+    split0, original, _ = digits_models
     split = make_split(split0.data, forget="class", forget_class=3, seed=0)
     out = get_method(name)(**method_recipe("digits", name, None, "class-3")).unlearn(
         original, split.forget, split.retain, test=split.val, seed=0)

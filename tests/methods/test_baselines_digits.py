@@ -6,21 +6,20 @@ import numpy as np
 import pytest
 import torch
 from helpers import accuracy_on as _acc
-from helpers import digits_models
 from helpers import loss_on as _loss
 
 from unlearnkit.bench.recipes import method_recipe
 from unlearnkit.methods import METHODS, get_method
 
 
-def test_original_memorises_and_gold_does_not():
-    split, original, gold = digits_models()
+def test_original_memorises_and_gold_does_not(digits_models):
+    split, original, gold = digits_models
     assert _acc(original, split.forget) == 1.0
     assert _loss(gold, split.forget) > 2 * _loss(original, split.forget)
 
 
-def test_finetune_moves_forget_loss_towards_gold_and_keeps_retain():
-    split, original, gold = digits_models()
+def test_finetune_moves_forget_loss_towards_gold_and_keeps_retain(digits_models):
+    split, original, gold = digits_models
     m = get_method("finetune")(**method_recipe("digits", "finetune"))
     before = {k: copy.deepcopy(v) for k, v in original.state_dict().items()}
     out = m.unlearn(original, split.forget, split.retain, seed=0)
@@ -30,23 +29,23 @@ def test_finetune_moves_forget_loss_towards_gold_and_keeps_retain():
     assert _acc(out, split.retain) >= 0.99
 
 
-def test_neggrad_lowers_forget_accuracy():
-    split, original, _ = digits_models()
+def test_neggrad_lowers_forget_accuracy(digits_models):
+    split, original, _ = digits_models
     out = get_method("neggrad")(**method_recipe("digits", "neggrad")).unlearn(original, split.forget, split.retain)
     assert _acc(out, split.forget) < _acc(original, split.forget) - 0.01
     assert _loss(out, split.forget) > 10 * _loss(original, split.forget)
 
 
-def test_random_labels_raises_forget_loss_and_keeps_test():
-    split, original, _ = digits_models()
+def test_random_labels_raises_forget_loss_and_keeps_test(digits_models):
+    split, original, _ = digits_models
     out = get_method("random_labels")(**method_recipe("digits", "random_labels")).unlearn(
         original, split.forget, split.retain)
     assert _loss(out, split.forget) > 10 * _loss(original, split.forget)
     assert _acc(out, split.test) > _acc(original, split.test) - 0.03
 
 
-def test_same_seed_same_model_and_inplace_option():
-    split, original, _ = digits_models()
+def test_same_seed_same_model_and_inplace_option(digits_models):
+    split, original, _ = digits_models
     m = get_method("finetune")(epochs=1)
     a = m.unlearn(original, split.forget, split.retain, seed=3)
     b = m.unlearn(original, split.forget, split.retain, seed=3)
@@ -56,8 +55,8 @@ def test_same_seed_same_model_and_inplace_option():
     assert c is clone
 
 
-def test_callbacks_see_every_step():
-    split, original, _ = digits_models()
+def test_callbacks_see_every_step(digits_models):
+    split, original, _ = digits_models
     events = []
     get_method("neggrad")(epochs=2, batch_size=32).unlearn(original, split.forget, split.retain,
                                                            callbacks=[events.append])
@@ -74,8 +73,8 @@ def test_registry_and_bad_hyperparameters():
         get_method("finetune")(lrr=0.1)
 
 
-def test_bad_inputs_name_the_argument():
-    split, original, _ = digits_models()
+def test_bad_inputs_name_the_argument(digits_models):
+    split, original, _ = digits_models
     m = get_method("finetune")(epochs=1)
     x, y = split.forget.tensors
     with pytest.raises(ValueError, match="forget: expected labels in \\[0, 10\\)"):

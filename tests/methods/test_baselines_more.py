@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 from helpers import accuracy_on as _acc
-from helpers import digits_models
 from helpers import loss_on as _loss
 from torch.nn import functional as F
 
@@ -31,20 +30,23 @@ from unlearnkit.training import predict
 NEW = ("neggrad_plus", "boundary_shrink", "l1_sparse", "scrub", "salun", "bad_teacher", "ssd")
 
 
-_RUNS: dict = {}
+@pytest.fixture(scope="module")
+def run(digits_models):
+    """A function ``run(name, **extra)`` returning (split, original, gold, unlearned, events) for
+    ``name`` with its digits recipe; each run is made once per module so several tests can look at it."""
+    runs: dict = {}
 
+    def get(name, **extra):
+        key = (name, tuple(sorted(extra.items())))
+        if key not in runs:
+            split, original, gold = digits_models
+            events = []
+            out = get_method(name)(**{**method_recipe("digits", name), **extra}).unlearn(
+                original, split.forget, split.retain, test=split.test, seed=0, callbacks=[events.append])
+            runs[key] = (split, original, gold, out, events)
+        return runs[key]
 
-def _run(name, **extra):
-    """(split, original, gold, unlearned, events) for ``name`` with its digits recipe; cached per
-    process so several tests can look at one run."""
-    key = (name, tuple(sorted(extra.items())))
-    if key not in _RUNS:
-        split, original, gold = digits_models()
-        events = []
-        out = get_method(name)(**{**method_recipe("digits", name), **extra}).unlearn(
-            original, split.forget, split.retain, test=split.test, seed=0, callbacks=[events.append])
-        _RUNS[key] = (split, original, gold, out, events)
-    return _RUNS[key]
+    return get
 
 
 def _state(model):
@@ -63,10 +65,10 @@ def test_all_registered_with_paper_and_recipes():
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_effect_on_digits(name):
+def test_effect_on_digits(name, run):
     """Forget loss rises to at least 5x the original's and within reach of gold's; forget accuracy
     does not rise; retain and test accuracy stay within 3 points of the original."""
-    split, original, gold, out, _ = _run(name)
+    split, original, gold, out, _ = run(name)
     lo, lg, lu = _loss(original, split.forget), _loss(gold, split.forget), _loss(out, split.forget)
     assert lu > 5 * lo, (name, lo, lu, lg)
     assert lu < 10 * lg + 0.5, (name, lo, lu, lg)  # not destroyed
@@ -76,8 +78,8 @@ def test_effect_on_digits(name):
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_original_untouched_and_steps_logged(name):
-    split, original, _, _, events = _run(name)
+def test_original_untouched_and_steps_logged(name, run):
+    split, original, _, _, events = run(name)
     before = _state(original)
     get_method(name)(**method_recipe("digits", name)).unlearn(original, split.forget, split.retain, seed=1)
     assert all(torch.equal(before[k], v) for k, v in original.state_dict().items())
@@ -89,18 +91,18 @@ def test_original_untouched_and_steps_logged(name):
     assert all(np.isfinite(v) for e in events for v in e.logs.values())
 
 
-def test_same_seed_same_model():
-    split, original, _ = digits_models()
+def test_same_seed_same_model(digits_models):
+    split, original, _ = digits_models
     m = get_method("scrub")(**method_recipe("digits", "scrub"))
     a = m.unlearn(original, split.forget, split.retain, seed=4)
     b = m.unlearn(original, split.forget, split.retain, seed=4)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
-def test_neggrad_plus_the_forget_term_does_the_forgetting():
+def test_neggrad_plus_the_forget_term_does_the_forgetting(run):
     """beta = 1 drops the ascent term (plain fine-tuning on the retain set): the same recipe then
     barely raises the forget loss."""
-    split, original, _, out, events = _run("neggrad_plus")
+    split, original, _, out, events = run("neggrad_plus")
     only_retain = get_method("neggrad_plus")(**{**method_recipe("digits", "neggrad_plus"), "beta": 1.0}).unlearn(
         original, split.forget, split.retain, seed=0)
     assert _loss(out, split.forget) > 3 * _loss(only_retain, split.forget)
@@ -111,8 +113,8 @@ def test_neggrad_plus_the_forget_term_does_the_forgetting():
         get_method("neggrad_plus")(beta=1.5)
 
 
-def test_boundary_shrink_trains_towards_the_nearest_wrong_class():
-    split, original, _, out, _ = _run("boundary_shrink")
+def test_boundary_shrink_trains_towards_the_nearest_wrong_class(run):
+    split, original, _, out, _ = run("boundary_shrink")
     x, y = split.forget.tensors
     y_nbi = nearest_wrong_labels(original, x, y, bound=method_recipe("digits", "boundary_shrink").get("bound", 0.1))
     assert (y_nbi != y).all()
@@ -130,8 +132,8 @@ def test_boundary_shrink_trains_towards_the_nearest_wrong_class():
     assert p_after > 3 * p_before
 
 
-def test_l1_sparse_shrinks_the_l1_norm_more_than_without_penalty():
-    split, original, _ = digits_models()
+def test_l1_sparse_shrinks_the_l1_norm_more_than_without_penalty(digits_models):
+    split, original, _ = digits_models
     recipe = method_recipe("digits", "l1_sparse")
     with_l1 = get_method("l1_sparse")(**recipe).unlearn(original, split.forget, split.retain)
     without = get_method("l1_sparse")(**{**recipe, "alpha": 0.0}).unlearn(original, split.forget, split.retain)
@@ -140,8 +142,8 @@ def test_l1_sparse_shrinks_the_l1_norm_more_than_without_penalty():
     assert n_l1 < n_0 - 0.01 * n_o and n_l1 < n_o
 
 
-def test_l1_sparse_alpha_decays_linearly():
-    _, _, _, _, events = _run("l1_sparse")
+def test_l1_sparse_alpha_decays_linearly(run):
+    _, _, _, _, events = run("l1_sparse")
     epochs = method_recipe("digits", "l1_sparse")["epochs"]
     alpha = method_recipe("digits", "l1_sparse")["alpha"]
     per_epoch = len(events) // epochs
@@ -149,8 +151,8 @@ def test_l1_sparse_alpha_decays_linearly():
     assert np.allclose(seen, [alpha * (1 - e / epochs) for e in range(epochs)])
 
 
-def test_scrub_student_leaves_teacher_on_forget_more_than_on_retain():
-    split, original, _, out, events = _run("scrub")
+def test_scrub_student_leaves_teacher_on_forget_more_than_on_retain(run):
+    split, original, _, out, events = run("scrub")
     recipe = method_recipe("digits", "scrub")
     assert {e.phase for e in events} == {"max-forget", "min-retain"}
 
@@ -169,8 +171,8 @@ def _salun_threshold():
     return method_recipe("digits", "salun").get("threshold", METHODS["salun"].Params().threshold)
 
 
-def test_salun_mask_density_and_only_salient_weights_move():
-    split, original, _, out, _ = _run("salun")
+def test_salun_mask_density_and_only_salient_weights_move(run):
+    split, original, _, out, _ = run("salun")
     x, y = split.forget.tensors
     for fraction in (0.1, 0.5):
         mask = saliency_mask(original, x, y, fraction)
@@ -192,12 +194,12 @@ def test_salun_mask_density_and_only_salient_weights_move():
     assert moved > 0.5 * changed
 
 
-def test_bad_teacher_forget_outputs_move_towards_the_random_teacher():
+def test_bad_teacher_forget_outputs_move_towards_the_random_teacher(digits_models):
     """Whole-class forgetting (class 3 of digits; the original model is the same, trained on all
     data): the forget samples' outputs move to the incompetent teacher's, the retained ones stay
     with the competent teacher's. (On a random forget set the two cannot be told apart by the
     network, which then just softens every output; the effect test above covers that case.)"""
-    split, original, _ = digits_models()
+    split, original, _ = digits_models
     cs = make_split(split.data, forget="class", forget_class=3, seed=0)
     out = get_method("bad_teacher")(**method_recipe("digits", "bad_teacher")).unlearn(
         original, cs.forget, cs.retain, seed=0)
@@ -238,8 +240,8 @@ def _direct_importance(model, x, y, batch_size):
     return {k: v / n_b for k, v in out.items()}
 
 
-def test_ssd_changes_exactly_the_selected_weights_by_the_formula():
-    split, original, _, out, _ = _run("ssd")
+def test_ssd_changes_exactly_the_selected_weights_by_the_formula(run):
+    split, original, _, out, _ = run("ssd")
     p = METHODS["ssd"].Params(**method_recipe("digits", "ssd"))
     xf, yf = split.forget.tensors
     xr, yr = split.retain.tensors

@@ -14,7 +14,6 @@ import dataclasses
 import pytest
 import torch
 from helpers import accuracy_on as _acc
-from helpers import digits_models, fashion_models
 from torch.nn import functional as F
 
 from unlearnkit.bench.recipes import method_recipe
@@ -31,23 +30,30 @@ DATASET = "fashion-mnist" if FASHION else "digits"
 SUBSET = dict(n_train=3000, epochs=25)
 
 
-def _models():
-    return fashion_models(**SUBSET) if FASHION else digits_models()
+@pytest.fixture(scope="module")
+def models(request):
+    """(split, original, gold): on the Fashion-MNIST subset, or on digits without Fashion-MNIST."""
+    return request.getfixturevalue("fashion_models")(**SUBSET) if FASHION else request.getfixturevalue("digits_models")
 
 
-_RUNS: dict = {}
+@pytest.fixture(scope="module")
+def run(models):
+    """A function ``run(name)`` returning (split, original, gold, unlearned, events) for ``name`` with
+    its recipe on ``models``; each run is made once per module."""
+    runs: dict = {}
 
+    def get(name):
+        if name not in runs:
+            split, original, gold = models
+            method = METHODS[name](**method_recipe(DATASET, name))
+            events = []
+            # validation data only, as the runner does: the test split is what the result is scored on
+            out = method.unlearn(original, split.forget, split.retain, test=split.val, seed=0,
+                                 callbacks=[events.append])
+            runs[name] = (split, original, gold, out, events)
+        return runs[name]
 
-def _run(name):
-    if name not in _RUNS:
-        split, original, gold = _models()
-        method = METHODS[name](**method_recipe(DATASET, name))
-        events = []
-        # validation data only, as the runner does: the test split is what the result is scored on
-        out = method.unlearn(original, split.forget, split.retain, test=split.val, seed=0,
-                             callbacks=[events.append])
-        _RUNS[name] = (split, original, gold, out, events)
-    return _RUNS[name]
+    return get
 
 
 # --- defaults and validation -----------------------------------------------------------------------
@@ -78,16 +84,16 @@ def test_bad_hyperparameters_name_the_field(cls, field, value, match):
         cls(**{field: value})
 
 
-def test_dlfd_needs_unseen_samples():
-    split, original, _ = digits_models()
+def test_dlfd_needs_unseen_samples(digits_models):
+    split, original, _ = digits_models
     with pytest.raises(ValueError, match="test: DLFD needs unseen validation samples"):
         DLFD(epochs=1).unlearn(original, split.forget, split.retain)
 
 
 # --- DLFD's parts ----------------------------------------------------------------------------------
 
-def _synthesis_inputs():
-    split, original, _ = digits_models()
+def _synthesis_inputs(digits_models):
+    split, original, _ = digits_models
     xr, yr = split.retain.tensors
     xf, _ = split.forget.tensors
     with torch.no_grad():
@@ -96,8 +102,8 @@ def _synthesis_inputs():
     return original, xr[:32], yr[:32], z_f, ot
 
 
-def test_synthesis_increases_the_ot_distance_to_the_forget_outputs():
-    model, x, y, z_f, ot = _synthesis_inputs()
+def test_synthesis_increases_the_ot_distance_to_the_forget_outputs(digits_models):
+    model, x, y, z_f, ot = _synthesis_inputs(digits_models)
     before = float(ot(model(x).detach(), z_f))
     x_new, history = synthesize(model, x, y, z_f, ot=ot, w=0.0, lambda_f=3.0, steps=10, alpha=0.01)
     assert len(history) == 10
@@ -110,9 +116,9 @@ def test_synthesis_increases_the_ot_distance_to_the_forget_outputs():
     assert all(q.requires_grad for q in model.parameters())  # parameters restored
 
 
-def test_synthesis_in_reference_code_mode_ignores_ot():
+def test_synthesis_in_reference_code_mode_ignores_ot(digits_models):
     # As released: the OT term is computed on the clean batch, so with w = 0 nothing moves.
-    model, x, y, z_f, ot = _synthesis_inputs()
+    model, x, y, z_f, ot = _synthesis_inputs(digits_models)
     x_new, history = synthesize(model, x, y, z_f, ot=ot, w=0.0, lambda_f=3.0, steps=5, alpha=0.01,
                                 mode="reference_code")
     assert torch.equal(x_new, x)
@@ -123,8 +129,8 @@ def test_synthesis_in_reference_code_mode_ignores_ot():
         assert float(F.cross_entropy(model(x_ce), y)) <= float(F.cross_entropy(model(x), y)) + 1e-6
 
 
-def test_forgetting_score_is_distance_of_the_loss_attack_from_chance():
-    split, original, gold = digits_models()
+def test_forgetting_score_is_distance_of_the_loss_attack_from_chance(digits_models):
+    split, original, gold = digits_models
     xf, yf = split.forget.tensors
     xt, yt = split.test.tensors
     fs, mia = forgetting_score(original, xf, yf, xt, yt, samples=100, splits=5, seed=0)
@@ -137,8 +143,8 @@ def test_forgetting_score_is_distance_of_the_loss_attack_from_chance():
 # --- behaviour on real data ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["muda", "dlfd"])
-def test_forget_accuracy_moves_to_gold_and_test_accuracy_holds(name):
-    split, original, gold, out, _ = _run(name)
+def test_forget_accuracy_moves_to_gold_and_test_accuracy_holds(name, run):
+    split, original, gold, out, _ = run(name)
     f_o, f_g, f_u = _acc(original, split.forget), _acc(gold, split.forget), _acc(out, split.forget)
     t_o, t_u = _acc(original, split.test), _acc(out, split.test)
     assert abs(f_u - f_g) < abs(f_o - f_g), (name, f_o, f_g, f_u)
@@ -147,8 +153,8 @@ def test_forget_accuracy_moves_to_gold_and_test_accuracy_holds(name):
     assert abs(t_u - t_o) <= (0.06 if name == "dlfd" else 0.03), (name, t_o, t_u)
 
 
-def test_muda_logs_da_and_both_phases():
-    _, _, _, _, events = _run("muda")
+def test_muda_logs_da_and_both_phases(run):
+    _, _, _, _, events = run("muda")
     phases = {e.phase for e in events}
     assert {"forget", "recover"} <= phases
     das = [e.logs["da"] for e in events if e.phase == "forget"]
@@ -156,8 +162,8 @@ def test_muda_logs_da_and_both_phases():
     assert all("sd" in e.logs for e in events if e.phase == "recover")
 
 
-def test_dlfd_logs_forgetting_score_and_synthesis():
-    _, _, _, _, events = _run("dlfd")
+def test_dlfd_logs_forgetting_score_and_synthesis(run):
+    _, _, _, _, events = run("dlfd")
     monitors = [e for e in events if e.phase == "monitor"]
     assert monitors and all(0.0 <= e.logs["fs"] <= 0.5 for e in monitors)
     synth = [e for e in events if e.phase == "synthesis"]
@@ -165,8 +171,8 @@ def test_dlfd_logs_forgetting_score_and_synthesis():
     assert all(e.logs["ot_last"] >= e.logs["ot_first"] - 1e-6 for e in synth)
 
 
-def test_original_model_untouched():
-    split, original, _ = digits_models()
+def test_original_model_untouched(digits_models):
+    split, original, _ = digits_models
     before = {k: v.clone() for k, v in original.state_dict().items()}
     for cls in (MUDA, DLFD):
         hp = {"epochs": 1} if cls is MUDA else {"epochs": 1, "steps": 2, "check_every": 10}
@@ -187,8 +193,8 @@ def test_recipes_exist_and_are_valid():
 # --- issue 12: MUDA's forget loss and probe curves, DLFD on validation data ---------------------------
 
 @pytest.mark.parametrize("forget_loss", ["neg_ce", "none"])
-def test_muda_forget_phase_loss_is_what_forget_loss_says(forget_loss):
-    split, original, _ = digits_models()
+def test_muda_forget_phase_loss_is_what_forget_loss_says(forget_loss, digits_models):
+    split, original, _ = digits_models
     m = MUDA(epochs=1, forget_loss=forget_loss, ce_cap=1.5, lambda_da=2.0, probe_every=4, probe_samples=100)
     m.unlearn(original, split.forget, split.retain, test=split.val, seed=0)
     forget = [e.logs for e in m.last_history if e.phase == "forget"]
@@ -200,8 +206,8 @@ def test_muda_forget_phase_loss_is_what_forget_loss_says(forget_loss):
         MUDA(forget_loss="ce")
 
 
-def test_muda_logs_probe_curves_on_a_schedule():
-    split, original, _ = digits_models()
+def test_muda_logs_probe_curves_on_a_schedule(digits_models):
+    split, original, _ = digits_models
     m = MUDA(epochs=1, probe_every=3, probe_samples=200, recover_ratio=2)
     m.unlearn(original, split.forget, split.retain, test=split.val, seed=0)
     h = m.last_history
@@ -218,8 +224,8 @@ def test_muda_logs_probe_curves_on_a_schedule():
     assert not [e for e in off.last_history if e.phase == "probe"]
 
 
-def test_dlfd_needs_validation_data_and_warns_when_the_attack_is_at_chance():
-    split, original, _ = digits_models()
+def test_dlfd_needs_validation_data_and_warns_when_the_attack_is_at_chance(digits_models):
+    split, original, _ = digits_models
     with pytest.raises(ValueError, match="test: DLFD needs unseen validation samples"):
         DLFD(epochs=0).unlearn(original, split.forget, split.retain)
     # forget_threshold 0.5: no score reaches it, so the switch would never synthesise

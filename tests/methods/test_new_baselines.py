@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from helpers import accuracy_on as _acc
-from helpers import digits_models
 from helpers import loss_on as _loss
 from torch import nn
 from torch.nn import functional as F
@@ -39,27 +38,33 @@ def _state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-_RUNS: dict = {}
+@pytest.fixture(scope="module")
+def run(digits_models):
+    """A function ``run(name, split=None, retain_n=None, scenario=None, **extra)`` returning (split,
+    original, gold, unlearned) for ``name`` with its digits recipe for ``scenario`` (each run made once
+    per module); ``retain_n``: hand the method only that many retain samples (to keep a slow method's
+    test short)."""
+    runs: dict = {}
+
+    def get(name, split=None, retain_n=None, scenario=None, **extra):
+        key = (name, split is not None, retain_n, scenario, tuple(sorted(extra.items())))
+        if key not in runs:
+            s, original, gold = digits_models
+            split = split or s
+            x, y = split.retain.tensors
+            retain = (x[:retain_n], y[:retain_n]) if retain_n else split.retain
+            out = get_method(name)(**{**method_recipe("digits", name, scenario=scenario), **extra}).unlearn(
+                original, split.forget, retain, seed=0)
+            runs[key] = (split, original, gold, out)
+        return runs[key]
+
+    return get
 
 
-def _run(name, split=None, retain_n=None, scenario=None, **extra):
-    """(split, original, gold, unlearned) for ``name`` with its digits recipe for ``scenario`` (cached
-    per process); ``retain_n``: hand the method only that many retain samples (to keep a slow
-    method's test short)."""
-    key = (name, split is not None, retain_n, scenario, tuple(sorted(extra.items())))
-    if key not in _RUNS:
-        s, original, gold = digits_models()
-        split = split or s
-        x, y = split.retain.tensors
-        retain = (x[:retain_n], y[:retain_n]) if retain_n else split.retain
-        out = get_method(name)(**{**method_recipe("digits", name, scenario=scenario), **extra}).unlearn(
-            original, split.forget, retain, seed=0)
-        _RUNS[key] = (split, original, gold, out)
-    return _RUNS[key]
-
-
-def _class_split():
-    split, _, _ = digits_models()
+@pytest.fixture(scope="module")
+def class_split(digits_models):
+    """The digits split with class 3 forgotten."""
+    split, _, _ = digits_models
     return make_split(split.data, forget="class", forget_class=3, seed=0)
 
 
@@ -93,8 +98,8 @@ def test_layers_are_counted_from_the_head_in_forward_order_norms_join_their_laye
 
 
 @pytest.mark.slow  # 5 epochs on the retain set: 183 s at load ~25 on 2 cores
-def test_cf_k_changes_only_the_last_k_layers_and_forgets():
-    split, original, gold, out = _run("cf_k")
+def test_cf_k_changes_only_the_last_k_layers_and_forgets(run):
+    split, original, gold, out = run("cf_k")
     k = method_recipe("digits", "cf_k").get("k", 2)
     before, after = _state(original), _state(out)
     trained = {"fc.1", "classifier"} if k == 2 else None
@@ -109,8 +114,8 @@ def test_cf_k_changes_only_the_last_k_layers_and_forgets():
     assert _acc(out, split.test) >= _acc(original, split.test) - 0.03
 
 
-def test_cf_k_on_a_wrapped_model_and_k_beyond_the_model():
-    split, original, _ = digits_models()
+def test_cf_k_on_a_wrapped_model_and_k_beyond_the_model(digits_models):
+    split, original, _ = digits_models
 
     class Wrapped(nn.Module):
         def __init__(self, inner):
@@ -128,8 +133,8 @@ def test_cf_k_on_a_wrapped_model_and_k_beyond_the_model():
         get_method("cf_k")(k=5).unlearn(original, split.forget, split.retain)
 
 
-def test_eu_k_reinitialises_the_last_k_layers():
-    split, original, _ = digits_models()
+def test_eu_k_reinitialises_the_last_k_layers(digits_models):
+    split, original, _ = digits_models
     out = get_method("eu_k")(k=2, epochs=0).unlearn(original, split.forget, split.retain, seed=5)
     # oracle: the same draws by hand (torch.manual_seed(seed), reset in forward order)
     fc, head = copy.deepcopy(original.fc[1]), copy.deepcopy(original.classifier)
@@ -142,8 +147,8 @@ def test_eu_k_reinitialises_the_last_k_layers():
         assert torch.equal(out.state_dict()[name], original.state_dict()[name])
 
 
-def test_eu_k_forgets_and_keeps_retain():
-    split, original, gold, out = _run("eu_k")
+def test_eu_k_forgets_and_keeps_retain(run):
+    split, original, gold, out = run("eu_k")
     for name in ("conv.0.weight", "conv.3.weight"):
         assert torch.equal(out.state_dict()[name], original.state_dict()[name])
     assert _loss(out, split.forget) > 3 * _loss(original, split.forget)
@@ -153,8 +158,8 @@ def test_eu_k_forgets_and_keeps_retain():
 
 # --- UNSIR ------------------------------------------------------------------------------------
 
-def test_unsir_noise_maximises_the_error():
-    _, original, _ = digits_models()
+def test_unsir_noise_maximises_the_error(digits_models):
+    _, original, _ = digits_models
     labels = torch.arange(10).repeat(3)
     g = torch.Generator().manual_seed(0)
     start = torch.randn((30, 1, 8, 8), generator=torch.Generator().manual_seed(0))
@@ -166,17 +171,17 @@ def test_unsir_noise_maximises_the_error():
 
 
 @pytest.mark.slow  # 180 s at load ~25 on 2 cores
-def test_unsir_random_forgetting_moves_forget_loss_and_keeps_retain():
-    split, original, gold, out = _run("unsir")
+def test_unsir_random_forgetting_moves_forget_loss_and_keeps_retain(run):
+    split, original, gold, out = run("unsir")
     assert _loss(out, split.forget) > 3 * _loss(original, split.forget)
     assert _acc(out, split.retain) >= 0.97
     assert _acc(out, split.test) >= _acc(original, split.test) - 0.05
 
 
 @pytest.mark.slow  # 5,120 noise images + the retain set through Adam: 316 s at load ~25 on 2 cores
-def test_unsir_removes_a_class():
+def test_unsir_removes_a_class(class_split, run):
     # (a gold model for a removed class has forget accuracy 0 by construction)
-    split, original, gold, out = _run("unsir", split=_class_split(), scenario="class-3")
+    split, original, gold, out = run("unsir", split=class_split, scenario="class-3")
     assert _acc(original, split.forget) == 1.0
     assert _acc(out, split.forget) <= 0.05
     assert _acc(out, split.retain) >= 0.95
@@ -215,14 +220,14 @@ def test_noise_variance_hand_worked():
     torch.testing.assert_close(v["head.w"], torch.tensor([[50.5, 50.5], [1e-3, 1e-3]]), rtol=1e-5, atol=0)
 
 
-def test_fisher_forgetting_moves_forget_loss_and_keeps_retain():
-    split, original, gold, out = _run("fisher", retain_n=500)  # the Fisher is a mean: 500 samples estimate it
+def test_fisher_forgetting_moves_forget_loss_and_keeps_retain(run):
+    split, original, gold, out = run("fisher", retain_n=500)  # the Fisher is a mean: 500 samples estimate it
     assert _loss(out, split.forget) > 3 * _loss(original, split.forget)
     assert _acc(out, split.retain) >= 0.95
 
 
-def test_fisher_removes_a_class_through_the_head_rows():
-    split, original, gold, out = _run("fisher", split=_class_split(), retain_n=500, scenario="class-3")
+def test_fisher_removes_a_class_through_the_head_rows(class_split, run):
+    split, original, gold, out = run("fisher", split=class_split, retain_n=500, scenario="class-3")
     assert _acc(out, split.forget) <= 0.05
     row = lambda m: float(m.classifier.weight[3].detach().abs().max())  # noqa: E731
     assert row(out) < 0.2 < row(original)
@@ -244,8 +249,8 @@ def test_slice_epochs_follow_the_official_schedule():
 
 
 @pytest.fixture(scope="module")
-def small_sisa():
-    split, original, _ = digits_models()
+def small_sisa(digits_models):
+    split, original, _ = digits_models
     x, y = split.data.x_train[:600], split.data.y_train[:600]
     template = copy.deepcopy(original)
     kw = dict(shards=3, slices=3, epochs=6, batch_size=32, lr=0.05, seed=1)
@@ -273,7 +278,7 @@ def test_sisa_unlearning_is_exact(small_sisa):
     assert all(torch.equal(ens.checkpoints[0][1][k], v) for k, v in ens0.checkpoints[0][1].items())
 
 
-def test_sisa_ensemble_honours_the_model_contract_and_votes(small_sisa):
+def test_sisa_ensemble_honours_the_model_contract_and_votes(small_sisa, digits_models):
     _, x, y, _, ens = small_sisa
     xb = x[:50]
     z = ens.features(xb)
@@ -291,7 +296,7 @@ def test_sisa_ensemble_honours_the_model_contract_and_votes(small_sisa):
     finally:
         ens.aggregation = "mean"
     # 3 shards of 200 digits, 6 epochs each: the aggregate has learned (unseen training images 600-999)
-    data = digits_models()[0].data
+    data = digits_models[0].data
     held_x, held_y = data.x_train[600:1000], data.y_train[600:1000]
     assert float((predict(ens, held_x).argmax(1) == held_y).float().mean()) >= 0.7
 
@@ -309,18 +314,18 @@ def test_sisa_method_on_a_trained_ensemble_locates_forget_samples(small_sisa):
 
 
 @pytest.mark.slow  # trains a 4-shard SISA ensemble twice over (training + deletion): 543 s at load ~25 on 2 cores
-def test_sisa_method_from_a_plain_model_never_saw_the_forget_set():
+def test_sisa_method_from_a_plain_model_never_saw_the_forget_set(run):
     # the digits recipe (4 shards x 4 slices, 10 epochs): each constituent sees ~360 digits, so the
     # aggregate is well below one model (retain 0.90, test 0.89 on seed 0, measured; 5 epochs gave 0.60);
     # what must hold is that the forget samples are no better known than the retained ones
-    split, original, gold, out = _run("sisa")
+    split, original, gold, out = run("sisa")
     assert isinstance(out, SisaEnsemble) and out.last_unlearn["shards"] == [0, 1, 2, 3]
     assert _loss(out, split.forget) > 5 * _loss(original, split.forget)
     assert _acc(out, split.forget) <= _acc(out, split.retain) + 0.02
     assert _acc(out, split.retain) >= 0.8 and _acc(out, split.test) >= 0.75
 
 
-def test_bad_hyperparameters_name_the_field():
+def test_bad_hyperparameters_name_the_field(digits_models):
     with pytest.raises(ValueError, match=r"^cf_k\.k: expected an int >= 1, got 0$"):
         get_method("cf_k")(k=0)
     with pytest.raises(ValueError, match=r"^eu_k\.lr: expected a number > 0"):
@@ -335,7 +340,7 @@ def test_bad_hyperparameters_name_the_field():
         get_method("sisa")(shards=0)
     with pytest.raises(ValueError, match=r"^sisa\.aggregation: expected one of \['mean', 'vote'\]"):
         get_method("sisa")(aggregation="median")
-    split, original, _ = digits_models()
+    split, original, _ = digits_models
     x, y = split.forget.tensors
     with pytest.raises(ValueError, match=r"^shards, slices: expected at most 10 slices in all"):
         train_sisa(original, x[:10], y[:10], shards=4, slices=3)

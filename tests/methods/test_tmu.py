@@ -11,13 +11,12 @@ once per process (and once per machine when $UNLEARNKIT_CACHE names a checkpoint
 from __future__ import annotations
 
 import copy
-import functools
 import math
 
 import numpy as np
 import pytest
 import torch
-from helpers import FASHION_TRAIN, digits_models, fashion_models
+from shared_fixtures import FASHION_EPOCHS
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
@@ -44,7 +43,7 @@ NO_FASHION = "Debian's dataset-fashion-mnist is not installed (`make fashion-dat
 
 # The Fashion-MNIST subset and how its reference models are trained (a small-data version of the
 # fashion-mnist recipe: more epochs on fewer images).
-N_TRAIN = 6000  # helpers.fashion_models trains with helpers.FASHION_TRAIN (8 epochs, lr 0.05)
+N_TRAIN = 6000  # the fashion_models fixture trains FASHION_EPOCHS (8) epochs, lr 0.05
 # TMU on that subset: the fashion-mnist recipe, but two unlearning epochs (the subset has a tenth of
 # the steps per epoch of the full set).
 SUBSET_OVERRIDES = {"epochs": 2}
@@ -54,27 +53,28 @@ def _acc(model, x, y):
     return float((predict(model, x).argmax(1) == y).float().mean())
 
 
-@functools.lru_cache(maxsize=None)
-def reference_models():
+@pytest.fixture(scope="module")
+def reference_models(request):
     """(split with a held-out twin set, original, gold) on Fashion-MNIST (subset) or digits."""
     if not FASHION:
-        split, original, gold = digits_models()
+        split, original, gold = request.getfixturevalue("digits_models")
         # The same forget set (same seed), now with 20% of the test split held out as D_twin.
         split = make_split(split.data, forget="random", fraction=0.1, seed=0, heldout_fraction=0.2)
         return split, original, gold
-    return fashion_models(n_train=N_TRAIN, epochs=FASHION_TRAIN.epochs, heldout_fraction=0.2)
+    return request.getfixturevalue("fashion_models")(n_train=N_TRAIN, epochs=FASHION_EPOCHS, heldout_fraction=0.2)
 
 
-@functools.lru_cache(maxsize=None)
-def tmu_run():
-    """(split, original, gold, TMU method, unlearned model, events): one run with the recipe."""
-    split, original, gold = reference_models()
+@pytest.fixture(scope="module")
+def tmu_run(reference_models):
+    """(split, original, gold, TMU method, unlearned model, events): one run with the recipe, shown
+    the validation part of the test split (as the bench runner does), never the evaluated part."""
+    split, original, gold = reference_models
     hparams = method_recipe(DATASET, "tmu")
     if FASHION:
         hparams.update(SUBSET_OVERRIDES)
     method = TMU(**hparams)
     events: list = []
-    out = method.unlearn(original, split.forget, split.retain, test=split.test, heldout=split.heldout, seed=0,
+    out = method.unlearn(original, split.forget, split.retain, test=split.val, heldout=split.heldout, seed=0,
                          callbacks=[events.append])
     return split, original, gold, method, out, events
 
@@ -112,8 +112,8 @@ def test_bad_hyperparameters_name_the_field(field, value, match):
         TMU(**{field: value})
 
 
-def test_heldout_is_required_and_checked():
-    split, original, _ = digits_models()
+def test_heldout_is_required_and_checked(digits_models):
+    split, original, _ = digits_models
     with pytest.raises(ValueError, match="heldout: tmu needs unseen samples"):
         TMU().unlearn(original, split.forget, split.retain)
     x, y = split.data.x_test[:20], split.data.y_test[:20]
@@ -141,8 +141,8 @@ class _Constant(nn.Module):
         return torch.tensor([0.0, 5.0, 0.0]).expand(len(x), 3)  # always class 1
 
 
-def test_generalisation_labels_come_from_predictions():
-    split, original, _ = digits_models()
+def test_generalisation_labels_come_from_predictions(digits_models):
+    split, original, _ = digits_models
     x, y = split.data.x_test, split.data.y_test
     labels = generalisation_labels(original, x, y)
     assert torch.equal(labels, predict(original, x).argmax(1) == y)
@@ -154,10 +154,10 @@ def test_generalisation_labels_come_from_predictions():
     assert torch.equal(generalisation_labels(_Constant(), x[:30], yc), yc == 1)
 
 
-def test_twin_labels_inside_tmu_follow_the_original_model():
+def test_twin_labels_inside_tmu_follow_the_original_model(digits_models):
     """The labels TMU trains its predictor on are the original model's correctness on D_twin: give it
     a model whose predictions are shifted by one class and they flip."""
-    split, original, _ = digits_models()
+    split, original, _ = digits_models
     split = make_split(split.data, forget="random", fraction=0.1, seed=0, heldout_fraction=0.2)
     fast = dict(twin_epochs=1, curriculum_epochs=1, predictor_epochs=2, epochs=0, features=("af",))
     xh, yh = split.heldout.tensors
@@ -168,8 +168,8 @@ def test_twin_labels_inside_tmu_follow_the_original_model():
     assert m.last_details["twin_labels"].float().mean() < 0.1  # the shifted model: nearly all hard
 
 
-def test_warns_when_the_twin_set_has_one_generalisation_label():
-    split, original, _ = digits_models()
+def test_warns_when_the_twin_set_has_one_generalisation_label(digits_models):
+    split, original, _ = digits_models
     x, y = split.data.x_test, split.data.y_test
     right = predict(original, x).argmax(1) == y
     fast = TMU(twin_epochs=0, epochs=0, features=("af",))
@@ -189,8 +189,8 @@ def test_robust_minmax_clips_outliers_and_scales_per_column():
         robust_minmax(torch.zeros(5))
 
 
-def test_pgd_and_adversarial_feature():
-    split, original, _ = digits_models()
+def test_pgd_and_adversarial_feature(digits_models):
+    split, original, _ = digits_models
     x, y = split.data.x_test[:64], split.data.y_test[:64]
     eps = 4 / 255
     x_adv = pgd_attack(original, x, y, epsilon=eps, steps=5, step_size=eps / 3)
@@ -206,8 +206,8 @@ def test_pgd_and_adversarial_feature():
     assert torch.allclose(adversarial_feature(original, x, y, epsilon=0.0), entropy, atol=1e-5)
 
 
-def test_distance_feature_matches_brute_force_same_class_neighbours():
-    split, original, _ = digits_models()
+def test_distance_feature_matches_brute_force_same_class_neighbours(digits_models):
+    split, original, _ = digits_models
     xq, yq = split.forget.tensors
     xo, yo = split.retain.tensors
     df = distance_feature(original, xq, yq, xo, yo, k=5)
@@ -225,8 +225,8 @@ def test_distance_feature_matches_brute_force_same_class_neighbours():
         distance_feature(original, xq[:1], lone, xo[yo != lone], yo[yo != lone])
 
 
-def test_curriculum_feature_is_per_sample_cross_entropy():
-    split, original, _ = digits_models()
+def test_curriculum_feature_is_per_sample_cross_entropy(digits_models):
+    split, original, _ = digits_models
     x, y = split.forget.tensors
     cf = curriculum_feature(original, x, y)
     assert cf.shape == y.shape
@@ -292,10 +292,10 @@ def test_finetune_perturbs_only_predicted_easy_forget_samples_and_relabels_hard_
 # --- on real data ----------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not FASHION, reason=NO_FASHION)
-def test_predictor_tells_easy_from_hard_on_the_fashion_twin_set():
+def test_predictor_tells_easy_from_hard_on_the_fashion_twin_set(tmu_run):
     """Cross-validated on D_twin (train the MLP on one half of its features and labels, score the other
     half, both ways), and applied to D_f against the gold model's own correctness."""
-    split, original, gold, method, _, _ = tmu_run()
+    split, original, gold, method, _, _ = tmu_run
     d = method.last_details
     labels = d["twin_labels"].numpy()
     perm = np.random.default_rng(0).permutation(len(labels))
@@ -314,10 +314,10 @@ def test_predictor_tells_easy_from_hard_on_the_fashion_twin_set():
 
 
 @pytest.mark.skipif(FASHION, reason="Fashion-MNIST is installed: the stronger twin-set test runs instead")
-def test_predictor_fits_the_digits_twin_set():
+def test_predictor_fits_the_digits_twin_set(tmu_run):
     """The weaker check without Fashion-MNIST: digits' twin set holds only a few hard samples, too
     few to cross-validate, so the AUC is in-sample."""
-    _, _, _, method, _, _ = tmu_run()
+    _, _, _, method, _, _ = tmu_run
     d = method.last_details
     labels = d["twin_labels"].numpy()
     assert 0 < labels.sum() < len(labels), "the twin set needs easy and hard samples"
@@ -326,8 +326,8 @@ def test_predictor_fits_the_digits_twin_set():
     assert roc_auc_score(labels, net.predict_proba(d["twin_features"]).numpy()) > 0.6
 
 
-def test_forget_accuracy_moves_to_gold_and_test_accuracy_stays():
-    split, original, gold, method, out, _ = tmu_run()
+def test_forget_accuracy_moves_to_gold_and_test_accuracy_stays(tmu_run):
+    split, original, gold, method, out, _ = tmu_run
     xf, yf = split.forget.tensors
     xt, yt = split.test.tensors
     acc = {name: (_acc(m, xf, yf), _acc(m, xt, yt)) for name, m in
@@ -344,8 +344,8 @@ def test_forget_accuracy_moves_to_gold_and_test_accuracy_stays():
     assert np.intersect1d(split.test_idx, split.heldout_idx).size == 0 and len(split.heldout_idx) > 0
 
 
-def test_logs_each_phase_and_keeps_the_original():
-    split, original, _, method, out, events = tmu_run()
+def test_logs_each_phase_and_keeps_the_original(tmu_run):
+    split, original, _, method, out, events = tmu_run
     phases = [e.phase for e in events]
     assert {"twin", "curriculum", "features", "predictor", "split", "unlearn"} <= set(phases)
     for phase in set(phases) - {"twin", "twin_check"}:
@@ -365,10 +365,10 @@ def test_logs_each_phase_and_keeps_the_original():
     assert out is not original
 
 
-def test_twin_is_fine_tuned_until_it_memorises_its_twin_set_as_the_original_memorises_d_f():
+def test_twin_is_fine_tuned_until_it_memorises_its_twin_set_as_the_original_memorises_d_f(digits_models):
     """The stop rule: the first epoch where M_t's accuracy on D_twin reaches M_o's on D_f (minus the
     tolerance); the target is M_o's forget accuracy, recomputed here from its predictions."""
-    split, original, _ = digits_models()
+    split, original, _ = digits_models
     split = make_split(split.data, forget="random", fraction=0.1, seed=0, heldout_fraction=0.2)
     xf, yf = split.forget.tensors
     target = float((predict(original, xf).argmax(1) == yf).float().mean())

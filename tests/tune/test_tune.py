@@ -36,10 +36,8 @@ neggrad = { epochs = 1, lr = 0.01, batch_size = 32 }
 
 
 @pytest.fixture(scope="module")
-def recipes(tmp_path_factory):
-    p = tmp_path_factory.mktemp("recipes") / "small.toml"
-    p.write_text(SMALL_RECIPES)
-    return str(p)
+def recipes(recipes_file):
+    return recipes_file(SMALL_RECIPES, "small.toml")
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +49,6 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def problem(recipes, cache):
     return T.prepare("digits", "random-10", ["finetune", "neggrad"], recipes=recipes, max_rte=1e3, cache_dir=cache)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
 # ------------------------------------------------------------------------------------- spaces
