@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "python" / "unlearnkit"
-LAYERS = [["_validation", "io", "progress"], ["data"], ["models", "training", "checkpoints"], ["kernels"],
+LAYERS = [["_validation", "io", "progress"], ["fanout"], ["data"], ["models", "training", "checkpoints"], ["kernels"],
           ["losses"], ["metrics"], ["methods"], ["eval", "bench", "audit", "tune"], ["cli"]]
 RANK = {name: i for i, group in enumerate(LAYERS) for name in group}
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..checkpoints import cache_key, cached_train
+from ..fanout import gather, ray_session, require_ray
 from ..methods import get_method
 from ..metrics.per_example import logit_scaled_confidence, margins
 from ..models import build_model
@@ -247,60 +248,21 @@ def _run_serial(split, setup, members, keys, bars) -> list[dict]:
     return out
 
 
-def _ray():
-    try:
-        import ray
-    except ImportError:  # pragma: no cover - ray is in the [cluster] extra
-        raise ValueError("executor: expected Ray to be installed for executor='ray' (pip install "
-                         "'unlearnkit[cluster]'), got no module 'ray'; executor='serial' (--serial) runs "
-                         "without it") from None
-    return ray
-
-
 def _run_ray(split, setup, members, keys, bars, address: str | None, num_cpus: int | None) -> tuple[list[dict], dict]:
-    ray = _ray()
-    owned = False
-    if not ray.is_initialized():
-        kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        try:
-            if address in (None, "local"):
-                ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
-            else:
-                ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ValueError(f"ray_address: could not connect to or start Ray at {address!r} ({exc})") from None
-        owned = True
-    try:
+    ray = require_ray(alternative="executor='serial' (--serial) runs without it")
+    with ray_session(address, num_cpus=num_cpus or os.cpu_count(), argname="ray_address", local=(None, "local"),
+                     ray=ray):
         remote = ray.remote(num_cpus=setup.threads, max_retries=0)(run_member)
         split_ref = ray.put(split)
         refs: dict = {}
         for m in members:  # references first: U_k waits for O_k's result (a Ray dependency)
             after = refs.get(("original", m.k, None)) if m.kind == "unlearned" else None
             refs[m.ident] = remote.remote(split_ref, setup, m, keys[m.ident], keys.get(("original", m.k, None)), after)
-        by_ref = {r: ident for ident, r in refs.items()}
-        results: dict = {}
-        pending = list(refs.values())
-        try:
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                for ref in done:
-                    r = ray.get(ref)
-                    results[by_ref[ref]] = r
-                    bars.done(r)
-        except ray.exceptions.RayTaskError as exc:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            if isinstance(cause, (ValueError, TypeError, FileNotFoundError)):
-                raise type(cause)(str(cause)) from None
-            raise
+        results = gather(list(refs.values()), on_done=lambda _i, r: bars.done(r), ray=ray)  # in members' order
         res = ray.cluster_resources()
         info = {"address": address or "local", "cpus": res.get("CPU"),
                 "nodes": len([n for n in ray.nodes() if n.get("Alive")])}
-        return [results[m.ident] for m in members], info
-    finally:
-        if owned:
-            ray.shutdown()
+        return results, info
 
 
 def run_pools(split, setup: PoolSetup, methods: dict[str, dict], k: int, *, executor: str = "ray",

@@ -1,6 +1,7 @@
 """Running the eval job's shard functions as Ray tasks.
 
-Ray does the distribution; this module only submits one task per shard (the same functions
+Ray does the distribution (started, joined and waited on through :mod:`unlearnkit.fanout`); this
+module only submits one task per shard (the same functions
 the single-process path calls, :func:`unlearnkit.eval.shards.scan_shard` and
 :func:`~unlearnkit.eval.shards.score_shard`), puts the fitted models in the object store once,
 and returns the partials in submission order so the driver merges them exactly as the
@@ -14,15 +15,13 @@ from __future__ import annotations
 
 import os
 
+from ..fanout import gather, require_ray, start_ray, stop_ray
+
 __all__ = ["RayExecutor"]
 
 
 def _ray():
-    try:
-        import ray
-    except ImportError:  # pragma: no cover
-        raise ImportError("--ray needs Ray: pip install 'unlearnkit[cluster]'") from None
-    return ray
+    return require_ray("ray", "--ray")
 
 
 def _run_task(fn, *args):
@@ -52,17 +51,7 @@ class RayExecutor:
         ray = _ray()
         if not isinstance(address, str) or not address:
             raise ValueError(f"ray: expected 'auto' or a Ray address such as 'host:6379', got {address!r}")
-        self._owned = False
-        if not ray.is_initialized():
-            kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-            try:
-                if address == "auto":
-                    ray.init(num_cpus=num_cpus, **kwargs)
-                else:
-                    ray.init(address=address, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise ValueError(f"ray: could not connect to or start Ray at {address!r} ({exc})") from None
-            self._owned = True
+        self._owned = start_ray(address, num_cpus=num_cpus, argname="ray", local=("auto",), ray=ray)
         self.address = address
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_run_task)
 
@@ -72,23 +61,13 @@ class RayExecutor:
     def map(self, fn, tasks: list[tuple], bar) -> list[dict]:
         ray = _ray()
         refs = [self._remote.remote(fn, *args) for args in tasks]
-        pending = list(refs)
         self.worker_peaks = getattr(self, "worker_peaks", {})
-        try:
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                for r in ray.get(done):
-                    bar.update(r["rows"])
-                    self.worker_peaks[r["worker_pid"]] = max(self.worker_peaks.get(r["worker_pid"], 0),
-                                                             r["worker_peak_rss"])
-            return ray.get(refs)
-        except ray.exceptions.RayTaskError as exc:
-            for r in pending:
-                ray.cancel(r, force=True)
-            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            if isinstance(cause, (ValueError, TypeError, FileNotFoundError)):
-                raise type(cause)(str(cause)) from None
-            raise
+
+        def done(_i, r):
+            bar.update(r["rows"])
+            self.worker_peaks[r["worker_pid"]] = max(self.worker_peaks.get(r["worker_pid"], 0), r["worker_peak_rss"])
+
+        return gather(refs, on_done=done, ray=ray)  # a task's ValueError/TypeError/FileNotFoundError as itself
 
     def describe(self) -> dict:
         ray = _ray()
@@ -98,5 +77,4 @@ class RayExecutor:
                 "worker_peak_rss_bytes": max(getattr(self, "worker_peaks", {0: 0}).values(), default=0)}
 
     def close(self) -> None:
-        if self._owned:
-            _ray().shutdown()
+        stop_ray(self._owned)

@@ -27,9 +27,8 @@ paper's label majority vote, returned as log((votes + mean probability) / (S + 1
 the majority label, ties broken by the mean probability, and every logit stays finite).
 
 Shards train one after another, or as Ray tasks with ``executor="ray"`` (equal to the serial run up to
-float rounding: Ray workers run torch with their own thread count; Ray imported only then;
-an exception to DESIGN.md's "only the fan-out layer knows Ray", asked for by the issue; pass
-``map_fn`` to use any other pool).
+float rounding: Ray workers run torch with their own thread count), submitted through
+``unlearnkit.fanout.ray_map``, the one module that knows Ray; pass ``map_fn`` to use any other pool.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from torch.nn import functional as F
 
 from .._validation import categorical, check_choice, check_positive_int, integers, log_uniform, param
 from ..data.batches import BatchSource, TensorSource, as_source, concat_sources
+from ..fanout import ray_map
 from ..training import TrainConfig, fit
 from .base import Method, register
 
@@ -123,14 +123,9 @@ def _serial_map(fn: Callable, tasks: list[tuple]) -> list:
 
 
 def _ray_map(fn: Callable, tasks: list[tuple]) -> list:
-    try:
-        import ray
-    except ImportError:  # pragma: no cover
-        raise ImportError("executor='ray' needs Ray: pip install 'unlearnkit[cluster]'") from None
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    remote = ray.remote(num_cpus=1, max_retries=0)(fn)
-    return ray.get([remote.remote(*t) for t in tasks])
+    """One Ray task (one CPU) per shard, through ``unlearnkit.fanout``: a running Ray session is
+    reused, else a local one is started for the call and stopped after it."""
+    return ray_map(fn, tasks, num_cpus=1)
 
 
 EXECUTORS = {"serial": _serial_map, "ray": _ray_map}
