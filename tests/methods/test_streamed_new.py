@@ -160,3 +160,24 @@ def test_streamed_runs_under_the_calls_precision(digits, case):
     assert diff > 0
     assert diff < (1.0 if name == "unsir" else 0.02)
     assert all(torch.isfinite(v).all() for v in bf16.state_dict().values() if v.is_floating_point())
+
+
+def test_unsir_with_the_users_collate_reads_only_its_retain_subset(digits, monkeypatch):
+    # a custom collate_fn cannot be mixed with the noise's tensor items: UNSIR then reads the impair
+    # retain subset (retain_per_class per class, here 20 x 10 of 540) into memory, and nothing else
+    x, y, model = digits
+    name, hp, kind = CASES["unsir-sample"]
+    forget, retain = _splits(x, y, kind)
+    method = get_method(name)(**hp)
+    oracle = method.unlearn(model, forget, retain, seed=3)
+
+    def collate(items):
+        return {"image": torch.stack([i[0] for i in items]), "label": torch.tensor([i[1] for i in items])}
+
+    read = []
+    tensors = LoaderSource.tensors
+    monkeypatch.setattr(LoaderSource, "tensors", lambda self: read.append(len(self)) or tensors(self))
+    out = method.unlearn(model, DataLoader(Items(*forget), collate_fn=collate),
+                         DataLoader(Items(*retain), collate_fn=collate), seed=3)
+    assert read == [200]
+    _same_weights(out, oracle)
