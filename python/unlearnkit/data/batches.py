@@ -368,6 +368,9 @@ class LoaderSource(BatchSource):
                 self._loaders[key] = self._new_loader(pin, persistent=True)
             loader, sampler = self._loaders[key]
         sampler.batches = batches
+        # the workers' base seed comes from this pass's order, not from torch's global RNG (which
+        # a DataLoader draws from by default): a streamed pass leaves that RNG as the tensor path does
+        loader.generator.manual_seed(hash(tuple(batches[0])) & 0x7FFF_FFFF_FFFF_FFFF if batches else 0)
         owner = not self._live
         self._live = True
         try:
@@ -385,6 +388,7 @@ class LoaderSource(BatchSource):
             kw.setdefault("persistent_workers", persistent)
         else:
             kw = {k: v for k, v in kw.items() if k == "timeout"}
+        kw["generator"] = torch.Generator()  # seeded per pass in _fetch
         loader = DataLoader(ds, batch_sampler=sampler, num_workers=self.num_workers, pin_memory=pin,
                             collate_fn=self._collate, **kw)
         return loader, sampler

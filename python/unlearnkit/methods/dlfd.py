@@ -1,9 +1,16 @@
 """DLFD: distribution-level feature distancing. Choi & Na, Distribution-Level Feature Distancing
 for Machine Unlearning: Towards a Better Trade-off Between Model Utility and Forgetting, AAAI 2025
-(arXiv 2409.14747). Spec: ``../shared/papers/dlfd.md``."""
+(arXiv 2409.14747). Spec: ``../shared/papers/dlfd.md``.
+
+Data access: the retain set is read in passes and the forget set in an endless cycle, both through
+their ``BatchSource``s in the call's seeded order, forward passes under ``ctx.amp``; the forgetting
+score reads only its ``mia_samples`` per set and the validation accuracy a fixed ``val_samples``
+subsample of ``test`` (read once), as index sets (``take``), so a streamed Dataset / DataLoader is
+never held in memory whole. On tensors the result is bit for bit that of indexing them."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from dataclasses import dataclass
@@ -14,10 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._validation import categorical, integers, log_uniform, param
-from ..data.tensors import cycle_batches, iterate_batches
+from ..data.batches import BatchSource, TensorSource
 from ..losses import SinkhornLoss
 from ..metrics.membership import mia_forget_vs_test
-from ..training import predict, sgd
+from ..training import Precision, predict, sgd
 from .base import Method, register
 
 MODES = ("paper", "reference_code")
@@ -79,7 +86,7 @@ def _outputs(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
 def synthesize(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor, z_forget: torch.Tensor, *,
                ot: SinkhornLoss, w: float, lambda_f: float, steps: int, alpha: float,
                pixel_range: tuple[float, float] = (0.0, 1.0), layer: str = "logits",
-               mode: str = "paper") -> tuple[torch.Tensor, list[float]]:
+               mode: str = "paper", amp: Precision | None = None) -> tuple[torch.Tensor, list[float]]:
     """DLFD's synthesis step: a perturbation that moves the retain batch's outputs away from the
     forget batch's (in OT distance) while keeping them classifiable.
 
@@ -90,10 +97,13 @@ def synthesize(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor,
     Args:
         x_retain: (B, C, H, W) retain images; y_retain: (B,) labels.
         z_forget: (B_f, K) outputs of the forget batch at ``layer`` (detached).
+        amp: the call's precision: the model's forward passes run under its autocast (the OT and
+            the cross-entropy choose their own dtypes); None: float32.
     Returns:
         (x' (B, C, H, W) detached, the OT value after each step (S floats), computed on x').
     The model's parameters get no gradient; its mode is left as found.
     """
+    autocast = amp.autocast if amp is not None else contextlib.nullcontext
     lo, hi = pixel_range
     delta = torch.zeros_like(x_retain, requires_grad=True)
     history = []
@@ -103,14 +113,18 @@ def synthesize(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor,
     ot.reset_warm_start()  # potentials carry over between the S steps of this batch only
     try:
         # reference_code: the OT term is the clean batch's, a constant of delta: solved once
-        clean_ot = ot(_outputs(model, x_retain, layer).detach(), z_forget) if mode == "reference_code" else None
+        if mode == "reference_code":
+            with autocast():
+                clean_ot = ot(_outputs(model, x_retain, layer).detach(), z_forget)
+        else:
+            clean_ot = None
         for step in range(steps + 1):
             last = step == steps
             if last and clean_ot is not None:
                 history.append(float(clean_ot))
                 break
             xp = (x_retain + delta).clamp(lo, hi)
-            with torch.set_grad_enabled(not last):
+            with torch.set_grad_enabled(not last), autocast():
                 feats = model.features(xp)
                 logits = model.head(feats)
                 ot_val = clean_ot if clean_ot is not None else ot(logits if layer == "logits" else feats, z_forget)
@@ -120,7 +134,8 @@ def synthesize(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor,
                 history.append(float(ot_val.detach()))
             if last:
                 break
-            loss = -w * F.cross_entropy(logits, y_retain) + lambda_f * ot_val
+            with autocast():
+                loss = -w * F.cross_entropy(logits, y_retain) + lambda_f * ot_val
             (grad,) = torch.autograd.grad(loss, delta, allow_unused=True)
             with torch.no_grad():
                 if grad is not None:
@@ -135,12 +150,24 @@ def forgetting_score(model: nn.Module, x_forget, y_forget, x_unseen, y_unseen, *
                      seed: int) -> tuple[float, float]:
     """(FS, MIA): MIA = mean accuracy of a logistic-regression attack on per-sample cross-entropy
     telling forget (1) from unseen (0) samples (``samples`` per set, ``splits`` stratified shuffle
-    splits); FS = |MIA - 0.5| (the official code's scale; the paper reports 2 FS)."""
+    splits); FS = |MIA - 0.5| (the official code's scale; the paper reports 2 FS).
+
+    ``x_forget``, ``x_unseen``: (n, C, H, W) images with their (n,) labels ``y_forget``, ``y_unseen``;
+    or ``BatchSource``s with ``y_*=None``, of which only the ``samples`` drawn are read."""
+    forget = x_forget if isinstance(x_forget, BatchSource) else TensorSource(x_forget, y_forget, name="x_forget")
+    unseen = x_unseen if isinstance(x_unseen, BatchSource) else TensorSource(x_unseen, y_unseen, name="x_unseen")
+    return _forgetting_score(model, forget, unseen, samples=samples, splits=splits, seed=seed)
+
+
+def _forgetting_score(model, forget: BatchSource, unseen: BatchSource, *, samples: int, splits: int, seed: int,
+                      amp: Precision | None = None) -> tuple[float, float]:
     g = np.random.default_rng(seed)
-    fi = g.permutation(len(y_forget))[:samples]
-    ti = g.permutation(len(y_unseen))[:samples]
-    lf = F.cross_entropy(predict(model, x_forget[fi]), y_forget[fi], reduction="none").numpy()
-    lt = F.cross_entropy(predict(model, x_unseen[ti]), y_unseen[ti], reduction="none").numpy()
+    fi = g.permutation(len(forget))[:samples]
+    ti = g.permutation(len(unseen))[:samples]
+    precision = amp if amp is not None else "fp32"
+    bf, bt = forget.take(fi), unseen.take(ti)
+    lf = F.cross_entropy(predict(model, bf.x, precision=precision), bf.y.cpu(), reduction="none").numpy()
+    lt = F.cross_entropy(predict(model, bt.x, precision=precision), bt.y.cpu(), reduction="none").numpy()
     mia = mia_forget_vs_test(lf, lt, n_splits=splits, seed=seed)
     return abs(mia - 0.5), mia
 
@@ -180,67 +207,66 @@ class DLFD(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        if data.x_test is None:
+        if data.test is None:
             raise ValueError("test: DLFD needs unseen validation samples for its forgetting score and checkpoint "
                              "choice (never the evaluation test split), got None")
-        x_u, y_u = data.x_test, data.y_test
-        dev = ctx.device
         # warm start: within one synthesis the clouds move by one sign step at a time, so the last
         # potentials are a far better start than zeros (same fixed point, same stopping rule)
         ot = SinkhornLoss(epsilon=p.epsilon, cost="cosine", output="cost", scaling=1.0, max_iter=p.ot_max_iter,
                           tol=p.ot_tol, warm_start=True)
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
-        n_r = len(data.y_retain)
-        forget_batches = cycle_batches(len(data.y_forget), p.batch_size, generator=ctx.generator)
-        val_idx = torch.randperm(len(y_u), generator=ctx.generator)[: p.val_samples]
+        n_r = len(data.retain)
+        forget_batches = ctx.cycle(data.forget, p.batch_size)
+        val_idx = torch.randperm(len(data.test), generator=ctx.generator)[: p.val_samples]
+        val = data.test.take(val_idx)  # the validation subsample, read once (val_samples samples, CPU)
         total = p.epochs * -(-n_r // p.batch_size)
 
         def monitor(step):
-            fs, mia = forgetting_score(model, data.x_forget, data.y_forget, x_u, y_u, samples=p.mia_samples,
-                                       splits=p.mia_splits, seed=ctx.seed + step)
-            val = None
+            fs, mia = _forgetting_score(model, data.forget, data.test, samples=p.mia_samples, splits=p.mia_splits,
+                                        seed=ctx.seed + step, amp=ctx.amp)
+            acc = None
             if fs <= p.max_forgetting_score:
-                val = float((predict(model, x_u[val_idx]).argmax(1) == y_u[val_idx]).float().mean())
-            ctx.log("monitor", step, total, fs=fs, mia=mia, **({"val_acc": val} if val is not None else {}))
-            return fs, val
+                acc = float((predict(model, val.x, precision=ctx.amp).argmax(1) == val.y).float().mean())
+            ctx.log("monitor", step, total, fs=fs, mia=mia, **({"val_acc": acc} if acc is not None else {}))
+            return fs, acc
 
         best_state, best_val = None, -1.0
-        fs, val = monitor(0)
+        fs, acc = monitor(0)
         if fs < p.forget_threshold:
             # the switch starts in fine-tune mode: with an attack at chance the synthesis never runs
             warnings.warn(f"forget_threshold: on the model given, the loss attack tells forget from unseen samples "
                           f"no better than chance + {fs:.3f} (forgetting score < forget_threshold "
                           f"{p.forget_threshold}): "
                           "DLFD starts by plain fine-tuning and synthesises only if the score rises", stacklevel=3)
-        if val is not None:
-            best_state, best_val = copy.deepcopy(model.state_dict()), val
+        if acc is not None:
+            best_state, best_val = copy.deepcopy(model.state_dict()), acc
         step = 0
         for _ in range(p.epochs):
-            for idx in iterate_batches(n_r, p.batch_size, shuffle=True, generator=ctx.generator):
-                x, y = data.x_retain[idx].to(dev), data.y_retain[idx].to(dev)
+            for b in ctx.batches(data.retain, p.batch_size):
+                x, y = b.x, b.y
                 w = p.w_start + (p.w_end - p.w_start) * (step / max(total - 1, 1))
                 if fs >= p.forget_threshold:
-                    fidx = next(forget_batches)
+                    fb = next(forget_batches)
                     model.eval()
-                    with torch.no_grad():
-                        z_f = _outputs(model, data.x_forget[fidx].to(dev), p.layer)
+                    with torch.no_grad(), ctx.amp.autocast():
+                        z_f = _outputs(model, fb.x, p.layer)
                     x, hist = synthesize(model, x, y, z_f, ot=ot, w=w, lambda_f=p.lambda_f, steps=p.steps,
-                                         alpha=p.alpha, pixel_range=p.pixel_range, layer=p.layer, mode=p.mode)
+                                         alpha=p.alpha, pixel_range=p.pixel_range, layer=p.layer, mode=p.mode,
+                                         amp=ctx.amp)
                     phase, extra = "synthesis", {"ot_first": hist[0] if hist else 0.0,
                                                  "ot_last": hist[-1] if hist else 0.0, "w": w}
                 else:
                     phase, extra = "finetune", {}
                 model.train()
-                loss = F.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                with ctx.amp.autocast():
+                    loss = F.cross_entropy(model(x), y)
+                ctx.amp.step(opt, loss)
                 step += 1
                 ctx.log(phase, step, total, loss=loss.detach(), **extra)
                 if step % p.check_every == 0 or step == total:
-                    fs, val = monitor(step)
-                    if val is not None and val > best_val:
-                        best_state, best_val = copy.deepcopy(model.state_dict()), val
+                    fs, acc = monitor(step)
+                    if acc is not None and acc > best_val:
+                        best_state, best_val = copy.deepcopy(model.state_dict()), acc
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()

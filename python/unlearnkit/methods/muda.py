@@ -1,6 +1,12 @@
 """MUDA: machine unlearning with dimensional alignment and self-distillation, in alternating
 forget and recover phases. Seo, Kim & Han, Revisiting Machine Unlearning with Dimensional
-Alignment, WACV 2025 (arXiv 2407.17710). Spec: ``../shared/papers/muda.md``."""
+Alignment, WACV 2025 (arXiv 2407.17710). Spec: ``../shared/papers/muda.md``.
+
+Data access: the forget and retain sets are read through their ``BatchSource``s in the call's
+seeded order (a pass over D_f per forget phase, an endless cycle over D_r for the recover phases),
+forward passes under ``ctx.amp``; only the feature bank (``bank_size`` retain samples) and the
+probe's subsamples are read as index sets (``take``) and kept, so a streamed Dataset / DataLoader
+is never held in memory whole. On tensors the result is bit for bit that of indexing them."""
 
 from __future__ import annotations
 
@@ -11,7 +17,6 @@ import torch
 from torch.nn import functional as F
 
 from .._validation import categorical, integers, log_uniform, param, uniform
-from ..data.tensors import cycle_batches, iterate_batches
 from ..losses import DimensionalAlignmentLoss, SelfDistillationLoss
 from ..training import extract_features, sgd
 from ._loops import frozen_copy
@@ -98,11 +103,14 @@ class MUDA(Method):
         da_loss = DimensionalAlignmentLoss(k=p.k, energy=p.energy, center=p.center)
         sd_loss = SelfDistillationLoss(temperature=p.temperature)
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
-        n_f, n_r = len(data.y_forget), len(data.y_retain)
+        n_f, n_r = len(data.forget), len(data.retain)
         bank_idx = torch.randperm(n_r, generator=ctx.generator)[: p.bank_size]
+        # the bank's images are read once (bank_size samples, kept on the CPU); their features are
+        # recomputed at every refresh
+        bank_x = data.retain.take(bank_idx).x
         forget_steps = math.ceil(n_f / p.batch_size)
         recover_steps = math.ceil(p.recover_ratio * forget_steps)
-        retain_batches = cycle_batches(n_r, p.batch_size, generator=ctx.generator)
+        retain_batches = ctx.cycle(data.retain, p.batch_size)
         dev = ctx.device
         probe = _Probe(data, p.probe_samples, ctx) if p.probe_every else None
         n_probe = 0
@@ -117,19 +125,18 @@ class MUDA(Method):
         step_f = step_r = 0
         for epoch in range(p.epochs):
             # forget phase
-            for idx in iterate_batches(n_f, p.batch_size, shuffle=True, generator=ctx.generator):
+            for b in ctx.batches(data.forget, p.batch_size):
                 if step_f % p.refresh == 0:
-                    da_loss.refresh(extract_features(model, data.x_retain[bank_idx]).to(dev))
+                    da_loss.refresh(extract_features(model, bank_x, precision=ctx.amp).to(dev))
                 model.train()
-                z = model.features(data.x_forget[idx].to(dev))
-                ce = F.cross_entropy(model.head(z), data.y_forget[idx].to(dev))
-                l_da = da_loss(z)
-                loss = p.lambda_da * l_da
-                if p.forget_loss == "neg_ce":
-                    loss = loss - ce.clamp(max=p.ce_cap)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                with ctx.amp.autocast():
+                    z = model.features(b.x)
+                    ce = F.cross_entropy(model.head(z), b.y)
+                    l_da = da_loss(z)
+                    loss = p.lambda_da * l_da
+                    if p.forget_loss == "neg_ce":
+                        loss = loss - ce.clamp(max=p.ce_cap)
+                ctx.amp.step(opt, loss)
                 step_f += 1
                 ctx.log("forget", step_f, p.epochs * forget_steps, loss=loss.detach(), ce=ce.detach(),
                         da=1.0 - float(l_da.detach()), epoch=epoch + 1)
@@ -138,17 +145,15 @@ class MUDA(Method):
             # recover phase
             model.train()
             for _ in range(recover_steps):
-                idx = next(retain_batches)
-                x = data.x_retain[idx].to(dev)
-                out = model(x)
-                with torch.no_grad():
-                    t_out = teacher(x)
-                ce = F.cross_entropy(out, data.y_retain[idx].to(dev))
-                sd = sd_loss(out, t_out)
-                loss = ce + p.lambda_sd * sd
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                b = next(retain_batches)
+                with ctx.amp.autocast():
+                    out = model(b.x)
+                    with torch.no_grad():
+                        t_out = teacher(b.x)
+                    ce = F.cross_entropy(out, b.y)
+                    sd = sd_loss(out, t_out)
+                    loss = ce + p.lambda_sd * sd
+                ctx.amp.step(opt, loss)
                 step_r += 1
                 ctx.log("recover", step_r, p.epochs * recover_steps, loss=loss.detach(), ce=ce.detach(),
                         sd=sd.detach(), epoch=epoch + 1)
@@ -166,14 +171,15 @@ class _Probe:
 
     def __init__(self, data, n: int, ctx):
         g = torch.Generator().manual_seed(ctx.seed + 7)
-        perm = torch.randperm(len(data.y_retain), generator=g)
+        perm = torch.randperm(len(data.retain), generator=g)
         fit_i, eval_i = perm[:n], perm[n:2 * n]
         if len(eval_i) == 0:  # tiny retain sets: score in-sample
             eval_i = fit_i
-        f_i = torch.randperm(len(data.y_forget), generator=g)[:n]
-        self.sets = [(data.x_retain[fit_i], data.y_retain[fit_i].numpy()),
-                     (data.x_retain[eval_i], data.y_retain[eval_i].numpy()),
-                     (data.x_forget[f_i], data.y_forget[f_i].numpy())]
+        f_i = torch.randperm(len(data.forget), generator=g)[:n]
+        # the subsamples are read once (at most 3n samples, on the CPU)
+        self.sets = [(b.x, b.y.numpy()) for b in (data.retain.take(fit_i), data.retain.take(eval_i),
+                                                   data.forget.take(f_i))]
+        self.amp = ctx.amp
 
     def __call__(self, model) -> dict:
         from sklearn.linear_model import LogisticRegression
@@ -181,7 +187,7 @@ class _Probe:
         from sklearn.preprocessing import StandardScaler
 
         (x_fit, y_fit), (x_r, y_r), (x_f, y_f) = self.sets
-        z = [extract_features(model, x).cpu().numpy() for x in (x_fit, x_r, x_f)]
+        z = [extract_features(model, x, precision=self.amp).cpu().numpy() for x in (x_fit, x_r, x_f)]
         if len(set(y_fit.tolist())) < 2:
             return {}
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(z[0], y_fit)

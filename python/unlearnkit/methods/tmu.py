@@ -17,6 +17,11 @@ hard and unlearns only those:
    splits D_f into predicted-easy D_f^e and predicted-hard D_f^h.
 4. M_o is fine-tuned on D_r + D_f^e (true labels, Gaussian input noise) + D_f^h (random wrong
    labels), so its accuracy drops only on the hard forget samples.
+
+Data access: every set is read through its ``BatchSource`` in minibatches (training passes in the
+call's seeded order over the concatenated sources, inference passes in order), so a streamed
+Dataset / DataLoader is never held in memory whole; what is kept are per-sample features and
+labels. The public feature functions take tensors and run the same code over a ``TensorSource``.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from torch.nn import functional as F
 
 from .. import metrics as _metrics
 from .._validation import integers, log_uniform, param
+from ..data.batches import BatchSource, TensorSource, concat_sources
 from ..data.tensors import iterate_batches
-from ..training import extract_features, predict, sgd
+from ..training import Precision, inference_batch, model_device, sgd
 from ._loops import random_wrong_labels, run_epochs
-from .base import Context, Method, register
+from .base import Context, Method, _item_shape, register
 
 FEATURES = ("df", "af", "cf")
 
@@ -119,7 +125,46 @@ def generalisation_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
     In the twin problem ``model`` is M_o (which never saw D_twin) playing the gold model. The labels
     come from its predictions, never from the data alone.
     """
-    return predict(model, x).argmax(1) == y
+    return _generalisation_labels(model, TensorSource(x, y, name="x"))
+
+
+def _generalisation_labels(model: nn.Module, source: BatchSource, amp: Precision | None = None) -> torch.Tensor:
+    logits, labels = _infer(model, source, _logits, amp)
+    return logits.argmax(1) == labels
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+def _penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.features(x)
+
+
+@torch.no_grad()
+def _infer(model: nn.Module, source: BatchSource, fn, amp: Precision | None = None,
+           batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One in-order pass over ``source`` in eval mode: (``fn(model, x)`` float32 on the CPU, (n,) int64
+    labels on the CPU). The same batches and arithmetic as ``training.predict`` on tensors."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    amp = amp if amp is not None else Precision("fp32", device)
+    outs, labels = [], []
+    with amp.autocast():
+        for b in source.batches(batch_size or inference_batch(device), device=device):
+            outs.append(fn(model, b.x).float().cpu())
+            labels.append(b.y.cpu())
+    model.train(was_training)
+    return torch.cat(outs), torch.cat(labels)
+
+
+def _labels(source: BatchSource) -> torch.Tensor:
+    """(n,) int64 labels of ``source``: known without reading, or read in one pass."""
+    lab = source.labels()
+    if lab is not None:
+        return lab
+    return torch.cat([b.y.cpu() for b in source.batches(inference_batch("cpu"))])
 
 
 def distance_feature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, others_x: torch.Tensor,
@@ -136,9 +181,22 @@ def distance_feature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, others_
     Returns:
         (n,) float32 distances in the unit-sphere feature space (0 to 2).
     """
-    q = F.normalize(extract_features(model, x), dim=1).numpy()
-    o = F.normalize(extract_features(model, others_x), dim=1).numpy() if len(others_y) else q[:0]
-    yq, yo = y.numpy(), others_y.numpy()
+    others = TensorSource(others_x, others_y, name="others_x") if len(others_y) else None
+    return _distance_feature(model, TensorSource(x, y, name="x"), others, k=k)[0]
+
+
+def _distance_feature(model: nn.Module, queries: BatchSource, others: BatchSource | None, *, k: int,
+                      amp: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``distance_feature`` over sources (``others`` None: no other training samples); also returns
+    the queries' labels."""
+    zq, yq_t = _infer(model, queries, _penultimate, amp)
+    q = F.normalize(zq, dim=1).numpy()
+    if others is not None:
+        zo, yo_t = _infer(model, others, _penultimate, amp)
+        o, yo = F.normalize(zo, dim=1).numpy(), yo_t.numpy()
+    else:
+        o, yo = q[:0], np.zeros(0, dtype=np.int64)
+    yq = yq_t.numpy()
     out = np.zeros(len(yq), dtype=np.float64)
     for c in np.unique(yq):
         qi, oi = np.flatnonzero(yq == c), np.flatnonzero(yo == c)
@@ -150,17 +208,20 @@ def distance_feature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, others_
                                       exclude_index=np.arange(len(qi), dtype=np.int64))
         # kneighbors gives squared Euclidean distances.
         out[qi] = np.sqrt(np.maximum(np.asarray(dist, dtype=np.float64), 0.0)).mean(axis=1)
-    return torch.from_numpy(out).float()
+    return torch.from_numpy(out).float(), yq_t
 
 
 def pgd_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, steps: int,
-               step_size: float) -> torch.Tensor:
+               step_size: float, amp: Precision | None = None) -> torch.Tensor:
     """Untargeted L-infinity PGD (no random start) maximising the cross-entropy with the true label;
-    the result stays within ``epsilon`` of ``x`` and in [0, 1] (pixel units). ``model`` in eval mode."""
+    the result stays within ``epsilon`` of ``x`` and in [0, 1] (pixel units). ``model`` in eval mode;
+    its forward passes run under ``amp``'s autocast (None: float32)."""
+    amp = amp if amp is not None else Precision("fp32", x.device)
     x_adv = x.clone()
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y)
+        with amp.autocast():
+            loss = F.cross_entropy(model(x_adv), y)
         (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = x_adv.detach() + step_size * grad.sign()
         x_adv = torch.min(torch.max(x_adv, x - epsilon), x + epsilon).clamp(0.0, 1.0)
@@ -172,25 +233,40 @@ def adversarial_feature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
     """AF: (n,) cross-entropy H(p_clean, p_adv) = -sum_c p_clean(c) log p_adv(c) between the clean
     prediction and the prediction after a ``steps``-step PGD attack of radius ``epsilon`` (pixel
     units, step ``epsilon / 3`` by default)."""
+    return _adversarial_feature(model, TensorSource(x, y, name="x"), epsilon=epsilon, steps=steps,
+                                step_size=step_size, batch_size=batch_size)[0]
+
+
+def _adversarial_feature(model: nn.Module, source: BatchSource, *, epsilon: float, steps: int,
+                         step_size: float | None, batch_size: int = 512, amp: Precision | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``adversarial_feature`` over a source read in order; also returns its labels."""
     step_size = epsilon / 3 if step_size is None else step_size
     device = next(model.parameters()).device
+    amp = amp if amp is not None else Precision("fp32", device)
     was_training = model.training
     model.eval()
-    out = []
-    for i in range(0, len(y), batch_size):
-        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+    out, labels = [], []
+    for b in source.batches(batch_size, device=device):
         with torch.enable_grad():
-            x_adv = pgd_attack(model, xb, yb, epsilon=epsilon, steps=steps, step_size=step_size)
-        with torch.no_grad():
-            p_clean = F.softmax(model(xb), dim=1)
+            x_adv = pgd_attack(model, b.x, b.y, epsilon=epsilon, steps=steps, step_size=step_size, amp=amp)
+        with torch.no_grad(), amp.autocast():
+            p_clean = F.softmax(model(b.x), dim=1)
             out.append(-(p_clean * F.log_softmax(model(x_adv), dim=1)).sum(1).float().cpu())
+        labels.append(b.y.cpu())
     model.train(was_training)
-    return torch.cat(out)
+    return torch.cat(out), torch.cat(labels)
 
 
 def curriculum_feature(curriculum_model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """CF: (n,) per-sample cross-entropy under a model trained from scratch for only a few epochs."""
-    return F.cross_entropy(predict(curriculum_model, x), y, reduction="none")
+    return _curriculum_feature(curriculum_model, TensorSource(x, y, name="x"))[0]
+
+
+def _curriculum_feature(curriculum_model: nn.Module, source: BatchSource, amp: Precision | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, labels = _infer(curriculum_model, source, _logits, amp)
+    return F.cross_entropy(logits, labels, reduction="none"), labels
 
 
 def robust_minmax(features: torch.Tensor, iqr_factor: float = 1.5) -> torch.Tensor:
@@ -310,36 +386,35 @@ class TMU(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        xh, yh = data.x_heldout, data.y_heldout
-        if xh.shape[1:] != data.x_forget.shape[1:]:
-            raise ValueError(f"heldout: expected images of the forget set's shape {tuple(data.x_forget.shape[1:])}, "
-                             f"got {tuple(xh.shape[1:])}")
-        if len(yh) < 2:
-            raise ValueError(f"heldout: expected at least 2 unseen samples for the twin problem, got {len(yh)}")
-        x_train = torch.cat([data.x_retain, data.x_forget])
-        y_train = torch.cat([data.y_retain, data.y_forget])
-        x_twin_train, y_twin_train = torch.cat([x_train, xh]), torch.cat([y_train, yh])
+        held = data.heldout
+        if _item_shape(held) != _item_shape(data.forget):
+            raise ValueError(f"heldout: expected images of the forget set's shape {_item_shape(data.forget)}, "
+                             f"got {_item_shape(held)}")
+        if len(held) < 2:
+            raise ValueError(f"heldout: expected at least 2 unseen samples for the twin problem, got {len(held)}")
+        # D_r + D_f (M_o's training set) and D_r + D_f + D_twin (M_t's), positions in that order
+        train = concat_sources([data.retain, data.forget], name="train")
+        twin_train = concat_sources([data.retain, data.forget, held], name="twin_train")
 
         # 1. the twin problem: M_o plays gold, D_twin plays the forget set.
-        twin_labels = generalisation_labels(model, xh, yh)
+        twin_labels = _generalisation_labels(model, held, ctx.amp)
         if twin_labels.all() or not twin_labels.any():
             warnings.warn(f"heldout: the original model classifies {'all' if twin_labels.all() else 'none'} of the "
-                          f"{len(yh)} twin samples correctly, so the predictor sees one generalisation label only "
+                          f"{len(held)} twin samples correctly, so the predictor sees one generalisation label only "
                           "and cannot tell easy from hard; give a larger held-out set", stacklevel=3)
-        twin = self._twin(model, x_twin_train, y_twin_train, xh, yh, data, ctx)
+        twin = self._twin(model, twin_train, data, ctx)
 
         curriculum = None
         if "cf" in p.features:
             curriculum = _fresh_copy(model)
-            run_epochs(curriculum, x_twin_train, y_twin_train, epochs=p.curriculum_epochs,
-                       batch_size=p.curriculum_batch_size,
+            run_epochs(curriculum, twin_train, epochs=p.curriculum_epochs, batch_size=p.curriculum_batch_size,
                        optimizer=sgd(curriculum, p.curriculum_lr, p.momentum, p.weight_decay), ctx=ctx,
                        phase="curriculum")
             curriculum.eval()
 
         # 2. features, per set with that set's model.
-        raw_twin = self._features(twin, xh, yh, x_train, y_train, curriculum)
-        raw_forget = self._features(model, data.x_forget, data.y_forget, data.x_retain, data.y_retain, curriculum)
+        raw_twin, _ = self._features(twin, held, train, curriculum, ctx)
+        raw_forget, y_forget = self._features(model, data.forget, data.retain, curriculum, ctx)
         f_twin, f_forget = robust_minmax(raw_twin, p.iqr_factor), robust_minmax(raw_forget, p.iqr_factor)
         for step, (name, raw) in enumerate((("twin", raw_twin), ("forget", raw_forget)), 1):
             ctx.log("features", step, 2, **{f"{f}_{name}": float(raw[:, j].mean()) for j, f in enumerate(p.features)})
@@ -356,31 +431,33 @@ class TMU(Method):
             forget_hard=int(hard.sum()), forget_hard_fraction=float(hard.float().mean()))
 
         # 4. selective, noise-perturbed fine-tuning of M_o.
-        self._finetune(model, data, hard, ctx)
+        self._finetune(model, data, hard, ctx, y_forget=y_forget, train=train)
         self.last_details = {"twin_labels": twin_labels, "twin_features": f_twin, "forget_features": f_forget,
                              "forget_p_easy": p_easy, "forget_hard": hard, "features": p.features,
                              "twin_check": self.twin_check}
         return model
 
-    def _twin(self, model, x_twin_train, y_twin_train, xh, yh, data, ctx) -> nn.Module:
-        """M_t: M_o fine-tuned on D_r + D_f + D_twin, one epoch at a time, until (``twin_match``) it
-        memorises D_twin as M_o memorises D_f. Logs phase ``twin_check`` per epoch (twin_acc_twin: M_t
-        on D_twin; orig_acc_forget: M_o on D_f; the target) and warns when the target is not reached."""
+    def _twin(self, model, twin_train: BatchSource, data, ctx) -> nn.Module:
+        """M_t: M_o fine-tuned on D_r + D_f + D_twin (``twin_train``), one epoch at a time, until
+        (``twin_match``) it memorises D_twin as M_o memorises D_f. Logs phase ``twin_check`` per epoch
+        (twin_acc_twin: M_t on D_twin; orig_acc_forget: M_o on D_f; the target) and warns when the
+        target is not reached."""
         p = self.params
-        def _acc(m, x, y):
-            return float((predict(m, x).argmax(1) == y).float().mean())
 
-        target = _acc(model, data.x_forget, data.y_forget)
+        def _acc(m, source):
+            logits, labels = _infer(m, source, _logits, ctx.amp)
+            return float((logits.argmax(1) == labels).float().mean())
+
+        target = _acc(model, data.forget)
         twin = copy.deepcopy(model)
         opt = sgd(twin, p.twin_lr, p.momentum, p.weight_decay)
-        acc = _acc(twin, xh, yh)
+        acc = _acc(twin, data.heldout)
         ctx.log("twin_check", 0, p.twin_epochs, twin_acc_twin=acc, orig_acc_forget=target)
         epoch = 0
         while epoch < p.twin_epochs and not (p.twin_match and acc >= target - p.twin_tolerance):
-            run_epochs(twin, x_twin_train, y_twin_train, epochs=1, batch_size=p.twin_batch_size, optimizer=opt,
-                       ctx=ctx, phase="twin")
+            run_epochs(twin, twin_train, epochs=1, batch_size=p.twin_batch_size, optimizer=opt, ctx=ctx, phase="twin")
             epoch += 1
-            acc = _acc(twin, xh, yh)
+            acc = _acc(twin, data.heldout)
             ctx.log("twin_check", epoch, p.twin_epochs, twin_acc_twin=acc, orig_acc_forget=target)
         if acc < target - max(p.twin_tolerance, 0.05):
             warnings.warn(f"twin_epochs: after {epoch} epochs the twin model classifies {acc:.1%} of D_twin, while the "
@@ -391,43 +468,54 @@ class TMU(Method):
         twin.eval()
         return twin
 
-    def _features(self, model, x, y, others_x, others_y, curriculum) -> torch.Tensor:
-        """(n, len(features)) raw features of (x, y) under ``model``, whose other training samples
-        are (others_x, others_y)."""
+    def _features(self, model, queries: BatchSource, others: BatchSource, curriculum, ctx
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """((n, len(features)) raw features of ``queries`` under ``model``, whose other training
+        samples are ``others``; (n,) labels of ``queries``)."""
         p = self.params
-        cols = []
+        cols, labels = [], None
         for f in p.features:
             if f == "df":
-                cols.append(distance_feature(model, x, y, others_x, others_y, k=p.k))
+                col, labels = _distance_feature(model, queries, others, k=p.k, amp=ctx.amp)
             elif f == "af":
-                cols.append(adversarial_feature(model, x, y, epsilon=p.pgd_epsilon, steps=p.pgd_steps,
-                                                step_size=p.pgd_step_size))
+                col, labels = _adversarial_feature(model, queries, epsilon=p.pgd_epsilon, steps=p.pgd_steps,
+                                                   step_size=p.pgd_step_size, amp=ctx.amp)
             else:
-                cols.append(curriculum_feature(curriculum, x, y))
-        return torch.stack(cols, dim=1)
+                col, labels = _curriculum_feature(curriculum, queries, ctx.amp)
+            cols.append(col)
+        return torch.stack(cols, dim=1), labels
 
-    def _finetune(self, model, data, hard: torch.Tensor, ctx: Context) -> None:
+    def _finetune(self, model, data, hard: torch.Tensor, ctx: Context, *, y_forget: torch.Tensor | None = None,
+                  train: BatchSource | None = None) -> None:
+        """Step 4 over ``train`` = D_r + D_f (positions: retain first); ``y_forget``: D_f's labels
+        (read from ``data.forget`` when not given)."""
         p = self.params
-        y_forget = data.y_forget.clone()
+        n_r = len(data.retain)
+        if train is None:
+            train = concat_sources([data.retain, data.forget], name="train")
+        y_forget = (y_forget if y_forget is not None else _labels(data.forget)).clone()
         y_forget[hard] = random_wrong_labels(y_forget[hard], data.num_classes, ctx.generator)
-        x = torch.cat([data.x_retain, data.x_forget])
-        y = torch.cat([data.y_retain, y_forget])
-        noisy = torch.cat([torch.zeros(len(data.y_retain), dtype=torch.bool), ~hard])
+        noisy = torch.cat([torch.zeros(n_r, dtype=torch.bool), ~hard])
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
         model.train()
-        total = p.epochs * -(-len(y) // p.batch_size)
+        total = p.epochs * -(-len(train) // p.batch_size)
         step = 0
         for _ in range(p.epochs):
-            for idx in iterate_batches(len(y), p.batch_size, shuffle=True, generator=ctx.generator):
-                xb, nb = x[idx], noisy[idx]
+            for b in ctx.batches(train, p.batch_size):
+                xb, yb = b.x, b.y
+                in_forget = b.idx >= n_r
+                if bool(in_forget.any()):  # D_f^h gets its wrong labels (D_f^e its own, unchanged)
+                    yb = yb.clone()
+                    yb[in_forget.to(yb.device)] = y_forget[b.idx[in_forget] - n_r].to(yb.device)
+                nb = noisy[b.idx]
                 if p.noise_std > 0 and bool(nb.any()):
+                    nb = nb.to(xb.device)
                     xb = xb.clone()
-                    noise = torch.randn(xb[nb].shape, generator=ctx.generator) * p.noise_std
-                    xb[nb] = (xb[nb] + noise).clamp(0.0, 1.0)
-                loss = F.cross_entropy(model(xb.to(ctx.device)), y[idx].to(ctx.device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                    noise = torch.randn(xb[nb].shape, generator=ctx.generator) * p.noise_std  # drawn on the CPU
+                    xb[nb] = (xb[nb] + noise.to(xb.device)).clamp(0.0, 1.0)
+                with ctx.amp.autocast():
+                    loss = F.cross_entropy(model(xb), yb)
+                ctx.amp.step(opt, loss)
                 step += 1
                 ctx.log("unlearn", step, total, loss=loss.detach())
         model.eval()
