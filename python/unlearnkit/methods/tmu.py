@@ -19,9 +19,12 @@ hard and unlearns only those:
    labels), so its accuracy drops only on the hard forget samples.
 
 Data access: every set is read through its ``BatchSource`` in minibatches (training passes in the
-call's seeded order over the concatenated sources, inference passes in order), so a streamed
-Dataset / DataLoader is never held in memory whole; what is kept are per-sample features and
-labels. The public feature functions take tensors and run the same code over a ``TensorSource``.
+call's seeded order over the concatenated sources, inference passes in order, forward passes
+under ``ctx.amp``), so a streamed Dataset / DataLoader is never held in memory whole; what is
+kept are per-sample features and labels. (A DataLoader with a custom ``collate_fn`` cannot be
+concatenated item by item: TMU then reads the sets into memory, with a warning.) On tensors the
+result is bit for bit that of indexing them. The public feature functions take tensors and run
+the same code over a ``TensorSource``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from torch.nn import functional as F
 
 from .. import metrics as _metrics
 from .._validation import integers, log_uniform, param
-from ..data.batches import BatchSource, TensorSource, concat_sources
+from ..data.batches import BatchSource, LoaderSource, TensorSource, concat_sources
 from ..data.tensors import iterate_batches
 from ..training import Precision, inference_batch, model_device, sgd
 from ._loops import random_wrong_labels, run_epochs
@@ -157,6 +160,20 @@ def _infer(model: nn.Module, source: BatchSource, fn, amp: Precision | None = No
             labels.append(b.y.cpu())
     model.train(was_training)
     return torch.cat(outs), torch.cat(labels)
+
+
+def _concat(sources: list[BatchSource], name: str) -> BatchSource:
+    """The sources one after the other (``concat_sources``), streamed; sources read through a
+    user's ``collate_fn`` cannot be mixed item by item, so those are read into memory (warned)."""
+    custom = [s.name for s in sources if isinstance(s, LoaderSource) and s.collate_fn is not None]
+    if not custom:
+        return concat_sources(sources, name=name)
+    warnings.warn(f"{custom[0]}: TMU trains on the concatenation of its sets, which cannot be streamed through a "
+                  "custom collate_fn: they are read into memory (pass the Dataset, or a DataLoader with the default "
+                  "collate, to stream them)", stacklevel=4)
+    parts = [s.tensors() for s in sources]
+    return TensorSource(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), name=name,
+                        transform=sources[0].transform, memory_format=sources[0].memory_format)
 
 
 def _labels(source: BatchSource) -> torch.Tensor:
@@ -393,8 +410,8 @@ class TMU(Method):
         if len(held) < 2:
             raise ValueError(f"heldout: expected at least 2 unseen samples for the twin problem, got {len(held)}")
         # D_r + D_f (M_o's training set) and D_r + D_f + D_twin (M_t's), positions in that order
-        train = concat_sources([data.retain, data.forget], name="train")
-        twin_train = concat_sources([data.retain, data.forget, held], name="twin_train")
+        train = _concat([data.retain, data.forget], "train")
+        twin_train = _concat([data.retain, data.forget, held], "twin_train")
 
         # 1. the twin problem: M_o plays gold, D_twin plays the forget set.
         twin_labels = _generalisation_labels(model, held, ctx.amp)
@@ -492,7 +509,7 @@ class TMU(Method):
         p = self.params
         n_r = len(data.retain)
         if train is None:
-            train = concat_sources([data.retain, data.forget], name="train")
+            train = _concat([data.retain, data.forget], "train")
         y_forget = (y_forget if y_forget is not None else _labels(data.forget)).clone()
         y_forget[hard] = random_wrong_labels(y_forget[hard], data.num_classes, ctx.generator)
         noisy = torch.cat([torch.zeros(n_r, dtype=torch.bool), ~hard])
