@@ -79,7 +79,7 @@ class TMUParams:
             units (0.05; the paper's exact noise form is not known, see ``TMU``).
     """
 
-    twin_epochs: int = param(5, ge=0)
+    twin_epochs: int = param(5, ge=0, space=integers(1, 10))
     twin_lr: float = param(0.01, gt=0)
     twin_batch_size: int = param(64, ge=1)
     twin_match: bool = True
@@ -89,7 +89,7 @@ class TMUParams:
     pgd_epsilon: float = param(4 / 255, ge=0)
     pgd_steps: int = param(5, ge=0)
     pgd_step_size: float | None = param(None, gt=0)
-    curriculum_epochs: int = param(2, ge=0)
+    curriculum_epochs: int = param(2, ge=0, space=integers(1, 3))
     curriculum_lr: float = param(0.01, gt=0)
     curriculum_batch_size: int = param(64, ge=1)
     iqr_factor: float = param(1.5, ge=0)
