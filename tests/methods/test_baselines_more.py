@@ -42,7 +42,7 @@ def run(digits_models):
             split, original, gold = digits_models
             events = []
             out = get_method(name)(**{**method_recipe("digits", name), **extra}).unlearn(
-                original, split.forget, split.retain, test=split.test, seed=0, callbacks=[events.append])
+                original, split.forget, split.retain, test=split.val, seed=0, callbacks=[events.append])
             runs[key] = (split, original, gold, out, events)
         return runs[key]
 

@@ -176,7 +176,7 @@ def test_original_model_untouched(digits_models):
     before = {k: v.clone() for k, v in original.state_dict().items()}
     for cls in (MUDA, DLFD):
         hp = {"epochs": 1} if cls is MUDA else {"epochs": 1, "steps": 2, "check_every": 10}
-        cls(**hp).unlearn(original, split.forget, split.retain, test=split.test)
+        cls(**hp).unlearn(original, split.forget, split.retain, test=split.val)
     after = original.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
