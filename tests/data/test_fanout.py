@@ -45,17 +45,7 @@ def test_a_session_it_starts_is_shut_down():  # first: before the module's sessi
     assert not ray.is_initialized()
 
 
-@pytest.fixture(scope="module")
-def session():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
-def test_results_in_input_order_like_a_serial_map(session):
+def test_results_in_input_order_like_a_serial_map(local_ray):
     tasks = [(i, 0.05 * (5 - i)) for i in range(6)]
     seen = []
     out = ray_map(square_after, tasks, num_cpus=1, on_done=lambda i, r: seen.append((i, r)))
@@ -64,7 +54,7 @@ def test_results_in_input_order_like_a_serial_map(session):
     assert ray.is_initialized()  # the test's session is reused and left running
 
 
-def test_a_task_exception_is_raised_as_the_serial_map_raises_it(session):
+def test_a_task_exception_is_raised_as_the_serial_map_raises_it(local_ray):
     tasks = [(i, 0.0, 2) for i in range(4)]
     with pytest.raises(ValueError) as serial:
         serial_map(square_after, tasks)
@@ -77,7 +67,7 @@ def test_a_task_exception_is_raised_as_the_serial_map_raises_it(session):
     assert ray.is_initialized()
 
 
-def test_bad_arguments_and_no_tasks(session):
+def test_bad_arguments_and_no_tasks(local_ray):
     assert ray_map(square_after, []) == []
     with pytest.raises(ValueError, match=r"^num_cpus: expected a positive number of CPUs per task, got 0$"):
         ray_map(square_after, [(1, 0.0)], num_cpus=0)
