@@ -213,6 +213,14 @@ class BatchSource(ABC):
         x, y = self.subset(idx).tensors()
         return self._finish(idx, x, y, torch.device(device))
 
+    def all_labels(self, batch_size: int = 1024) -> torch.Tensor:
+        """(n,) int64 CPU labels in position order: ``labels()`` when known without reading the
+        inputs, else read in one in-order pass of minibatches (never the whole set at once)."""
+        lab = self.labels()
+        if lab is not None:
+            return lab
+        return torch.cat([b.y.cpu() for b in self.batches(batch_size, shuffle=False)])
+
     def num_classes_hint(self) -> int | None:
         lab = self.labels()
         return int(lab.max()) + 1 if lab is not None and len(lab) else None

@@ -69,17 +69,6 @@ def example_input(data, ctx) -> torch.Tensor:
     return data.retain.take(torch.arange(min(2, len(data.retain))), device=ctx.device).x
 
 
-def source_labels(source, batch_size: int, ctx=None) -> torch.Tensor:
-    """(n,) int64 CPU labels of a ``BatchSource`` in position order: ``source.labels()`` when it
-    knows them without reading the inputs, else read through one in-order pass of minibatches (the
-    inputs are read, never held all at once)."""
-    lab = source.labels()
-    if lab is not None:
-        return lab
-    device = ctx.device if ctx is not None else "cpu"
-    return torch.cat([b.y.cpu() for b in source.batches(batch_size, shuffle=False, device=device)])
-
-
 def last_k_layers(model: nn.Module, k: int, example: torch.Tensor, *, name: str = "k") -> list[nn.Module]:
     """The modules of the last ``k`` parameterised layers (see ``parameterised_layers``)."""
     groups = parameterised_layers(model, example)

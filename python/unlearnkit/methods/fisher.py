@@ -23,7 +23,7 @@ from .._validation import log_uniform, param
 from ..data.batches import BatchSource, TensorSource
 from ..training import Precision
 from .base import Context, Method, register
-from .cf_k import example_input, parameterised_layers, source_labels
+from .cf_k import example_input, parameterised_layers
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,8 @@ class FisherForgetting(Method):
         head_modules = parameterised_layers(model, example_input(data, ctx))[-1][:1]
         head_params = {id(q) for m in head_modules for q in m.parameters(recurse=False)}
         head = {n for n, q in model.named_parameters() if id(q) in head_params}
-        removed = sorted(set(source_labels(data.forget, p.batch_size, ctx).tolist())
-                         - set(source_labels(data.retain, p.batch_size, ctx).tolist()))
+        removed = sorted(set(data.forget.all_labels(p.batch_size).tolist())
+                         - set(data.retain.all_labels(p.batch_size).tolist()))
         fisher = diagonal_fisher(model, data.retain, batch_size=p.batch_size, device=ctx.device, ctx=ctx)
         var = noise_variance(fisher, alpha=p.alpha, head=head, clamp=p.clamp, head_clamp=p.head_clamp,
                              forget_classes=removed)

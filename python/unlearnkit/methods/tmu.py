@@ -176,14 +176,6 @@ def _concat(sources: list[BatchSource], name: str) -> BatchSource:
                         transform=sources[0].transform, memory_format=sources[0].memory_format)
 
 
-def _labels(source: BatchSource) -> torch.Tensor:
-    """(n,) int64 labels of ``source``: known without reading, or read in one pass."""
-    lab = source.labels()
-    if lab is not None:
-        return lab
-    return torch.cat([b.y.cpu() for b in source.batches(inference_batch("cpu"))])
-
-
 def distance_feature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, others_x: torch.Tensor,
                      others_y: torch.Tensor, *, k: int = 5) -> torch.Tensor:
     """DF: (n,) mean Euclidean distance from each sample's L2-normalised penultimate features to those
@@ -510,7 +502,7 @@ class TMU(Method):
         n_r = len(data.retain)
         if train is None:
             train = _concat([data.retain, data.forget], "train")
-        y_forget = (y_forget if y_forget is not None else _labels(data.forget)).clone()
+        y_forget = (y_forget if y_forget is not None else data.forget.all_labels()).clone()
         y_forget[hard] = random_wrong_labels(y_forget[hard], data.num_classes, ctx.generator)
         noisy = torch.cat([torch.zeros(n_r, dtype=torch.bool), ~hard])
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)

@@ -20,7 +20,6 @@ from ..data.batches import BatchSource, TensorSource, concat_sources
 from ..training import Precision
 from ._loops import run_epochs
 from .base import Method, register
-from .cf_k import source_labels
 
 
 @dataclass(frozen=True)
@@ -131,8 +130,8 @@ class UNSIR(Method):
     def _unlearn(self, model, data, ctx):
         p = self.params
         shape = tuple(data.forget.take(torch.arange(1)).x.shape[1:])
-        y_forget = source_labels(data.forget, p.batch_size, ctx)
-        y_retain = source_labels(data.retain, p.batch_size, ctx)
+        y_forget = data.forget.all_labels(p.batch_size)
+        y_retain = data.retain.all_labels(p.batch_size)
         forget_classes = torch.unique(y_forget)
         mode = p.mode
         if mode == "auto":
