@@ -42,7 +42,7 @@ from .. import metrics as _metrics
 from .._validation import integers, log_uniform, param
 from ..data.batches import BatchSource, LoaderSource, TensorSource, concat_sources
 from ..data.tensors import iterate_batches
-from ..training import Precision, inference_batch, model_device, sgd
+from ..training import Precision, extract_features, predict, sgd
 from ._loops import random_wrong_labels, run_epochs
 from .base import Context, Method, _item_shape, register
 
@@ -132,34 +132,14 @@ def generalisation_labels(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
 
 
 def _generalisation_labels(model: nn.Module, source: BatchSource, amp: Precision | None = None) -> torch.Tensor:
-    logits, labels = _infer(model, source, _logits, amp)
+    logits, labels = _infer(model, source, predict, amp)
     return logits.argmax(1) == labels
 
 
-def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model(x)
-
-
-def _penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model.features(x)
-
-
-@torch.no_grad()
-def _infer(model: nn.Module, source: BatchSource, fn, amp: Precision | None = None,
-           batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One in-order pass over ``source`` in eval mode: (``fn(model, x)`` float32 on the CPU, (n,) int64
-    labels on the CPU). The same batches and arithmetic as ``training.predict`` on tensors."""
-    was_training = model.training
-    model.eval()
-    device = model_device(model)
-    amp = amp if amp is not None else Precision("fp32", device)
-    outs, labels = [], []
-    with amp.autocast():
-        for b in source.batches(batch_size or inference_batch(device), device=device):
-            outs.append(fn(model, b.x).float().cpu())
-            labels.append(b.y.cpu())
-    model.train(was_training)
-    return torch.cat(outs), torch.cat(labels)
+def _infer(model: nn.Module, source: BatchSource, fn, amp: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``fn(model, source)``: ``training.predict`` or ``extract_features``, float32 on the CPU, one
+    in-order pass in eval mode under ``amp``; (n,) int64 labels of ``source`` on the CPU)."""
+    return fn(model, source, precision=amp if amp is not None else "fp32"), source.all_labels()
 
 
 def _concat(sources: list[BatchSource], name: str) -> BatchSource:
@@ -198,10 +178,10 @@ def _distance_feature(model: nn.Module, queries: BatchSource, others: BatchSourc
                       amp: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``distance_feature`` over sources (``others`` None: no other training samples); also returns
     the queries' labels."""
-    zq, yq_t = _infer(model, queries, _penultimate, amp)
+    zq, yq_t = _infer(model, queries, extract_features, amp)
     q = F.normalize(zq, dim=1).numpy()
     if others is not None:
-        zo, yo_t = _infer(model, others, _penultimate, amp)
+        zo, yo_t = _infer(model, others, extract_features, amp)
         o, yo = F.normalize(zo, dim=1).numpy(), yo_t.numpy()
     else:
         o, yo = q[:0], np.zeros(0, dtype=np.int64)
@@ -274,7 +254,7 @@ def curriculum_feature(curriculum_model: nn.Module, x: torch.Tensor, y: torch.Te
 
 def _curriculum_feature(curriculum_model: nn.Module, source: BatchSource, amp: Precision | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    logits, labels = _infer(curriculum_model, source, _logits, amp)
+    logits, labels = _infer(curriculum_model, source, predict, amp)
     return F.cross_entropy(logits, labels, reduction="none"), labels
 
 
@@ -454,7 +434,7 @@ class TMU(Method):
         p = self.params
 
         def _acc(m, source):
-            logits, labels = _infer(m, source, _logits, ctx.amp)
+            logits, labels = _infer(m, source, predict, ctx.amp)
             return float((logits.argmax(1) == labels).float().mean())
 
         target = _acc(model, data.forget)
