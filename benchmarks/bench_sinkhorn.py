@@ -15,7 +15,7 @@ blur 0.1 (GeomLoss's convention). Two comparisons:
   p=2, blur=0.1, scaling=0.8, debias=True, backend="tensorized")``, which runs one iteration
   per annealing step and stops there (no tolerance): faster, less converged.
 
-Ours also reports whether its solve converged and the tolerance it used (``loss.last.tol``: the
+Ours also reports whether its solve converged and the tolerance it used (``loss.last.tol_used``: the
 requested one, raised to float32's precision floor when it asks for less; see docs/losses.md).
 
 Run: ``python benchmarks/bench_sinkhorn.py`` (or through ``make bench``).
@@ -62,7 +62,7 @@ def _case(impl: str, n: int) -> dict:
                                 tol=TOL, max_iter=5000, backend="torch")
             value = float(loss(x, y))
             iters = loss.last.n_iter
-            extra = {"converged": loss.last.converged, "tol_used": loss.last.tol}
+            extra = {"converged": loss.last.converged, "tol_used": loss.last.tol_used}
         elif impl == "ours-divergence":
             from unlearnkit.losses import SinkhornLoss
 
@@ -70,7 +70,7 @@ def _case(impl: str, n: int) -> dict:
                                 backend="torch")
             value = float(loss(x, y))
             iters = loss.last.n_iter
-            extra = {"converged": loss.last.converged, "tol_used": loss.last.tol}
+            extra = {"converged": loss.last.converged, "tol_used": loss.last.tol_used}
         elif impl in ("pot-numpy", "pot-torch"):
             import numpy as np
             import ot

@@ -47,7 +47,8 @@ def test_marginal_error_is_measured_on_the_plan(eps):
     r = loss.last
     true = _plan_error64(x, y, r, eps)
     assert r.tol >= 1e-6
-    assert r.marginal_error == pytest.approx(true, abs=r.tol)  # the same quantity, up to float32 rounding
+    assert r.tol == 1e-6 and r.tol_used >= 1e-6  # converged refers to the tol asked for; tol_used is where it stopped
+    assert r.marginal_error == pytest.approx(true, abs=r.tol_used)  # the same quantity, up to float32 rounding
     assert r.converged == (r.marginal_error <= r.tol)
     assert bool(warned) == (not r.converged)
     if r.converged:
@@ -86,7 +87,8 @@ def test_float32_solve_moves_to_float64_when_float32_cannot_resolve_the_plan():
 
 def test_tolerance_below_float32_precision_is_clamped_and_stops_early():
     # Before: float32 with tol 1e-7 could run to max_iter (n = m = 2048, d = 256: 5,000
-    # iterations, 27.6 s). The tolerance is now raised to the float32 floor and reported.
+    # iterations, 27.6 s). The solve now stops at the float32 floor (last.tol_used); converged
+    # still refers to the tol asked for, which the plan misses, and one warning names both.
     g = torch.Generator().manual_seed(4)
     x = torch.nn.functional.normalize(torch.randn(200, 16, generator=g), dim=1)
     y = torch.nn.functional.normalize(torch.randn(150, 16, generator=g) + 0.3, dim=1)
@@ -95,9 +97,12 @@ def test_tolerance_below_float32_precision_is_clamped_and_stops_early():
     r = loss.last
     p, q = S._prepare(x, y, "sqeuclidean")
     cost_range = 0.5 * (S._radius(p) + S._radius(q)) ** 2
-    assert r.tol == pytest.approx(S.precision_floor(torch.float32, cost_range, 0.05, 350)) and r.tol > 1e-9
-    assert r.converged and not warned and r.n_iter < 200
-    assert _plan_error64(x, y, r, 0.05) <= r.tol
+    floor = S.precision_floor(torch.float32, cost_range, 0.05, 350)
+    assert r.tol == 1e-9 and r.tol_used == pytest.approx(floor) and floor > 1e-9
+    assert r.n_iter < 200 and r.marginal_error <= r.tol_used
+    assert r.converged == (r.marginal_error <= 1e-9)
+    assert _plan_error64(x, y, r, 0.05) <= r.tol_used
+    assert bool(warned) == (not r.converged)
     v64 = float(SinkhornLoss(epsilon=0.05, output="ot", tol=1e-12, max_iter=5000)(x.double(), y.double()))
     assert float(value) == pytest.approx(v64, rel=1e-5)
 
@@ -173,3 +178,36 @@ def test_overflowing_squared_distances_are_a_clear_error(scaling, dtype, big):
         SinkhornLoss(scaling=scaling)(x.to(dtype), (y * big).to(dtype))
     # the cosine cost normalises rows whatever their scale
     assert torch.isfinite(SinkhornLoss(cost="cosine", scaling=scaling)((x * big).to(dtype), y.to(dtype)))
+
+
+def test_a_tolerance_below_the_floor_warns_once_naming_both_and_converged_means_the_tol_asked_for():
+    # Before (issue 23): tol=1e-6 on a float32 problem at eps 1e-4 was silently raised to the
+    # floor (2.5e-3) and reported converged=True with a marginal error 2,400 times the tol asked for.
+    g = torch.Generator().manual_seed(9)
+    x = torch.nn.functional.normalize(torch.randn(60, 8, generator=g), dim=1)
+    y = torch.nn.functional.normalize(torch.randn(50, 8, generator=g) + 0.2, dim=1)
+    loss = SinkhornLoss(epsilon=0.01, output="ot", tol=1e-7, max_iter=5000)
+    _, first = _solve(loss, x, y)
+    r = loss.last
+    p, q = S._prepare(x, y, "sqeuclidean")
+    floor = S.precision_floor(torch.float32, 0.5 * (S._radius(p) + S._radius(q)) ** 2, 0.01, 110)
+    assert 1e-7 < floor < S.FLOOR_MAX  # the problem: float32 cannot certify 1e-7 here
+    true = _plan_error64(x, y, r, 0.01)  # the oracle: the plan's error recomputed in float64
+    assert r.tol == 1e-7 and r.tol_used == pytest.approx(floor)
+    assert true > 1e-7 and not r.converged  # the plan misses the tol asked for, and says so
+    assert true <= 2 * r.tol_used  # it did reach the floor it stopped at
+    assert len(first) == 1
+    msg = str(first[0].message)
+    assert "tol 1e-07 is below the precision floor" in msg and f"{r.tol_used:.3g}" in msg and "float64" in msg
+    _, second = _solve(loss, x, y)  # once per module
+    assert not second and not loss.last.converged
+    # the same problem in float64 reaches the tol asked for, without a warning
+    loss64 = SinkhornLoss(epsilon=0.01, output="ot", tol=1e-7, max_iter=5000)
+    _, warned64 = _solve(loss64, x.double(), y.double())
+    assert loss64.last.converged and not warned64 and loss64.last.tol == loss64.last.tol_used == 1e-7
+    assert _plan_error64(x, y, loss64.last, 0.01) <= 1e-7
+    # the default tol (None) asks for what the dtype can certify: converged there, no warning
+    default = SinkhornLoss(epsilon=0.01, output="ot", max_iter=5000)
+    _, warned_default = _solve(default, x, y)
+    assert default.last.tol == default.last.tol_used == pytest.approx(floor) and default.last.converged
+    assert not warned_default

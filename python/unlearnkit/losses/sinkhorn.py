@@ -37,10 +37,13 @@ float64 inputs on the torch backend (the Triton kernels are float32), with autoc
 returns the input dtype. A plan entry
 exp((f + g - C) / eps) carries a relative rounding error of about u * R / eps (u: the dtype's
 unit roundoff, R: the cost range), so the tolerance is raised to ``precision_floor`` =
-2 u (log2(n + m) + R / eps) when it asks for less (``last.tol`` is the tolerance used). When that floor
-exceeds 1e-2 in float32 (eps below ~1 / 40,000 of the cost range), the solve runs in float64 (on the
-torch backend) instead. A solve that ends above its tolerance warns once per module
-(:class:`SinkhornConvergenceWarning`) and reports ``converged=False``.
+2 u (log2(n + m) + R / eps) when it asks for less (``last.tol_used`` is the tolerance the solve
+stopped at). When that floor exceeds 1e-2 in float32 (eps below ~1 / 40,000 of the cost range), the
+solve runs in float64 (on the torch backend) instead. ``converged`` always refers to the tolerance
+asked for (``last.tol``): a ``tol`` given below the floor gives ``converged=False`` unless the
+plan happens to meet it, and the warning names both tolerances. The default ``tol=None`` asks for
+1e-6 or the floor, whichever is larger. A solve that ends above the tolerance asked for warns once
+per module (:class:`SinkhornConvergenceWarning`) and reports ``converged=False``.
 
 Gradients by the envelope theorem: at the optimum, d OT_eps / dx_i = sum_j P_ij d c(x_i, y_j)/dx_i,
 so nothing is back-propagated through the iterations (constant memory in the iteration count);
@@ -71,6 +74,7 @@ COSTS = ("sqeuclidean", "cosine")
 OUTPUTS = ("divergence", "ot", "cost")
 FLOOR_FACTOR = 2.0       # precision_floor = FLOOR_FACTOR * u * (log2(n + m) + R / eps)
 FLOOR_MAX = 1e-2         # above this in float32, the solve runs in float64
+DEFAULT_TOL = 1e-6       # what tol=None asks for (raised to the precision floor)
 STALL_WINDOW = 100       # iterations without a new smallest error estimate: stop (a stall) ...
 STALL_ZONE = 100.0       # ... counted only while the estimate is within this factor of the floor
 
@@ -84,8 +88,10 @@ class SinkhornResult:
     """value: 0-d tensor (differentiable, the input dtype); f, g: (n,), (m,) potentials of the (x, y)
     problem (units of the cost, the solver's dtype); n_iter: Sinkhorn updates done (all
     sub-problems); marginal_error: ||P 1 - a||_1 + ||P^T 1 - b||_1 of the (x, y) plan at exit,
-    measured on the plan of (f, g); converged: marginal_error <= tol; tol: the tolerance used
-    (the requested one raised to the dtype's precision floor); stalled: stopped for lack of progress."""
+    measured on the plan of (f, g); converged: marginal_error <= tol; tol: the tolerance asked
+    for (``SinkhornLoss(tol=...)``; with the default None, 1e-6 raised to the precision floor);
+    tol_used: the tolerance the solve stopped at (tol raised to the dtype's precision floor,
+    :func:`precision_floor`); stalled: stopped for lack of progress."""
 
     value: torch.Tensor
     f: torch.Tensor
@@ -95,6 +101,7 @@ class SinkhornResult:
     converged: bool
     tol: float = math.nan
     stalled: bool = False
+    tol_used: float = math.nan
 
 
 def precision_floor(dtype: torch.dtype, cost_range: float, eps: float, n_points: int) -> float:
@@ -222,8 +229,12 @@ class SinkhornLoss(nn.Module):
         cost_scale: factor on |x - y|^2 (default 0.5; use 1.0 for POT's ``ot.dist``).
         scaling: eps-annealing blur ratio per iteration in (0, 1] (default 0.8); 1 disables it.
         output: ``"divergence"`` (default), ``"ot"`` or ``"cost"`` (see module docstring).
-        tol: stop when the L1 marginal violation of the plan is below this (default 1e-6),
-            raised to :func:`precision_floor` of the solver's dtype when it asks for less.
+        tol: the L1 marginal violation of the plan the solve must reach to count as converged.
+            The solve stops at ``max(tol, precision_floor)`` (:func:`precision_floor` of the
+            solver's dtype: below it rounding, not the iteration, sets the error); a ``tol``
+            below that floor is kept for ``last.converged`` and, when the plan misses it, warned
+            about once, naming both. None (default): 1e-6 or the floor, whichever is larger,
+            without a warning.
         max_iter: iterations at the target eps per sub-problem (default 1000).
         warm_start: start from the previous call's potentials when the shapes match (skips
             the annealing; for a training loop whose clouds move a little per step).
@@ -240,7 +251,7 @@ class SinkhornLoss(nn.Module):
     """
 
     def __init__(self, epsilon: float | None = None, *, blur: float = 0.05, cost: str = "sqeuclidean",
-                 cost_scale: float = 0.5, scaling: float = 0.8, output: str = "divergence", tol: float = 1e-6,
+                 cost_scale: float = 0.5, scaling: float = 0.8, output: str = "divergence", tol: float | None = None,
                  max_iter: int = 1000, warm_start: bool = False, backend: str = "auto",
                  memory_budget: int = 1 << 30):
         super().__init__()
@@ -248,7 +259,7 @@ class SinkhornLoss(nn.Module):
             raise ValueError(f"cost: expected one of {COSTS}, got {cost!r}")
         if output not in OUTPUTS:
             raise ValueError(f"output: expected one of {OUTPUTS}, got {output!r}")
-        for name, v in (("blur", blur), ("cost_scale", cost_scale), ("tol", tol)):
+        for name, v in (("blur", blur), ("cost_scale", cost_scale), ("tol", 1e-6 if tol is None else tol)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
                 raise ValueError(f"{name}: expected a positive finite number, got {v!r}")
         if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, (int, float))
@@ -261,7 +272,8 @@ class SinkhornLoss(nn.Module):
         if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 0:
             raise ValueError(f"memory_budget: expected a non-negative integer (bytes), got {memory_budget!r}")
         self.cost, self.cost_scale, self.output = cost, float(cost_scale), output
-        self.blur, self.scaling, self.tol, self.max_iter = float(blur), float(scaling), float(tol), max_iter
+        self.blur, self.scaling, self.max_iter = float(blur), float(scaling), max_iter
+        self.tol = None if tol is None else float(tol)
         self.epsilon = float(epsilon) if epsilon is not None else (
             2.0 * self.cost_scale * self.blur ** 2 if cost == "sqeuclidean" else self.blur ** 2)
         if not self.epsilon > 0:
@@ -277,7 +289,8 @@ class SinkhornLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"epsilon={self.epsilon:g}, cost={self.cost!r}, cost_scale={self.cost_scale}, "
-                f"scaling={self.scaling}, output={self.output!r}, tol={self.tol:g}, backend={self.backend!r}")
+                f"scaling={self.scaling}, output={self.output!r}, tol={self.tol if self.tol is None else f'{self.tol:g}'}, "
+                f"backend={self.backend!r}")
 
     def _schedule(self, p: torch.Tensor, q: torch.Tensor, warm: bool) -> list[float]:
         if warm or self.scaling >= 1.0:
@@ -329,7 +342,10 @@ class SinkhornLoss(nn.Module):
             dtype, backend = torch.float64, "torch"
             floor = precision_floor(dtype, cost_range, self.epsilon, n + m)
             p, q = _prepare(x.to(dtype), y.to(dtype), self.cost)
-        tol = max(self.tol, min(floor, FLOOR_MAX))
+        asked = DEFAULT_TOL if self.tol is None else self.tol
+        tol = max(asked, min(floor, FLOOR_MAX))  # where the solve stops
+        if self.tol is None:
+            asked = tol  # the default asks for what the dtype can certify
         a_w = _normalise_weights(a, n, "a", dtype, x.device)
         b_w = _normalise_weights(b, m, "b", dtype, x.device)
         Cost: type
@@ -373,15 +389,24 @@ class SinkhornLoss(nn.Module):
         for w, pot in wterms:
             if w.requires_grad:
                 value = value + (pot.detach().to(w.dtype) * (w - w.detach())).sum()
-        if failed and not self._warned:
+        if (failed or not err <= asked) and not self._warned:
             self._warned = True
-            what = "; ".join(f"{k}: marginal error {e:.3g} after {i} iterations"
-                             + (" (no progress over the last 100)" if s else "") for k, i, e, s in failed)
-            warnings.warn(f"SinkhornLoss: the solve did not reach tol {tol:.3g} ({what}); raise max_iter or "
-                          f"epsilon, or pass float64 inputs. Warned once per module; see loss.last.",
+            dt = str(dtype).removeprefix("torch.")
+            if failed:
+                what = "; ".join(f"{k}: marginal error {e:.3g} after {i} iterations"
+                                 + (" (no progress over the last 100)" if s else "") for k, i, e, s in failed)
+                raised = f", raised from the tol {asked:.3g} asked for to {dt}'s precision floor" if tol > asked else ""
+                msg = (f"SinkhornLoss: the solve did not reach tol {tol:.3g}{raised} ({what}); raise max_iter or "
+                       f"epsilon{', or pass float64 inputs' if dtype != torch.float64 else ''}.")
+            else:  # it reached the floor, which is above what was asked for
+                msg = (f"SinkhornLoss: tol {asked:.3g} is below the precision floor {tol:.3g} of {dt} for this problem "
+                       f"(eps {self.epsilon:.3g}, cost range {cost_range:.3g}, n + m = {n + m}): the solve stopped at "
+                       f"tol {tol:.3g} with a marginal error of {err:.3g}, so converged=False for tol {asked:.3g}; pass "
+                       f"{'float64 inputs, or ' if dtype != torch.float64 else ''}tol >= {tol:.3g}.")
+            warnings.warn(f"{msg} Warned once per module; see loss.last (tol asked for, tol_used).",
                           SinkhornConvergenceWarning, stacklevel=_caller_level())
         return SinkhornResult(value=value.to(x.dtype), f=f, g=g, n_iter=it, marginal_error=err,
-                              converged=err <= tol, tol=tol, stalled=stalled)
+                              converged=err <= asked, tol=asked, stalled=stalled, tol_used=tol)
 
     def _iterate(self, key, op, u, v, a, b, la, lb, symmetric, tol, stall_zone):
         """Annealing then target iterations on one sub-problem; returns (f, g, n_iter, measured
