@@ -20,10 +20,27 @@ def load_recipes(path: str | None = None) -> dict:
 
 
 def dataset_recipe(dataset: str, path: str | None = None) -> dict:
-    recipes = load_recipes(path)["datasets"]
+    """The recipe of ``dataset``: ``model`` (a name), ``train`` (a table of ``TrainConfig`` fields),
+    optional ``model_kwargs``, ``methods`` and ``scenarios``. A file without a ``[datasets]`` table,
+    a dataset without a recipe, or a recipe without its ``model`` or ``train`` is a ``ValueError``
+    naming the file and what is missing."""
+    where = pathlib.Path(path) if path else RECIPES_PATH
+    recipes = load_recipes(path).get("datasets")
+    if not isinstance(recipes, dict):
+        raise ValueError(f"recipes: expected a [datasets.<name>] table in {where}, got "
+                         f"{'none' if recipes is None else type(recipes).__name__}")
     if dataset not in recipes:
-        raise ValueError(f"dataset: no recipe for {dataset!r}; recipes exist for {sorted(recipes)}")
-    return recipes[dataset]
+        raise ValueError(f"dataset: no recipe for {dataset!r} in {where}; recipes exist for {sorted(recipes)}")
+    recipe = recipes[dataset]
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipes: expected [datasets.{dataset}] to be a table in {where}, got {recipe!r}")
+    for key, kind, example in (("model", str, 'model = "small-cnn"'),
+                               ("train", dict, "train = { epochs = 10, batch_size = 64, lr = 0.05 }")):
+        if not isinstance(recipe.get(key), kind):
+            got = "nothing" if key not in recipe else repr(recipe[key])
+            raise ValueError(f"recipes: expected [datasets.{dataset}] in {where} to have a {key!r} "
+                             f"{'table' if kind is dict else 'name'} (e.g. {example}), got {got}")
+    return recipe
 
 
 def method_recipe(dataset: str, method: str, path: str | None = None, scenario: str | None = None) -> dict:

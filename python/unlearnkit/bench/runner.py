@@ -235,7 +235,7 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
                     continue
             bars.close()
             arrays = {k.lstrip("_"): row.pop(k) for k in [k for k in row if k.startswith("_")]}
-            if seed == config.seeds[0]:  # what the plots need: losses and a feature sample
+            if seed == config.seeds[0] and config.features:  # the embedding plot's feature sample (not with --no-features)
                 arrays["features"], arrays["is_forget"], arrays["labels"] = plot_features(model, split, seed)
             row.update(model=name, seed=seed, scenario=config.scenario, seconds=seconds, unit=unit_path.stem,
                        rte=seconds / retrain_s, hparams=hparams, n_forget=len(split.forget_idx))

@@ -4,7 +4,8 @@
 One module per subcommand, each with ``add_parser(subparsers)``; nothing heavy is imported at
 start-up (a subcommand imports its stack inside its handler), so ``unlearnkit --help`` is fast.
 Every handler returns the process exit status; bad input raised as ``ValueError``/``TypeError``/
-``OSError`` becomes ``unlearnkit: error: <message>`` and exit status 2.
+``OSError`` becomes ``unlearnkit: error: <message>`` and exit status 2; Ctrl-C becomes one line
+saying what was kept and how to resume, and exit status 130.
 """
 
 from __future__ import annotations
@@ -35,3 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as exc:
         print(f"unlearnkit: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(args), file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for a process stopped by Ctrl-C
+
+
+def interrupted_message(args) -> str:
+    """The one line printed on Ctrl-C: what was kept and how to go on. A subcommand that chose its
+    results folder itself (the default ``--out``) leaves it in ``args.resolved_out``."""
+    out = getattr(args, "resolved_out", None)
+    if out is None:
+        return "\nunlearnkit: interrupted (Ctrl-C)"
+    again = "the same command" if getattr(args, "out", None) else f"the same command with --out {out}"
+    return (f"\nunlearnkit: interrupted (Ctrl-C); finished work is kept (results in {out}, models in the "
+            f"checkpoint cache): run {again} to resume")

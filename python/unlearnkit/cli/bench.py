@@ -11,6 +11,7 @@ settings unless ``--force``). Bad input exits with status 2 and ``unlearnkit: er
 from __future__ import annotations
 
 import pathlib
+import sys
 import time
 
 from ._common import SCENARIO_HELP, add_common, default_out
@@ -80,7 +81,8 @@ def cmd_demo(args) -> int:
     if args.seed < 0:
         raise ValueError(f"--seed: expected an int >= 0, got {args.seed}")
     config = RunConfig(dataset="digits", scenario="random-10", seeds=(args.seed,), features=not args.quick)
-    return _run_and_report(config, args.out or default_out("demo"), args.cache_dir, args.quiet, plots=not args.quick,
+    args.resolved_out = args.out or default_out("demo")  # named by the Ctrl-C message (cli.main)
+    return _run_and_report(config, args.resolved_out, args.cache_dir, args.quiet, plots=not args.quick,
                            force=args.force)
 
 
@@ -104,8 +106,12 @@ def cmd_run(args) -> int:
     config = RunConfig(dataset=args.dataset, scenario=args.scenario, seeds=tuple(range(args.seeds)),
                        methods=methods, overrides=_parse_set(args.set), device=args.device,
                        features=not args.no_features, precision=args.precision, audit=args.audit)
-    return _run_and_report(config, args.out or default_out(f"{args.dataset}-{config.scenario}"), args.cache_dir,
-                           args.quiet, plots=not args.no_plots, recipes=args.recipes, force=args.force)
+    if config.precision == "fp16" and str(config.device).split(":")[0] == "cpu":
+        print("unlearnkit: warning: --precision fp16 on a CPU is emulated (no fast float16 kernels there): training "
+              "runs tens of times slower than with fp32; use fp32, or bf16 on a CPU with bfloat16 support", file=sys.stderr)
+    args.resolved_out = args.out or default_out(f"{args.dataset}-{config.scenario}")  # for the Ctrl-C message
+    return _run_and_report(config, args.resolved_out, args.cache_dir, args.quiet, plots=not args.no_plots,
+                           recipes=args.recipes, force=args.force)
 
 
 def add_parser(sub) -> None:
