@@ -15,19 +15,26 @@ import numpy as np
 from .. import io
 from .scores import FLOOR, ORIGINAL
 
-__all__ = ["table", "write_audit"]
+__all__ = ["LEGEND", "table", "write_audit"]
 
-# (header, key, format); formats take a float
+# (header, key, format); formats take a float. Marks (LEGEND): ↑ higher is better, ↓ lower is
+# better, →0.5 closer to 0.5 is better (an attacker no better than a coin; below 0.5 is not better),
+# →floor closer to the retrained floor's value; no mark: context.
 _COLUMNS = [("K", "k", "{:.0f}"), ("F ↑", "F", "{:.3f}"), ("score ↑", "challenge_score", "{:.3f}"),
             ("eps med ↓", "eps_median", "{:.2f}"), ("eps=50 ↓", "eps_at_clip", "{:.2f}"),
-            ("U-LiRA bacc ↓", "ulira_balanced_accuracy", "{:.3f}"), ("U-LiRA AUC", "ulira_auc", "{:.3f}"),
-            ("U-LiRA TPR@1%", "ulira_tpr_at_1pct_fpr", "{:.3f}"),
+            ("U-LiRA bacc →0.5", "ulira_balanced_accuracy", "{:.3f}"), ("U-LiRA AUC →0.5", "ulira_auc", "{:.3f}"),
+            ("U-LiRA TPR@1% →0.01", "ulira_tpr_at_1pct_fpr", "{:.3f}"),
             ("KLOM forget med/p95 ↓", ("klom_forget_median", "klom_forget_p95"), "{:.2f}"),
-            ("KLOM retain med/p95", ("klom_retain_median", "klom_retain_p95"), "{:.2f}"),
-            ("KLOM test med/p95", ("klom_test_median", "klom_test_p95"), "{:.2f}"),
-            ("RMIA AUC", "rmia_auc", "{:.3f}"), ("RMIA TPR@1%", "rmia_tpr_at_1pct_fpr", "{:.3f}"),
+            ("KLOM retain med/p95 ↓", ("klom_retain_median", "klom_retain_p95"), "{:.2f}"),
+            ("KLOM test med/p95 ↓", ("klom_test_median", "klom_test_p95"), "{:.2f}"),
+            ("RMIA AUC →floor", "rmia_auc", "{:.3f}"), ("RMIA TPR@1% →floor", "rmia_tpr_at_1pct_fpr", "{:.3f}"),
             ("retain acc", "retain_acc", "{:.3f}"), ("test acc", "test_acc", "{:.3f}"),
             ("s/model", "pool_seconds_mean", "{:.1f}")]
+
+#: What the marks in the headers mean (printed under the table).
+LEGEND = ("↑ higher is better; ↓ lower is better; →0.5 closer to 0.5 is better (U-LiRA: 0.5 is an attacker no "
+          "better than a coin, so 0.44 is not better than 0.5, it is as far from ideal as 0.56); →0.01 closer to the "
+          "1% FPR (chance); →floor closer to the retrained floor's value.")
 
 
 def _cell(row: dict, key, fmt: str) -> str:
@@ -56,6 +63,7 @@ def _footer(result: dict) -> str:
     floor = rows.get(FLOOR, {})
     eps_k = math.log(k - 1) if k > 2 else 0.0
     lines = [
+        LEGEND,
         f"K = {k} models per pool (seeds 1..{k}). With K models the largest measurable per-example epsilon is "
         f"about ln(K - 1) = {eps_k:.2f} (exactly {rows[next(iter(rows))].get('largest_measurable_eps', float('nan')):.2f} "
         "at delta = 1e-5); a larger separation shows only as eps = 50 (a spike or a perfect split). "

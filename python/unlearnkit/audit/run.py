@@ -11,15 +11,20 @@ import os
 import pathlib
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
-from ..checkpoints import default_cache_dir
+import torch
+
+from ..checkpoints import checkpoint_path, default_cache_dir
 from ..data import group_classes, load_dataset, make_split
 from ..methods import METHODS, get_method
+from ..models import build_model
 from ..training import TrainConfig
 from .engine import audit_split
-from .pools import PoolSetup, monitor_set
+from .pools import Member, PoolSetup, member_keys, monitor_set, pool_members, run_member
+from .scores import check_pool
 
-__all__ = ["AuditConfig", "resolve_methods", "run_audit"]
+__all__ = ["AuditConfig", "estimate_pools", "prepare_audit", "resolve_methods", "run_audit"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class AuditConfig:
         scenario: ``random-<percent>``, ``class-<label>``, ``subclass-<fine label>`` or
             ``backdoor-<percent>``.
         methods: registry names (each gets one unlearned pool).
-        pool: K, models per pool (>= 4 for the retrained floor; 16 is the CPU default).
+        pool: K, models per pool (>= 6 = ``MIN_POOL``, what the retrained floor needs; 16 is the
+            CPU default).
         seed: chooses the forget set (the pools use seeds 1..K).
         overrides: ``{method: {field: value}}`` on top of the recipe.
         device: torch device of each task.
@@ -63,16 +69,13 @@ def resolve_methods(spec: str) -> tuple[str, ...]:
     return names
 
 
-def run_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = None, executor: str = "ray",
-              ray_address: str | None = None, num_cpus: int | None = None, progress: bool = True,
-              recipes: str | None = None) -> dict:
-    """Runs the audit of ``config``; returns :func:`audit_split`'s result plus ``"meta"``."""
+def prepare_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = None, recipes: str | None = None):
+    """(split, :class:`~unlearnkit.audit.pools.PoolSetup`, ``{method: hyper-parameters}``) of ``config``:
+    the data loaded, the forget set chosen, the recipes read; nothing trained."""
     from ..bench.recipes import dataset_recipe, method_recipe
-    from ..bench.runner import environment, parse_scenario
+    from ..bench.runner import parse_scenario
 
-    t0 = time.perf_counter()
-    if isinstance(config.pool, bool) or not isinstance(config.pool, int) or config.pool < 2:
-        raise ValueError(f"pool: expected an int >= 2 (models per pool), got {config.pool!r}")
+    check_pool(config.pool)
     recipe = dataset_recipe(config.dataset, recipes)
     for m in config.methods:
         get_method(m)
@@ -89,6 +92,80 @@ def run_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = None
                       device=config.device, threads=config.threads)
     methods = {m: {**method_recipe(config.dataset, m, recipes, config.scenario), **config.overrides.get(m, {})}
                for m in config.methods}
+    return split, setup, methods
+
+
+def _member_path(member: Member, split, setup: PoolSetup, key: str) -> pathlib.Path:
+    kind = {"original": "original", "retrained": "gold"}.get(member.kind)
+    name = f"{split.data.name}-{kind}" if kind else f"{split.data.name}-unlearned-{member.method}"
+    return checkpoint_path(setup.cache_dir, name, key)
+
+
+def estimate_pools(split, setup: PoolSetup, methods: dict[str, dict], k: int, *, workers: int | None = None,
+                   measure: bool = True) -> dict:
+    """What the pools will cost before they run: how many of their models are not in the cache yet,
+    the seconds one takes and the bytes its checkpoint holds.
+
+    The seconds come from a reference model (original or retrained) already in the cache (its
+    recorded training time), else, with ``measure``, from training the first missing reference
+    model now, in this process (it is one the pools need: it is cached and not trained again).
+    An unlearned model is counted at the cost of one training (a rough guess: a method's own time
+    is not known before it runs).
+
+    Returns:
+        ``{"models", "to_train", "cached", "seconds_per_model", "seconds_source", "bytes_per_model",
+        "cpu_seconds", "workers", "wall_seconds" (None when ``workers`` is None), "disk_bytes"}``.
+    """
+    members = pool_members(int(k), methods)
+    keys = member_keys(members, split, setup)
+    paths = {m.ident: _member_path(m, split, setup, keys[m.ident]) for m in members}
+    missing = [m for m in members if not paths[m.ident].exists()]
+    refs = [m for m in members if m.kind != "unlearned"]
+    seconds = nbytes = None
+    source = "nothing to train"
+    for m in refs:  # a reference model already in the cache knows its training time
+        if paths[m.ident].exists():
+            try:
+                meta = torch.load(paths[m.ident], map_location="cpu", weights_only=True).get("meta", {})
+                seconds, nbytes = float(meta["seconds"]), paths[m.ident].stat().st_size
+                source = f"the recorded training time of the cached {m.kind} model k = {m.k}"
+                break
+            except Exception:  # noqa: BLE001 - an unreadable entry is trained again by the pools; measure instead
+                continue
+    if seconds is None and missing and measure:
+        first = next((m for m in missing if m.kind != "unlearned"), None)
+        if first is not None:
+            r = run_member(split, setup, first, keys[first.ident])  # restores this process's torch threads
+            seconds, nbytes = float(r["seconds"]), paths[first.ident].stat().st_size
+            source = f"one {first.kind} model (k = {first.k}) trained now, {setup.threads} torch thread(s)"
+            missing.remove(first)
+    if nbytes is None:  # no checkpoint to measure: the state of a fresh model
+        model = build_model(setup.model, split.data, **setup.model_kwargs)
+        nbytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    cpu = None if seconds is None else seconds * len(missing)
+    return {"models": len(members), "to_train": len(missing), "cached": len(members) - len(missing),
+            "seconds_per_model": seconds, "seconds_source": source, "bytes_per_model": int(nbytes), "cpu_seconds": cpu,
+            "workers": workers, "wall_seconds": None if cpu is None or not workers else cpu / workers,
+            "disk_bytes": int(nbytes) * len(missing)}
+
+
+def run_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = None, executor: str = "ray",
+              ray_address: str | None = None, num_cpus: int | None = None, progress: bool = True,
+              recipes: str | None = None, confirm: Callable[[dict], None] | None = None) -> dict:
+    """Runs the audit of ``config``; returns :func:`audit_split`'s result plus ``"meta"``.
+
+    ``confirm``: called with :func:`estimate_pools`'s estimate before the pools are trained (the
+    CLI prints it and refuses a long run without ``--yes`` by raising); None skips the estimate.
+    ``config.pool`` must be at least :data:`~unlearnkit.audit.scores.MIN_POOL` (the retrained floor).
+    """
+    from ..bench.runner import environment
+
+    t0 = time.perf_counter()
+    split, setup, methods = prepare_audit(config, cache_dir=cache_dir, recipes=recipes)
+    if confirm is not None:
+        workers = 1 if executor == "serial" else (
+            max(1, (num_cpus or os.cpu_count() or 1) // setup.threads) if ray_address in (None, "local") else None)
+        confirm(estimate_pools(split, setup, methods, config.pool, workers=workers))
     result = audit_split(split, setup, methods, config.pool, executor=executor, ray_address=ray_address,
                          num_cpus=num_cpus, progress=progress)
     result["meta"] = {"config": asdict(config), "dataset": config.dataset, "scenario": config.scenario,

@@ -6,7 +6,9 @@ Rows (each scored against the retrained pool R):
 - ``original``: the original pool O (doing nothing);
 - ``retrained floor``: R against itself, split in halves (first K/2 seeds against the last K/2;
   RMIA: each retrained model as the target, the others as references): the value an ideal
-  method reaches with this K.
+  method reaches with this K. It needs K >= :data:`MIN_POOL` = 6, three models per half: with
+  two, F's bins end at ceil(ln(2 - 1)) = 0, so every example scores 0 points and the floor's F is
+  0 by construction (not a measurement), and U-LiRA's leave-one-out fit has one model left.
 
 Columns: the NeurIPS 2023 challenge's F and final score (with per-example epsilons), U-LiRA
 (fixed forget set, leave-one-out), KLOM median / p95 on the forget, retain and test sets,
@@ -32,10 +34,28 @@ from ..metrics.per_example import (
     ulira_scores,
 )
 
-__all__ = ["FLOOR", "ORIGINAL", "audit_columns", "score_pair", "score_pools"]
+__all__ = ["FLOOR", "MIN_POOL", "ORIGINAL", "audit_columns", "check_pool", "score_pair", "score_pools"]
 
 ORIGINAL = "original"
 FLOOR = "retrained floor"
+
+#: The smallest K the retrained floor can be measured with: halves of 3 (F's bins end at
+#: ceil(ln(K/2 - 1)), which is 0 for halves of 2; U-LiRA's leave-one-out needs 3 models per pool).
+MIN_POOL = 6
+
+
+def check_pool(k, name: str = "pool") -> int:
+    """``k`` as an int when it is a pool size the audit can score with its retrained floor
+    (>= :data:`MIN_POOL`), else ``ValueError`` naming ``name`` and the reason."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int >= {MIN_POOL} (models per pool), got {type(k).__name__} {k!r}")
+    if k < MIN_POOL:
+        half = int(k) // 2
+        raise ValueError(f"{name}: expected K >= {MIN_POOL} models per pool, got {k}: the retrained floor compares "
+                         f"the two halves of the retrained pool, and with {half} model(s) per half "
+                         f"F's bins end at ceil(ln(K/2 - 1)) <= 0, so every example would score 0 points (F = 0 by "
+                         f"construction, not a measurement), and U-LiRA's leave-one-out fit needs 3 models per pool")
+    return int(k)
 
 
 def _klom_summary(u: dict, r: dict) -> tuple[dict, dict]:
@@ -121,12 +141,13 @@ def score_pools(result: dict, *, delta: float = 1e-5) -> dict:
     rows[ORIGINAL], arrays[ORIGINAL] = score_pair(pools["original"], r, delta=delta)
     k = r["forget"]["phi"].shape[0]
     h = k // 2
-    if h >= 2:
+    if 2 * h >= MIN_POOL:
         first, second = _half(r, slice(0, h)), _half(r, slice(h, 2 * h))
         rows[FLOOR], arrays[FLOOR] = score_pair(first, second, rmia_targets=r, rmia_refs=r, rmia_exclude=True,
                                                 delta=delta)
     else:
-        rows[FLOOR] = {"error": f"the floor splits the retrained pool in halves: needs K >= 4, got {k}"}
+        rows[FLOOR] = {"error": f"the floor splits the retrained pool in halves: needs K >= {MIN_POOL} (3 models per "
+                                f"half; with 2, F's bins end at ceil(ln(1)) = 0 and F is 0 by construction), got {k}"}
     for name, row in rows.items():
         pool = "retrained" if name == FLOOR else name
         if "error" not in row and pool in seconds:
