@@ -32,14 +32,16 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 def run_epochs(model: nn.Module, x, y: torch.Tensor | None = None, *, epochs: int, batch_size: int,
                optimizer: torch.optim.Optimizer, ctx: Context, phase: str, loss_fn: LossFn = cross_entropy,
                sign: float = 1.0, relabel: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-               after_step: Callable[[], None] | None = None) -> None:
+               after_step: Callable[[], None] | None = None, stoppable: bool = False) -> bool:
     """``epochs`` shuffled passes over the data, minimising ``sign * loss_fn`` (sign -1: ascent).
 
     ``x``: a ``BatchSource`` (e.g. ``data.retain``), with ``y=None``; or (x, y) CPU tensors.
     ``relabel(idx, y_batch)`` may replace the labels of each batch (random-label methods): ``idx``
     are the batch's positions in the source (CPU int64), ``y_batch`` its labels on the device.
     ``after_step`` runs after each optimiser step (e.g. to re-apply a mask). Forward passes run
-    under ``ctx.amp`` (mixed precision), steps through its scaler.
+    under ``ctx.amp`` (mixed precision), steps through its scaler. ``stoppable``: this is the
+    method's unlearning loop, so the call's stopping rule (``ctx.stop_check``) is asked after each
+    step. Returns True when that rule stopped the loop.
     """
     source = x if isinstance(x, BatchSource) else TensorSource(x, y, name="x")
     model.train()
@@ -55,7 +57,11 @@ def run_epochs(model: nn.Module, x, y: torch.Tensor | None = None, *, epochs: in
                 after_step()
             step += 1
             ctx.log(phase, step, total, loss=loss.detach())
+            if stoppable and ctx.stop_check(model):
+                model.eval()
+                return True
     model.eval()
+    return False
 
 
 def random_wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:

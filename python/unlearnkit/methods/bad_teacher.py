@@ -15,12 +15,13 @@ from torch.nn import functional as F
 from .._validation import integers, log_uniform, param, uniform
 from ..data.batches import concat_sources
 from ._loops import frozen_copy
+from ._stop import StopParams
 from .base import Method, register
 from .retrain import reset_parameters
 
 
 @dataclass(frozen=True)
-class BadTeacherParams:
+class BadTeacherParams(StopParams):
     """epochs: passes over forget + retain subset; lr: Adam step; batch_size: samples per step;
     temperature: KL temperature; retain_fraction: share of the retain set distilled from the
     competent teacher (drawn at random once per call)."""
@@ -92,5 +93,8 @@ class BadTeacher(Method):
                 ctx.amp.step(opt, loss)
                 step += 1
                 ctx.log("distill", step, total, loss=loss.detach())
+                if ctx.stop_check(model):
+                    model.eval()
+                    return model
         model.eval()
         return model

@@ -22,6 +22,7 @@ from ..data.batches import BatchSource, TensorSource, as_source
 from ..models.wrap import ensure_feature_classifier
 from ..progress import Callback, StepEvent, emit
 from ..training import Precision, as_precision, model_device
+from ._stop import ValMatch, stop_enabled
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -109,6 +110,12 @@ class Context:
         self.callbacks = list(callbacks)
         self.history: list[StepEvent] = []
         self.amp = as_precision(precision, device)
+        self.stopper = None  # the held-out stopping rule (methods._stop.ValMatch) when params.stop asks for it
+
+    def stop_check(self, model: nn.Module) -> bool:
+        """Called by an iterative method after each step of its unlearning loop: True when the
+        call's stopping rule (``stop="val-match"``) says stop. Always False without a rule."""
+        return self.stopper is not None and self.stopper.check(model)
 
     def batches(self, source: BatchSource, batch_size: int, *, shuffle: bool = True, drop_last: bool = False):
         """One pass over ``source`` (shuffled with the call's generator unless ``shuffle=False``)."""
@@ -243,7 +250,11 @@ class Method(ABC):
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
+                if stop_enabled(self.params):  # the rule's subsamples and noise, before any step
+                    ctx.stopper = ValMatch(model, data, ctx, self.params, self.name)
                 model = self._unlearn(model, data, ctx)
+                if ctx.stopper is not None:
+                    ctx.stopper.finish(model)
         finally:
             for s in src.values():
                 if s is not None and channels_last:

@@ -12,11 +12,12 @@ from .._validation import integers, log_uniform, param
 from ..data.batches import TensorSource
 from ..training import Precision, sgd
 from ._loops import run_epochs
+from ._stop import StopParams
 from .base import Method, register
 
 
 @dataclass(frozen=True)
-class BoundaryShrinkParams:
+class BoundaryShrinkParams(StopParams):
     """bound: FGSM step (L-infinity radius, in [0, 1] pixel units) of the neighbour search; epochs:
     passes over the forget set; lr, momentum, weight_decay: SGD (the paper: lr 1e-5, momentum 0.9,
     10 epochs); batch_size: forget samples per step."""
@@ -99,5 +100,5 @@ class BoundaryShrink(Method):
         ctx.log("neighbour-search", 1, 1, crossed=crossed.float().mean())
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
         run_epochs(model, data.forget, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt,
-                   ctx=ctx, phase="shrink", relabel=lambda idx, yb: y_nbi[idx])
+                   ctx=ctx, phase="shrink", relabel=lambda idx, yb: y_nbi[idx], stoppable=True)
         return model

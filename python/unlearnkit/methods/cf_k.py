@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from .._validation import categorical, integers, log_uniform, param
 from ..training import sgd
 from ._loops import run_epochs
+from ._stop import StopParams
 from .base import Method, register
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -99,14 +100,14 @@ def train_last_layers(model: nn.Module, layers: list[nn.Module], data, ctx, *, e
     try:
         opt = sgd(model, lr, momentum, weight_decay, params=trainable)
         run_epochs(model, data.retain, epochs=epochs, batch_size=batch_size, optimizer=opt, ctx=ctx, phase=phase,
-                   loss_fn=loss_fn)
+                   loss_fn=loss_fn, stoppable=True)
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
 
 
 @dataclass(frozen=True)
-class CFkParams:
+class CFkParams(StopParams):
     """k: parameterised layers counted from the head that are trained; epochs, lr, momentum,
     weight_decay, batch_size: SGD on the retain set (SCRUB's code for CF-k / EU-k: 10 epochs at
     lr 0.01, batch 64)."""

@@ -25,6 +25,7 @@ from ..data.batches import BatchSource, TensorSource
 from ..losses import SinkhornLoss
 from ..metrics.membership import mia_forget_vs_test
 from ..training import Precision, predict, sgd
+from ._stop import StopParams, stop_enabled
 from .base import Method, register
 
 MODES = ("paper", "reference_code")
@@ -32,7 +33,7 @@ LAYERS = ("logits", "features")
 
 
 @dataclass(frozen=True)
-class DLFDParams:
+class DLFDParams(StopParams):
     """Hyper-parameters (defaults: the paper's MUFAC setting, read from the official code).
 
     epochs: passes over the retain set (the paper: one); batch_size: retain (and forget) batch;
@@ -267,7 +268,10 @@ class DLFD(Method):
                     fs, acc = monitor(step)
                     if acc is not None and acc > best_val:
                         best_state, best_val = copy.deepcopy(model.state_dict()), acc
-        if best_state is not None:
+                if ctx.stop_check(model):  # stop="val-match": the shared rule stops and chooses the state
+                    model.eval()
+                    return model
+        if best_state is not None and not stop_enabled(p):  # the paper's choice; the shared rule's otherwise
             model.load_state_dict(best_state)
         model.eval()
         return model

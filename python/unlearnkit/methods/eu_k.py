@@ -14,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._validation import categorical, integers, log_uniform, param
+from ._stop import StopParams
 from .base import Method, register
 from .cf_k import example_input, last_k_layers, train_last_layers
 
 
 @dataclass(frozen=True)
-class EUkParams:
+class EUkParams(StopParams):
     """k: parameterised layers counted from the head that are re-initialised and retrained;
     epochs, lr, momentum, weight_decay, batch_size: SGD on the retain set (SCRUB's code: 10 epochs
     at lr 0.01, batch 64)."""

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from .._validation import categorical, integers, log_uniform, param
 from ..training import sgd
 from ._loops import run_epochs
+from ._stop import StopParams
 from .base import Method, register
 
 
 @dataclass(frozen=True)
-class FineTuneParams:
+class FineTuneParams(StopParams):
     """epochs: passes over the retain set; lr, momentum, weight_decay: SGD; batch_size."""
 
     epochs: int = param(10, ge=0, space=integers(1, 10))
@@ -32,5 +33,5 @@ class FineTune(Method):
         p = self.params
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
         run_epochs(model, data.retain, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt, ctx=ctx,
-                   phase="retain")
+                   phase="retain", stoppable=True)
         return model

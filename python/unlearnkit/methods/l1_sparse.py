@@ -12,11 +12,12 @@ from torch.nn import functional as F
 
 from .._validation import integers, log_uniform, param
 from ..training import sgd
+from ._stop import StopParams
 from .base import Method, register
 
 
 @dataclass(frozen=True)
-class L1SparseParams:
+class L1SparseParams(StopParams):
     """alpha: initial L1 strength (gamma in the paper), decayed linearly per epoch; epochs: passes
     over the retain set; lr, momentum, weight_decay: SGD; batch_size: retain samples per step."""
 
@@ -67,5 +68,8 @@ class L1Sparse(Method):
                 ctx.amp.step(opt, loss)
                 step += 1
                 ctx.log("retain+l1", step, total, loss=loss.detach(), ce=ce.detach(), alpha=alpha)
+                if ctx.stop_check(model):
+                    model.eval()
+                    return model
         model.eval()
         return model

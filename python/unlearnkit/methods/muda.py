@@ -20,13 +20,14 @@ from .._validation import categorical, integers, log_uniform, param, uniform
 from ..losses import DimensionalAlignmentLoss, SelfDistillationLoss
 from ..training import extract_features, sgd
 from ._loops import frozen_copy
+from ._stop import StopParams
 from .base import Method, register
 
 FORGET_LOSSES = ("neg_ce", "none")
 
 
 @dataclass(frozen=True)
-class MUDAParams:
+class MUDAParams(StopParams):
     """Hyper-parameters (defaults: the MUDA spec).
 
     epochs: forget/recover rounds; lr, momentum, weight_decay: SGD; batch_size: samples per
@@ -159,6 +160,10 @@ class MUDA(Method):
                         sd=sd.detach(), epoch=epoch + 1)
                 maybe_probe("recover", step_r)
                 model.train()
+                if ctx.stop_check(model):  # checked in recovery: a forget phase's state is not a candidate
+                    maybe_probe("end", step_f + step_r, force=True)
+                    model.eval()
+                    return model
         maybe_probe("end", step_f + step_r, force=True)
         model.eval()
         return model

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from .._validation import categorical, integers, log_uniform, param
 from ..training import sgd
 from ._loops import run_epochs
+from ._stop import StopParams
 from .base import Method, register
 
 
 @dataclass(frozen=True)
-class NegGradParams:
+class NegGradParams(StopParams):
     """epochs: passes over the forget set; lr: SGD step (small: ascent diverges fast)."""
 
     epochs: int = param(5, ge=0, space=integers(1, 10))
@@ -32,5 +33,5 @@ class NegGrad(Method):
         p = self.params
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
         run_epochs(model, data.forget, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt, ctx=ctx,
-                   phase="forget-ascent", sign=-1.0)
+                   phase="forget-ascent", sign=-1.0, stoppable=True)
         return model

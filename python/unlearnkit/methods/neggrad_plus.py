@@ -11,11 +11,12 @@ from torch.nn import functional as F
 
 from .._validation import integers, log_uniform, param, uniform
 from ..training import sgd
+from ._stop import StopParams
 from .base import Method, register
 
 
 @dataclass(frozen=True)
-class NegGradPlusParams:
+class NegGradPlusParams(StopParams):
     """beta: weight of the retain loss (1 - beta weighs the forget ascent); epochs: passes over the
     retain set (each retain batch is paired with the next batch of the cycled forget set); lr,
     momentum, weight_decay: SGD (the SCRUB code base uses plain SGD, no momentum, no decay);
@@ -69,5 +70,8 @@ class NegGradPlus(Method):
                 step += 1
                 ctx.log("retain-descent+forget-ascent", step, total, loss=loss.detach(),
                         retain_loss=loss_r.detach(), forget_loss=loss_f.detach())
+                if ctx.stop_check(model):
+                    model.eval()
+                    return model
         model.eval()
         return model

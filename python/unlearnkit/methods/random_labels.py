@@ -12,11 +12,12 @@ from .._validation import categorical, integers, log_uniform, param
 from ..data.batches import concat_sources
 from ..training import sgd
 from ._loops import random_wrong_labels, run_epochs
+from ._stop import StopParams
 from .base import Method, register
 
 
 @dataclass(frozen=True)
-class RandomLabelsParams:
+class RandomLabelsParams(StopParams):
     """epochs over forget+retain; lr, momentum, weight_decay: SGD; batch_size."""
 
     epochs: int = param(10, ge=0, space=integers(1, 10))
@@ -43,5 +44,5 @@ class RandomLabels(Method):
 
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
         run_epochs(model, both, epochs=p.epochs, batch_size=p.batch_size, optimizer=opt, ctx=ctx,
-                   phase="relabelled", relabel=relabel)
+                   phase="relabelled", relabel=relabel, stoppable=True)
         return model

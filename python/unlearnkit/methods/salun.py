@@ -15,11 +15,12 @@ from .._validation import integers, log_uniform, param, uniform
 from ..data.batches import TensorSource
 from ..training import Precision, sgd
 from ._loops import random_wrong_labels
+from ._stop import StopParams
 from .base import Method, register
 
 
 @dataclass(frozen=True)
-class SalUnParams:
+class SalUnParams(StopParams):
     """threshold: fraction of all weights marked salient (the top fraction by forget-gradient
     magnitude; 0.5 is the paper's median threshold); epochs: passes (forget pass with random labels,
     then retain pass); lr, momentum, weight_decay: SGD; batch_size: samples per step."""
@@ -128,5 +129,8 @@ class SalUn(Method):
                 masked_step(loss)
                 step_r += 1
                 ctx.log("retain", step_r, total_r, loss=loss.detach())
+                if ctx.stop_check(model):  # checked in the retain phase, where utility is being restored
+                    model.eval()
+                    return model
         model.eval()
         return model

@@ -14,11 +14,12 @@ from .._validation import categorical, integers, log_uniform, param, uniform
 from ..losses.distillation import self_distillation
 from ..training import sgd
 from ._loops import frozen_copy
+from ._stop import StopParams
 from .base import Method, register
 
 
 @dataclass(frozen=True)
-class ScrubParams:
+class ScrubParams(StopParams):
     """epochs: SCRUB epochs; msteps: how many of them start with a max-step (a pass over the forget
     set); alpha: weight of the retain KL; gamma: weight of the retain cross-entropy; temperature:
     distillation temperature T; lr, momentum, weight_decay: SGD shared by both steps;
@@ -89,5 +90,8 @@ class Scrub(Method):
                 step_min += 1
                 ctx.log("min-retain", step_min, total_min, loss=loss.detach(), retain_kl=kl.detach(), ce=ce.detach(),
                         epoch=epoch)
+                if ctx.stop_check(model):  # checked in the min (retain) phase
+                    model.eval()
+                    return model
         model.eval()
         return model

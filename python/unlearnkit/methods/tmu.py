@@ -44,13 +44,14 @@ from ..data.batches import BatchSource, LoaderSource, TensorSource, concat_sourc
 from ..data.tensors import iterate_batches
 from ..training import Precision, extract_features, predict, sgd
 from ._loops import random_wrong_labels, run_epochs
+from ._stop import StopParams
 from .base import Context, Method, _item_shape, register
 
 FEATURES = ("df", "af", "cf")
 
 
 @dataclass(frozen=True)
-class TMUParams:
+class TMUParams(StopParams):
     """Hyper-parameters of TMU; defaults are the paper's where it gives them.
 
     Twin model (not given by the paper; our choice, mirroring the unlearning fine-tune):
@@ -507,6 +508,9 @@ class TMU(Method):
                 ctx.amp.step(opt, loss)
                 step += 1
                 ctx.log("unlearn", step, total, loss=loss.detach())
+                if ctx.stop_check(model):
+                    model.eval()
+                    return
         model.eval()
 
 
