@@ -127,6 +127,52 @@ def check_fraction(value: Any, name: str, *, open_low: bool = True, closed_high:
     return v
 
 
+#: the scenario syntax, written once (every --scenario help string and error message uses it)
+SCENARIO_HELP = ("random-<percent> | class-<label> | class-<label>-<percent> (that share of one class) | "
+                 "subclass-<fine label> | backdoor-<percent>")
+
+
+def _percent(arg: str, scenario: str, name: str, what: str) -> float:
+    try:
+        pct = float(arg)
+    except ValueError:
+        raise ValueError(f"{name}: expected a percent in (0, 100) ({what}), got {scenario!r}") from None
+    if not 0 < pct < 100:
+        raise ValueError(f"{name}: expected a percent in (0, 100) ({what}), got {scenario!r}")
+    return pct / 100
+
+
+def check_scenario(scenario, name: str = "scenario", *, parsed: bool = False):
+    """The scenario syntax's one parser. ``random-<p>`` / ``backdoor-<p>`` need a percent strictly
+    between 0 and 100; ``class-<label>`` and ``subclass-<label>`` an integer label (its range depends
+    on the dataset and is checked when the split is made, before training); ``class-<label>-<p>`` a
+    label and a percent of that class. Returns ``scenario``, or with ``parsed=True`` the keyword
+    arguments of ``data.make_split`` it stands for."""
+    if not isinstance(scenario, str):
+        raise TypeError(f"{name}: expected a string such as 'random-10' ({SCENARIO_HELP}), got {type(scenario).__name__}")
+    kind, _, arg = scenario.partition("-")
+    if kind in ("random", "backdoor"):
+        what = "the share of the training set to forget" if kind == "random" else "the share of images poisoned"
+        out: dict = {"forget": kind, "fraction": _percent(arg, scenario, name, what)}
+    elif kind in ("class", "subclass"):
+        label, _, pct = arg.partition("-")
+        try:
+            c = int(label)
+        except ValueError:
+            raise ValueError(f"{name}: expected {kind}-<label> with an integer label ({SCENARIO_HELP}), "
+                             f"got {scenario!r}") from None
+        if pct and kind == "class":
+            out = {"forget": "class_partial", "forget_class": c,
+                   "fraction": _percent(pct, scenario, name, "the share of the class to forget")}
+        elif pct:
+            raise ValueError(f"{name}: expected subclass-<label> (no percent), got {scenario!r}")
+        else:
+            out = {"forget": kind, "forget_class": c}
+    else:
+        raise ValueError(f"{name}: expected {SCENARIO_HELP}, got {scenario!r}")
+    return out if parsed else scenario
+
+
 # --------------------------------------------------------------------------------------------
 # Parameter schemas: the constraints (and tuning ranges) of a hyper-parameter dataclass, declared
 # once in each field's metadata and checked in one place (sklearn's ``_parameter_constraints``

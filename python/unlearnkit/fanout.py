@@ -11,7 +11,11 @@ is imported only when a function here is called.
 
 Session rule: a session already initialised in this process (e.g. ``ray.init(num_cpus=2)`` in a
 test or a notebook) is reused and left running; a session started here is shut down by whoever
-started it (``ray_session`` on exit, ``stop_ray(owned)``), never one it only joined or reused.
+started it (``ray_session`` on exit, ``stop_ray(owned)``), never one it only reused. With no address
+a Ray instance of its own is started, even when another Ray cluster runs on the machine (``ray
+start``): joining that one is asked for by name (``"auto"``, ``HOST:PORT`` or ``RAY_ADDRESS``), and a
+joined cluster's CPUs are its own (no ``num_cpus``). A cluster with token authentication (Ray 2.5x+)
+is joined with the token found here, or refused with an error naming authentication and the fix.
 
 Invariant: ``ray_map(fn, tasks)`` returns ``[fn(*t) for t in tasks]`` (input order, whatever order
 the tasks finish in); a task's ValueError / TypeError / FileNotFoundError is raised again in the
@@ -22,6 +26,8 @@ task's exception class where Ray can make one), after the tasks still pending ar
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from typing import Callable, Iterator, Sequence
 
 __all__ = ["RayMissing", "gather", "ray_map", "ray_session", "require_ray", "start_ray", "stop_ray"]
@@ -47,33 +53,152 @@ def require_ray(argname: str = "executor", option: str = "executor='ray'", alter
     return ray
 
 
+def _token_source() -> str | None:
+    """Where Ray would read an authentication token from here, if anywhere: the ``RAY_AUTH_TOKEN``
+    variable, the file ``RAY_AUTH_TOKEN_PATH`` names, or ``~/.ray/auth_token``."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "the RAY_AUTH_TOKEN variable"
+    named = os.environ.get("RAY_AUTH_TOKEN_PATH", "").strip()
+    if named:
+        return f"RAY_AUTH_TOKEN_PATH={named}" if os.path.isfile(os.path.expanduser(named)) else None
+    default = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+    return default if os.path.isfile(default) else None
+
+
+def _auth_refused(address: str) -> str | None:
+    """Ray's message when the cluster at ``address`` (HOST:PORT of its GCS) refuses this process for
+    want of a valid authentication token; None when it lets us in, cannot be reached quickly, or
+    this Ray has no token authentication (then ``ray.init`` reports whatever is wrong)."""
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # a Ray without token authentication (before 2.5x)
+        return None
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()  # a dead address would hang the probe
+    except (OSError, ValueError):
+        return None
+    try:
+        GcsClient(address=address)  # connects and asks for the cluster id: refused at once without a valid token
+    except AuthenticationError as exc:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - anything else is ray.init's to report
+        return None
+    return None
+
+
+def _enable_token_auth() -> None:
+    """Token authentication for this process (and the processes it starts), as Ray itself does for
+    a cluster it finds on its own: ``RAY_AUTH_MODE=token`` and Ray's configuration reloaded."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+AUTH_HELP = ("make the cluster's token available here: copy the head node's ~/.ray/auth_token (`ray get-auth-token` "
+             "prints it there) to ~/.ray/auth_token on this machine, or set RAY_AUTH_TOKEN=<token> or "
+             "RAY_AUTH_TOKEN_PATH=<file>; see 'On a Ray cluster' in docs/audit.md")
+
+
+def _check_auth(address: str, argname: str) -> None:
+    """Before joining the cluster at ``address``: when it uses token authentication (Ray 2.5x+ turns
+    it on for ``ray start --head`` once ``~/.ray/auth_token`` exists) and this process has no token
+    mode on, turn it on with the token found here; raises ``ValueError`` naming authentication and
+    the fix when there is none, or when the cluster refuses it."""
+    refused = _auth_refused(address)
+    if refused is None:
+        return
+    mode = os.environ.get("RAY_AUTH_MODE")
+    source = _token_source()
+    if mode is None and source is not None:
+        _enable_token_auth()
+        refused = _auth_refused(address)
+        if refused is None:
+            return
+        raise ValueError(f"{argname}: could not join the Ray cluster at {address!r}: it uses token authentication and "
+                         f"refused the token from {source} (not the cluster's token?); {AUTH_HELP}")
+    if mode is not None and mode.lower() != "token":
+        raise ValueError(f"{argname}: could not join the Ray cluster at {address!r}: it uses token authentication, and "
+                         f"RAY_AUTH_MODE is {mode!r} here; unset it or set RAY_AUTH_MODE=token, and {AUTH_HELP}")
+    if source is None:
+        raise ValueError(f"{argname}: could not join the Ray cluster at {address!r}: it uses token authentication and "
+                         f"no token was found here; {AUTH_HELP}")
+    raise ValueError(f"{argname}: could not join the Ray cluster at {address!r}: it uses token authentication and "
+                     f"refused the token from {source} (not the cluster's token?); {AUTH_HELP}")
+
+
+def _running_cluster(ray) -> str | None:
+    """HOST:PORT of the Ray cluster this machine knows of (``RAY_ADDRESS``, the last one started with
+    ``ray start``, or any running one), or None."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address("auto")
+    except ConnectionError:  # none found
+        return None
+    except Exception:  # noqa: BLE001 - a Ray that resolves addresses otherwise: let ray.init find it
+        return "auto"
+
+
 def start_ray(address: str | None = None, *, num_cpus: int | None = None, argname: str = "ray_address",
               local: Sequence[str | None] = (None,), ray=None) -> bool:
     """Makes sure this process has a Ray session; returns True if it started one (the caller then
     owns it and stops it with ``stop_ray(True)``), False if one was already initialised (reused).
 
     Args:
-        address: a value in ``local`` (default: None) starts a local instance with ``ray.init(num_cpus=
-            num_cpus)`` (``num_cpus`` None: Ray's default, every core; Ray joins the cluster named by
-            ``RAY_ADDRESS`` instead when that is set); anything else (``"auto"``, ``"HOST:PORT"``,
-            ``"ray://..."``) is passed to ``ray.init(address=...)`` to join a running cluster.
-        num_cpus: CPUs of a local instance (ignored when joining).
-        argname: the caller's name of ``address`` in the error raised when Ray cannot be started or
-            joined: ``"{argname}: could not connect to or start Ray at {address!r} ({reason})"``.
-        local: the address values that mean "start a local instance" for this caller.
+        address: where to run.
+
+            - A value in ``local`` other than ``"auto"`` (default: None) starts a Ray instance of
+              its own on this machine with ``num_cpus`` CPUs (None: every core), even when another
+              Ray cluster runs here; when ``RAY_ADDRESS`` is set, the cluster it names is joined
+              instead.
+            - ``"auto"`` in ``local`` joins the cluster this machine knows of (``RAY_ADDRESS``, the
+              last ``ray start``, or any running one) when there is one, else starts one of its own.
+            - Anything else (``"auto"`` not in ``local``, ``"HOST:PORT"``, ``"ray://..."``) joins
+              that running cluster.
+
+            Joining never passes ``num_cpus`` (the cluster has its own). A cluster with token
+            authentication is joined with the token found here (``RAY_AUTH_TOKEN``,
+            ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``, as Ray reads it), and refused with an
+            error that names authentication and how to make the token available.
+        num_cpus: CPUs of an instance started here (ignored when joining).
+        argname: the caller's name of ``address`` in the errors: ``"{argname}: could not connect to
+            or start Ray at {address!r} ({reason})"``, or ``"{argname}: could not join the Ray
+            cluster at ...: it uses token authentication ..."``.
+        local: the address values that mean "run on this machine" for this caller.
         ray: the module (default: ``require_ray()``).
     """
     ray = ray or require_ray()
     if ray.is_initialized():
         return False
     kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    try:
-        if address in local:
-            ray.init(num_cpus=num_cpus, **kwargs)
+    join = address
+    if address in local:
+        if address == "auto":
+            join = _running_cluster(ray)
         else:
-            ray.init(address=address, **kwargs)
+            join = os.environ.get("RAY_ADDRESS", "").strip() or None
+    try:
+        if join is None:
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)  # an instance of its own
+        else:
+            target = _running_cluster(ray) if join == "auto" else join
+            if target is None:
+                raise ConnectionError("no running Ray cluster was found on this machine (start one with `ray start "
+                                      "--head`, or set RAY_ADDRESS)")
+            if "://" not in target and target != "auto":
+                _check_auth(target, argname)
+            ray.init(address=target, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ValueError(f"{argname}: could not connect to or start Ray at {address!r} ({exc})") from None
+        if str(exc).startswith(f"{argname}: "):
+            raise
+        hint = ""
+        if join is not None and "auth" not in str(exc).lower():
+            hint = ("; if the cluster uses token authentication, " + AUTH_HELP) if _token_source() is None else ""
+        raise ValueError(f"{argname}: could not connect to or start Ray at {address!r} ({exc}){hint}") from None
     return True
 
 

@@ -10,38 +10,14 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .._validation import check_params
+from .._validation import SCENARIO_HELP, check_params, check_scenario
 from ..methods import METHODS, get_method
 from .recipes import method_recipe
 
-__all__ = ["check_device", "check_methods", "check_overrides", "check_scenario", "check_seeds", "validate"]
+__all__ = ["SCENARIO_HELP", "check_device", "check_methods", "check_overrides", "check_scenario", "check_seeds", "validate"]
 
-_SCENARIOS = "random-<percent> | class-<label> | subclass-<fine label> | backdoor-<percent>"
+# The scenario syntax and its one parser live in _validation (torch-free: `unlearnkit --help` imports no torch).
 
-
-def check_scenario(scenario, name: str = "scenario") -> str:
-    """``random-<p>`` / ``backdoor-<p>`` need a percent strictly between 0 and 100; ``class-<label>``
-    and ``subclass-<label>`` an integer label (its range depends on the dataset and is checked when
-    the split is made, before training)."""
-    if not isinstance(scenario, str):
-        raise TypeError(f"{name}: expected a string such as 'random-10', got {type(scenario).__name__}")
-    kind, _, arg = scenario.partition("-")
-    if kind in ("random", "backdoor"):
-        try:
-            pct = float(arg)
-        except ValueError:
-            raise ValueError(f"{name}: expected {kind}-<percent> with a number in (0, 100), got {scenario!r}") from None
-        if not 0 < pct < 100:
-            raise ValueError(f"{name}: expected {kind}-<percent> with a percent in (0, 100) (the share of the "
-                             f"training set to forget), got {scenario!r}")
-        return scenario
-    if kind in ("class", "subclass"):
-        try:
-            int(arg)
-        except ValueError:
-            raise ValueError(f"{name}: expected {kind}-<label> with an integer label, got {scenario!r}") from None
-        return scenario
-    raise ValueError(f"{name}: expected {_SCENARIOS}, got {scenario!r}")
 
 
 def check_seeds(seeds, name: str = "seeds") -> tuple[int, ...]:

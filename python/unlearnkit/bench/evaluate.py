@@ -213,7 +213,8 @@ def mean_closed(values: dict, original: dict, gold: dict, metrics=CLOSED_METRICS
 def add_closed(rows: list[dict], *, min_gap: float = MIN_GAP_POINTS) -> list[dict]:
     """Adds ``closed_<metric>`` (``closed`` in points; None where undefined) for each of
     ``CLOSED_METRICS``, ``mean_closed`` and ``damage`` (:func:`mean_closed`; None when no metric's
-    closed is defined) to every row of one seed, given that seed's "original" and "gold" rows. Rows
+    closed is defined), ``selectivity`` (:func:`selectivity`; None where n/a) and ``uniform_damage``
+    (:func:`uniform_damage`) to every row of one seed, given that seed's "original" and "gold" rows. Rows
     that failed (with an ``error``) are left as they are; without an original or a gold row nothing
     is added."""
     ok = [r for r in rows if "error" not in r]
@@ -231,15 +232,50 @@ def add_closed(rows: list[dict], *, min_gap: float = MIN_GAP_POINTS) -> list[dic
             r[f"closed_{k}"] = None if np.isnan(c) else c
         r["mean_closed"] = None if np.isnan(mc) else mc
         r["damage"] = None if np.isnan(damage) else damage
-    return rows
-    o, g = ref["original"], ref["gold"]
     for r in ok:
-        vals = []
-        for k in CLOSED_METRICS:
-            if k in r and k in o and k in g:
-                c = closed(100 * r[k], 100 * o[k], 100 * g[k], min_gap=min_gap)
-                r[f"closed_{k}"] = None if np.isnan(c) else c
-                if not np.isnan(c):
-                    vals.append(c)
-        r["mean_closed"] = float(np.mean(vals)) if vals else None
+        if all(k in r for k in ("acc_forget", "acc_retain")) and all(k in g for k in ("acc_forget", "acc_retain")):
+            sel = selectivity(100 * r["acc_forget"], 100 * r["acc_retain"], 100 * g["acc_forget"],
+                              100 * g["acc_retain"], min_gap=min_gap)
+            r["selectivity"] = None if np.isnan(sel) else sel
+            r["uniform_damage"] = r["model"] not in ("original", "gold") and uniform_damage(
+                sel, 100 * r["acc_forget"], 100 * o["acc_forget"], 100 * g["acc_forget"])
     return rows
+
+
+#: a row whose selectivity is below this while its forget accuracy moved more than
+#: ``UNIFORM_DAMAGE_MOVE`` of the way to gold's forgot by damaging everything ("uniform damage")
+UNIFORM_DAMAGE_SELECTIVITY = 0.25
+UNIFORM_DAMAGE_MOVE = 1.0 / 3.0
+
+
+def selectivity(acc_forget: float, acc_retain: float, gold_forget: float, gold_retain: float, *,
+                min_gap: float = MIN_GAP_POINTS) -> float:
+    """How selectively a model forgets, relative to retraining:
+
+        selectivity = (acc_retain - acc_forget)_model / (acc_retain - acc_forget)_gold
+
+    1 = as selective as the retrained model, 0 = forget and retain accuracy moved alike (no sign of
+    forgetting the forget set in particular), < 0 = the forget set is now classified *better* than
+    the retain set; > 1 = over-forgetting relative to retain. Accuracies in points (percent). NaN
+    where gold's own difference is under ``min_gap`` points: gold does not forget selectively there
+    (e.g. a regime that does not memorise), so the ratio would divide by noise.
+    """
+    for name, v in (("acc_forget", acc_forget), ("acc_retain", acc_retain), ("gold_forget", gold_forget),
+                    ("gold_retain", gold_retain)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{name}: expected a number (points), got {type(v).__name__} {v!r}")
+    ref = float(gold_retain) - float(gold_forget)
+    if not np.isfinite(ref) or abs(ref) < min_gap:
+        return float("nan")
+    return (float(acc_retain) - float(acc_forget)) / ref
+
+
+def uniform_damage(sel: float, acc_forget: float, original_forget: float, gold_forget: float) -> bool:
+    """True when a model's forget accuracy moved more than a third of the way from the original's
+    toward gold's while its selectivity stayed under 0.25: it lowered forget accuracy by lowering
+    everything. False where selectivity is n/a (NaN) or the original is already at gold's forget accuracy."""
+    span = float(original_forget) - float(gold_forget)
+    if np.isnan(sel) or span == 0:
+        return False
+    moved = (float(original_forget) - float(acc_forget)) / span
+    return bool(sel < UNIFORM_DAMAGE_SELECTIVITY and moved > UNIFORM_DAMAGE_MOVE)

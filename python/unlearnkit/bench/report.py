@@ -24,10 +24,12 @@ MAIN = [
     ("gap_acc_test", "|Δtest|", 100), ("gap_mia", "|ΔMIA|", 100), ("avg_gap", "avg gap", 100),
     ("closed_acc_forget", "closed forget", 1), ("closed_acc_retain", "closed retain", 1),
     ("closed_acc_test", "closed test", 1), ("closed_mia", "closed MIA", 1), ("damage", "damage", 1),
-    ("mean_closed", "mean closed", 1),
+    ("mean_closed", "mean closed", 1), ("selectivity", "selectivity", 1),
     ("act_dist", "act dist", 1), ("seconds", "time s", 1), ("rte", "time/retrain", 1),
 ]
 BELOW_ORIGINAL = " ⚠ below original"
+UNIFORM_DAMAGE = " ⚠ uniform damage"
+DID_NOTHING = " (did nothing)"
 _HEADLINE = {"acc_forget": "forget acc", "acc_retain": "retain acc", "acc_test": "test acc", "mia": "MIA"}
 MIA = [
     ("mia", "logistic p_y (headline)", 100), ("mia_svc_correctness", "SVC correct", 100),
@@ -87,12 +89,22 @@ def summarize(rows: list[dict], columns=MAIN) -> list[dict]:
             vals = vals[~np.isnan(vals)]
             entry[key] = ((float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
                           if len(vals) else None)
+        # "did nothing": every seed's model is bit for bit the original (the runner compares weights)
+        entry["did_nothing"] = model not in ("original", "gold") and all(r.get("did_nothing") for r in rs)
+        entry["uniform_damage"] = _uniform_damage(rs)
         if "mean_closed" not in entry:  # rank on it even where the table does not show it
             mc = np.array([np.nan if r.get("mean_closed") is None else r["mean_closed"] for r in rs], dtype=float)
             mc = mc[~np.isnan(mc)]
             entry["mean_closed"] = (float(mc.mean()), 0.0) if len(mc) else None
         out.append(entry)
     return rank(out)
+
+
+def _uniform_damage(rs: list[dict]) -> bool:
+    """The ⚠ uniform-damage mark of a model over its seeds: ``evaluate.uniform_damage`` held on more
+    than half of the seeds where it was computed."""
+    flags = [r["uniform_damage"] for r in rs if r.get("uniform_damage") is not None]
+    return bool(flags) and sum(flags) * 2 > len(flags)
 
 
 def rank(summary: list[dict]) -> list[dict]:
@@ -115,12 +127,22 @@ def _cell(mean, std, scale, n):
     return s + f" ± {std * scale:.{digits}f}" if n > 1 else s
 
 
+def marks(entry: dict) -> str:
+    """The flags after a model's name: ⚠ below original (mean closed < 0), ⚠ uniform damage (forget
+    accuracy lowered with everything else, ``evaluate.uniform_damage``), (did nothing)."""
+    return ((DID_NOTHING if entry.get("did_nothing") else "") + (BELOW_ORIGINAL if entry.get("below_original") else "")
+            + (UNIFORM_DAMAGE if entry.get("uniform_damage") else ""))
+
+
 def table(rows: list[dict], *, markdown: bool = False, columns=MAIN) -> str:
-    """Rows = models, columns = ``columns``. In Markdown, the best (smallest) value among the
-    methods of each gap column is in bold."""
+    """Rows = models, columns = ``columns``. In Markdown, the best value among the methods of each
+    gap / closed column is in bold, only when every method ran on more than one seed (a best on
+    one seed is noise until its spread is shown) and never for a row that did nothing."""
     columns = [c for c in columns if any(c[0] in r or c[0] in (r.get("na") or {}) for r in rows)]
     summary = summarize(rows, columns)
-    methods = [s for s in summary if s["model"] not in ("original", "gold")]
+    methods = [s for s in summary if s["model"] not in ("original", "gold") and not s.get("did_nothing")]
+    if any(s["n_seeds"] < 2 for s in methods):
+        methods = []  # no bold
     best = {}
     for k, _, _ in columns:
         vals = [s[k][0] for s in methods if s.get(k) is not None]
@@ -131,7 +153,7 @@ def table(rows: list[dict], *, markdown: bool = False, columns=MAIN) -> str:
     header = ["model"] + [h for _, h, _ in columns]
     body = []
     for s in summary:
-        cells = [s["model"] + (BELOW_ORIGINAL if s.get("below_original") else "")]
+        cells = [s["model"] + marks(s)]
         for key, _, scale in columns:
             if key in s["na"] or (key in s and s[key] is None):
                 cells.append("n/a")
@@ -157,13 +179,37 @@ def table(rows: list[dict], *, markdown: bool = False, columns=MAIN) -> str:
 
 def closest_to_gold(rows: list[dict]) -> str | None:
     """The method ranked first (highest mean closed; the smallest mean average gap where closed is
-    undefined everywhere), original and gold excluded; None if no method finished."""
-    s = [e for e in summarize(rows) if e["model"] not in ("original", "gold")]
+    undefined everywhere), original, gold and rows that did nothing excluded; None if no method
+    finished. A ranking, not a verdict: :func:`verdict` says whether it is separable."""
+    s = [e for e in summarize(rows) if e["model"] not in ("original", "gold") and not e.get("did_nothing")]
     if not s:
         return None
     if any(e.get("mean_closed") is not None for e in s):
         return s[0]["model"]  # summarize ranks by mean closed
     return min(s, key=lambda e: e["avg_gap"][0])["model"]
+
+
+def verdict(rows: list[dict]) -> str | None:
+    """One sentence on the top-ranked method that claims no more than the seeds show: its mean closed
+    with the spread; on one seed, no claim of "best"; over several, whether the runner-up's mean lies
+    within the leader's spread (not separable)."""
+    s = [e for e in summarize(rows) if e["model"] not in ("original", "gold") and not e.get("did_nothing")
+         and e.get("mean_closed") is not None]
+    if not s:
+        return None
+    top = s[0]
+    mc, sd = top["mean_closed"]
+    if top["n_seeds"] < 2:
+        return (f"Highest mean closed on this one seed: {top['model']} ({mc:.2f}); one seed shows no spread, so this "
+                "is no ranking (run more seeds).")
+    text = f"Highest mean closed: {top['model']} ({mc:.2f} ± {sd:.2f} over {top['n_seeds']} seeds)"
+    if len(s) > 1:
+        nxt = s[1]
+        if nxt["mean_closed"][0] >= mc - sd:
+            return text + (f"; not separable from {nxt['model']} ({nxt['mean_closed'][0]:.2f} ± "
+                           f"{nxt['mean_closed'][1]:.2f}), within its spread.")
+        return text + f"; the next, {nxt['model']}, is below its spread ({nxt['mean_closed'][0]:.2f})."
+    return text + "."
 
 
 def regime_notes(rows: list[dict]) -> list[str]:
@@ -201,13 +247,20 @@ def regime_notes(rows: list[dict]) -> list[str]:
                 notes.append(f"No method moves {_HEADLINE[m]} toward gold (original {100 * o[m][0]:.1f}, gold "
                              f"{100 * g[m][0]:.1f}): every method is at least as far from gold there as doing nothing.")
         best = closest_to_gold(rows)
-        e = summary[best]
-        if e["avg_gap"][0] >= o["avg_gap"][0]:
+        e = summary.get(best) if best else None
+        if e is not None and e["avg_gap"][0] >= o["avg_gap"][0]:
             notes.append(f"No method is closer to gold than the original on average (best: {best}, avg gap "
                          f"{100 * e['avg_gap'][0]:.1f} vs the original's {100 * o['avg_gap'][0]:.1f}).")
         below = [e["model"] for e in methods if e.get("below_original")]
         if below:
             notes.append(f"Ranked below the original (mean closed < 0, worse than doing nothing): {', '.join(below)}.")
+        damaged = [e["model"] for e in methods if e.get("uniform_damage")]
+        if damaged:
+            notes.append(f"Uniform damage (forget accuracy moved toward gold's, but selectivity < 0.25: retain "
+                         f"accuracy fell with it; that is damage, not forgetting): {', '.join(damaged)}.")
+        idle = [e["model"] for e in methods if e.get("did_nothing")]
+        if idle:
+            notes.append(f"Did nothing (weights bit for bit the original's on every seed): {', '.join(idle)}.")
     return notes
 
 
@@ -242,7 +295,7 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
                  for r in done if r["seed"] == first and (out_dir / "units" / f"{r['unit']}.npz").exists()}
         if units:
             figures = plot_all(units, done, out_dir, title=describe(result["meta"]))
-    best = closest_to_gold(rows)
+    best = verdict(rows)
     notes = regime_notes(rows)
     na = {}
     for r in done:
@@ -253,9 +306,11 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
           "retrained, 0 = did nothing, < 0 = worse than nothing; n/a where the original is within 1 point of "
           "gold); damage = points lost on the n/a metrics beyond the original's distance, over the original's "
           "mean distance on the defined ones and their count; mean closed = mean of the defined closed − "
-          "damage (original 0, gold 1); rows ranked by mean closed; time/retrain = "
-          "method time / retraining time. Best gap and closed among methods in bold."
-          + (f" Closest to gold: **{best}**." if best else "") + "\n",
+          "damage (original 0, gold 1); selectivity = (retain acc − forget acc) / gold's (1 = as selective as "
+          "retraining, 0 = forget and retain moved alike; n/a where gold's difference is under 1 point); rows "
+          "ranked by mean closed; time/retrain = method time / retraining time. Best gap and closed among "
+          "methods in bold (over several seeds only; never a row that did nothing)."
+          + (f" {best}" if best else "") + "\n",
           *[f"- {n}" for n in notes], *([""] if notes else []),
           *[f"- n/a in {k}: {reason}" for k, reason in sorted(na.items())], *([""] if na else []),
           "## Output space\n", table(rows, markdown=True, columns=MAIN) + "\n",

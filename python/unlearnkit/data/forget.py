@@ -16,7 +16,7 @@ from .._validation import check_fraction
 from .backdoor import Trigger, poison
 from .datasets import ImageDataset
 
-FORGET_KINDS = ("random", "class", "subclass", "backdoor")
+FORGET_KINDS = ("random", "class", "class_partial", "subclass", "backdoor")
 
 
 def select_random(n_train: int, fraction: float, *, seed: int) -> np.ndarray:
@@ -34,6 +34,16 @@ def select_class(labels: np.ndarray, forget_class: int) -> np.ndarray:
         raise ValueError(f"forget_class: expected one of the training labels {np.unique(labels).tolist()}, "
                          f"got {forget_class!r}")
     return np.flatnonzero(labels == forget_class).astype(np.int64)
+
+
+def select_class_partial(labels: np.ndarray, forget_class: int, fraction: float, *, seed: int) -> np.ndarray:
+    """A uniformly random ``fraction`` of the training indices whose label is ``forget_class`` (at
+    least one; TMU's setting, "10% of one class"). The rest of the class stays in the retain set."""
+    fraction = check_fraction(fraction, "fraction")
+    members = select_class(labels, forget_class)
+    n_forget = max(1, int(round(fraction * len(members))))
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(members, size=n_forget, replace=False)).astype(np.int64)
 
 
 def _check_indices(idx, name: str, n: int, part: str, hint: str = "") -> None:
@@ -64,6 +74,9 @@ class UnlearningSplit:
         trigger: the backdoor trigger when the forget set is poisoned samples (backdoor scenario).
         val_idx: sorted indices of the test split that methods may monitor and select on (the
             runner passes ``val`` as their ``test=`` argument); never evaluated on. Empty if not given.
+        heldout_classes: when set (class-partial forgetting), the held-out part a method may train on
+            (``heldout``) holds only test samples of these classes (TMU's D_twin: the forgotten class's
+            unseen images); the held-out samples of other classes are then used by nothing.
     """
 
     data: ImageDataset
@@ -74,6 +87,7 @@ class UnlearningSplit:
     test_idx: np.ndarray = field(default=None)  # type: ignore[assignment]
     trigger: "Trigger | None" = None
     val_idx: np.ndarray = field(default=None)  # type: ignore[assignment]
+    heldout_classes: tuple | None = None
 
     def __post_init__(self):
         n = len(self.data.y_train)
@@ -129,7 +143,10 @@ class UnlearningSplit:
     def heldout_idx(self) -> np.ndarray:
         """Test indices neither evaluated on nor in ``val``: unseen data a method may train on (TMU's D_twin)."""
         used = np.union1d(self.test_idx, self.val_idx)
-        return np.setdiff1d(np.arange(len(self.data.y_test)), used).astype(np.int64)
+        idx = np.setdiff1d(np.arange(len(self.data.y_test)), used).astype(np.int64)
+        if self.heldout_classes is not None:
+            idx = idx[np.isin(self.data.y_test.numpy()[idx], np.asarray(self.heldout_classes))]
+        return idx
 
     @property
     def heldout(self) -> TensorDataset:
@@ -154,7 +171,9 @@ def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 
 
     Args:
         forget: ``"random"`` (a ``fraction`` of the training set, uniformly), ``"class"`` (every
-            sample of ``forget_class``), ``"subclass"`` (every sample of fine class ``forget_class``
+            sample of ``forget_class``), ``"class_partial"`` (a random ``fraction`` of class
+            ``forget_class``; the held-out part is then that class's unseen images), ``"subclass"``
+            (every sample of fine class ``forget_class``
             in a dataset relabelled to super-classes by :func:`group_classes`) or ``"backdoor"``
             (``fraction`` of the non-target images poisoned with a trigger and relabelled to
             ``backdoor_target``; the forget set is the poisoned samples).
@@ -175,6 +194,11 @@ def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 
         labels = data.y_train.numpy() if forget == "class" else _fine_labels(data, "train")
         forget_idx = select_class(labels, forget_class)
         desc = f"{forget}-{forget_class}"
+    elif forget == "class_partial":
+        if forget_class is None:
+            raise ValueError("forget_class: expected a class label when forget='class_partial', got None")
+        forget_idx = select_class_partial(data.y_train.numpy(), forget_class, fraction, seed=seed)
+        desc = f"class-{forget_class}-{fraction * 100:g}"
     elif forget == "backdoor":
         data, forget_idx, trigger = poison(data, fraction=fraction, target=backdoor_target, seed=seed)
         desc = f"backdoor-{fraction * 100:g}"
@@ -183,7 +207,7 @@ def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 
     retain_idx = np.setdiff1d(np.arange(len(data.y_train)), forget_idx).astype(np.int64)
     val_idx, test_idx = _cut_test_split(len(data.y_test), val_fraction, heldout_fraction, seed)
     return UnlearningSplit(data, forget_idx, retain_idx, desc, seed, test_idx=test_idx, trigger=trigger,
-                           val_idx=val_idx)
+                           val_idx=val_idx, heldout_classes=(int(forget_class),) if forget == "class_partial" else None)
 
 
 def _cut_test_split(n_test: int, val_fraction: float, heldout_fraction: float, seed: int):
