@@ -132,13 +132,13 @@ SCENARIO_HELP = ("random-<percent> | class-<label> | class-<label>-<percent> (th
                  "subclass-<fine label> | backdoor-<percent>")
 
 
-def _percent(arg: str, scenario: str, name: str, what: str) -> float:
+def _percent(arg: str, scenario: str, name: str, form: str, what: str) -> float:
     try:
         pct = float(arg)
     except ValueError:
-        raise ValueError(f"{name}: expected a percent in (0, 100) ({what}), got {scenario!r}") from None
+        raise ValueError(f"{name}: expected {form} with a number in (0, 100) ({what}), got {scenario!r}") from None
     if not 0 < pct < 100:
-        raise ValueError(f"{name}: expected a percent in (0, 100) ({what}), got {scenario!r}")
+        raise ValueError(f"{name}: expected {form} with a percent in (0, 100) ({what}), got {scenario!r}")
     return pct / 100
 
 
@@ -153,7 +153,7 @@ def check_scenario(scenario, name: str = "scenario", *, parsed: bool = False):
     kind, _, arg = scenario.partition("-")
     if kind in ("random", "backdoor"):
         what = "the share of the training set to forget" if kind == "random" else "the share of images poisoned"
-        out: dict = {"forget": kind, "fraction": _percent(arg, scenario, name, what)}
+        out: dict = {"forget": kind, "fraction": _percent(arg, scenario, name, f"{kind}-<percent>", what)}
     elif kind in ("class", "subclass"):
         label, _, pct = arg.partition("-")
         try:
@@ -163,7 +163,8 @@ def check_scenario(scenario, name: str = "scenario", *, parsed: bool = False):
                              f"got {scenario!r}") from None
         if pct and kind == "class":
             out = {"forget": "class_partial", "forget_class": c,
-                   "fraction": _percent(pct, scenario, name, "the share of the class to forget")}
+                   "fraction": _percent(pct, scenario, name, "class-<label>-<percent>",
+                                        "the share of the class to forget")}
         elif pct:
             raise ValueError(f"{name}: expected subclass-<label> (no percent), got {scenario!r}")
         else:

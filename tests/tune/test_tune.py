@@ -201,7 +201,7 @@ def test_cli_tune_digits_finetune_neggrad_on_a_local_ray(recipes, cache, tmp_pat
     from unlearnkit.cli import main
 
     out = tmp_path / "tuned"
-    argv = ["tune", "--dataset", "digits", "--methods", "finetune,neggrad", "--trials", "4", "--max-rte", "10",
+    argv = ["tune", "--dataset", "digits", "--methods", "finetune,neggrad", "--trials", "4", "--max-rte", "10", "--seed", "100",
             "--recipes", recipes, "--out", str(out), "--cache-dir", str(cache), "--quiet"]
     assert main(argv) == 0
     with open(out / "trials.csv") as fh:
@@ -210,21 +210,29 @@ def test_cli_tune_digits_finetune_neggrad_on_a_local_ray(recipes, cache, tmp_pat
     assert {r["status"] for r in rows} <= {"ok", "infeasible", "failed", "early-stopped"}
     assert all(r["params"] and r["seconds"] for r in rows)
     # the first point of each search is the hand-made recipe
-    for m, start in (("finetune", {"batch_size": 64, "epochs": 2, "lr": 0.02}),
-                     ("neggrad", {"batch_size": 32, "epochs": 1, "lr": 0.01})):
+    for m, start in (("finetune", {"batch_size": 64, "epochs": 2, "lr": 0.02, "stop": "none"}),
+                     ("neggrad", {"batch_size": 32, "epochs": 1, "lr": 0.01, "stop": "none"})):
         assert start in [json.loads(r["params"]) for r in rows if r["method"] == m]
     # recipes.toml: a complete digits section bench can load, holding the best feasible trial's values
     tuned = str(out / "recipes.toml")
     load_recipes.cache_clear()
     assert dataset_recipe("digits", tuned)["train"] == dataset_recipe("digits", recipes)["train"]
+    starts = {"finetune": {"batch_size": 64, "epochs": 2, "lr": 0.02, "stop": "none"},
+              "neggrad": {"batch_size": 32, "epochs": 1, "lr": 0.01, "stop": "none"}}
     for m in ("finetune", "neggrad"):
         ok = [r for r in rows if r["method"] == m and r["status"] == "ok"]
         rec = method_recipe("digits", m, tuned)
         get_method(m)(**rec)
-        if ok:
-            best = max(ok, key=lambda r: float(r["objective"]))
+        check_params(get_method(m).Params, rec)
+        hand = [r for r in rows if r["method"] == m and json.loads(r["params"]) == starts[m]][0]
+        best = max(ok, key=lambda r: float(r["objective"]), default=None)
+        hand_obj = float(hand["objective"]) if hand["objective"] not in ("", "nan") else math.nan
+        if best is not None and float(best["objective"]) > 0 and best is not hand and not (
+                float(best["objective"]) <= hand_obj):
+            # the tuned values are written only when they beat the hand-made recipe and doing nothing
             assert {k: rec[k] for k in json.loads(best["params"])} == json.loads(best["params"])
-            check_params(get_method(m).Params, rec)
+        else:  # otherwise the hand-made recipe stays, as it was
+            assert rec == method_recipe("digits", m, recipes)
     report = (out / "report.md").read_text()
     assert "| finetune |" in report and "| neggrad |" in report and "objective.png" in report
     assert (out / "objective.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

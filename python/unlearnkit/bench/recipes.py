@@ -47,12 +47,18 @@ def method_recipe(dataset: str, method: str, path: str | None = None, scenario: 
     """Hyper-parameters of ``method`` on ``dataset`` (empty: the paper's defaults).
 
     With ``scenario`` (e.g. ``"class-3"``), the fields under
-    ``[datasets.<dataset>.scenarios.<kind>.methods]`` (kind: random, class, subclass, backdoor)
-    override the dataset's: removing a whole class asks more of a method than removing 10% at random.
+    ``[datasets.<dataset>.scenarios.<kind>.methods]`` (kind: random, class, class_partial, subclass,
+    backdoor) override the dataset's: removing a whole class asks more of a method than removing 10%
+    at random; then those under ``[datasets.<dataset>.scenarios."<scenario>".methods]`` (the exact
+    scenario, e.g. ``"random-30"``) override both.
     """
+    from .._validation import check_scenario
+
     recipe = dataset_recipe(dataset, path)
     out = dict(recipe.get("methods", {}).get(method, {}))
     if scenario is not None:
-        kind = str(scenario).partition("-")[0]
-        out.update(recipe.get("scenarios", {}).get(kind, {}).get("methods", {}).get(method, {}))
+        kind = check_scenario(str(scenario), "scenario", parsed=True)["forget"]
+        sections = recipe.get("scenarios", {})
+        for key in dict.fromkeys((kind, str(scenario))):
+            out.update(sections.get(key, {}).get("methods", {}).get(method, {}))
     return out

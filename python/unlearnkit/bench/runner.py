@@ -26,7 +26,7 @@ from ..methods import get_method
 from ..models import build_model
 from ..progress import ProgressBars
 from ..training import TrainConfig, extract_features, fit
-from .config import validate
+from .config import SCENARIO_HELP, check_scenario, validate  # noqa: F401 - SCENARIO_HELP re-exported
 from .evaluate import add_closed, add_gaps, evaluate_model
 from .recipes import dataset_recipe, method_recipe
 from .units import prepare_out, read_unit, write_unit
@@ -34,24 +34,12 @@ from .units import prepare_out, read_unit, write_unit
 DEFAULT_METHODS = ("finetune", "neggrad", "random_labels")
 
 
-SCENARIO_HELP = "random-<percent> | class-<label> | subclass-<fine label> | backdoor-<percent>"
-
-
 def parse_scenario(scenario: str) -> dict:
     """``"random-10"`` -> {"forget": "random", "fraction": 0.1}; ``"class-3"`` -> {"forget": "class",
-    "forget_class": 3}; ``"subclass-5"`` (grouped dataset); ``"backdoor-10"`` (10% poisoned)."""
-    kind, _, arg = str(scenario).partition("-")
-    try:
-        if kind in ("random", "backdoor"):
-            pct = float(arg)
-            if not 0 < pct < 100:
-                raise ValueError
-            return {"forget": kind, "fraction": pct / 100}
-        if kind in ("class", "subclass"):
-            return {"forget": kind, "forget_class": int(arg)}
-    except ValueError:
-        pass
-    raise ValueError(f"scenario: expected {SCENARIO_HELP}, got {scenario!r}")
+    "forget_class": 3}; ``"class-3-10"`` -> {"forget": "class_partial", "forget_class": 3, "fraction":
+    0.1} (10% of class 3); ``"subclass-5"`` (grouped dataset); ``"backdoor-10"`` (10% poisoned).
+    The syntax and its checks are ``_validation.check_scenario``'s (one parser)."""
+    return check_scenario(scenario, "scenario", parsed=True)
 
 
 @dataclass(frozen=True)
@@ -141,6 +129,12 @@ def _add_audit(rows: list[dict], split: UnlearningSplit, recipe: dict, train_cfg
             row.update(cols.get(row["model"], {}))
 
 
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """True when every parameter and buffer of ``a`` equals ``b``'s bit for bit (a method that "did nothing")."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
 def warn_untargeted(methods, kind: str) -> None:
     """Warns once per method whose paper did not target this kind of scenario (a ``targets``
     class attribute, e.g. DLFD's and TMU's ``("random",)``): its recipe and claims may not hold."""
@@ -223,6 +217,7 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
                                            callbacks=[bars], precision=config.precision, **extra)
                     seconds = time.perf_counter() - t0
                     bars.close()
+                    did_nothing = _same_weights(model, original)
                     # inside the try: a method that diverged (NaN weights) fails here, in validation
                     row = add_gaps(evaluate_model(model, split, seed=seed, features=config.features), gold_row)
                 except Exception as exc:  # noqa: BLE001 - one diverging method must not cost the others' results
@@ -239,6 +234,8 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
                 arrays["features"], arrays["is_forget"], arrays["labels"] = plot_features(model, split, seed)
             row.update(model=name, seed=seed, scenario=config.scenario, seconds=seconds, unit=unit_path.stem,
                        rte=seconds / retrain_s, hparams=hparams, n_forget=len(split.forget_idx))
+            if method_name is not None:
+                row["did_nothing"] = did_nothing
             write_unit(unit_path, row, arrays)  # .npz then .json, each atomically
             rows.append(row)
         add_closed(rows[seed_start:])  # needs this seed's original and gold rows, so after its units

@@ -6,6 +6,8 @@ import argparse
 import datetime
 import pathlib
 
+from .._validation import SCENARIO_HELP  # noqa: F401 - the one scenario syntax (torch-free)
+
 
 def default_out(name: str) -> pathlib.Path:
     return pathlib.Path("unlearnkit-results") / f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -27,5 +29,3 @@ def add_common(sp) -> None:
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-# Kept here (not imported from bench.runner) so that `unlearnkit --help` imports no torch.
-SCENARIO_HELP = "random-<percent> | class-<label> | subclass-<fine label> | backdoor-<percent>"

@@ -366,9 +366,10 @@ class TMU(Method):
     paper = "Ji et al., Towards Aligned Data Removal via Twin Machine Unlearning, arXiv 2408.11433 (2024)"
     Params = TMUParams
     needs_heldout = True
-    #: the paper's setting: random-sample forgetting (its generalisation labels assume the forget set's
-    #: classes stay in the retain set); the runner warns on other scenarios
-    targets = ("random",)
+    #: the paper's settings: random-sample forgetting and 10% of one class (class_partial: its
+    #: generalisation labels assume the forget set's classes stay in the retain set); the runner warns
+    #: on other scenarios
+    targets = ("random", "class_partial")
 
     def __init__(self, params=None, **hparams):
         super().__init__(params, **hparams)

@@ -19,9 +19,11 @@ from .. import io
 from ..bench.recipes import load_recipes
 from ..bench.runner import parse_scenario
 
+#: the scenario whose tuned values are the dataset's plain ``methods`` recipes
+DEFAULT_SCENARIO = "random-10"
 CSV_FIELDS = ("method", "trial", "status", "objective", "score", "seconds", "rte", "params", "acc_forget",
               "acc_retain", "acc_val", "mia", "closed_acc_forget", "closed_acc_retain", "closed_acc_val",
-              "closed_mia", "error")
+              "closed_mia", "objectives", "objective_sd", "error")
 
 
 def write_trials_csv(rows: list[dict], path: str | pathlib.Path) -> None:
@@ -79,15 +81,21 @@ def tuned_recipes(dataset: str, scenario: str, best: dict[str, dict], base_path:
                   previous: str | pathlib.Path | None = None) -> dict:
     """The recipe tree ``{"datasets": {dataset: ...}}``: ``dataset``'s section of ``previous`` (an
     earlier search's recipes.toml) or else of ``base_path`` (default: the shipped recipes), with each
-    tuned method's ``best`` values over its hand-made ones: in ``methods`` for a random scenario, in
-    ``scenarios.<kind>.methods`` for the others (as ``method_recipe`` reads them)."""
+    tuned method's ``best`` values over its hand-made ones: in ``methods`` for the dataset's default
+    scenario (random-10), in ``scenarios."<scenario>".methods`` for another percentage of random
+    forgetting (e.g. random-30, which must not overwrite random-10's values), in
+    ``scenarios.<kind>.methods`` for the other kinds (class, class_partial, subclass, backdoor), as
+    ``method_recipe`` reads them."""
     src = load_recipes(str(previous)) if previous and pathlib.Path(previous).exists() else load_recipes(base_path)
     if dataset not in src.get("datasets", {}):
         src = load_recipes(base_path)
     section = copy.deepcopy(src["datasets"][dataset])
     kind = parse_scenario(scenario)["forget"]
-    table = section.setdefault("methods", {}) if kind == "random" else \
-        section.setdefault("scenarios", {}).setdefault(kind, {}).setdefault("methods", {})
+    if kind == "random" and scenario == DEFAULT_SCENARIO:
+        table = section.setdefault("methods", {})
+    else:
+        key = scenario if kind == "random" else kind
+        table = section.setdefault("scenarios", {}).setdefault(key, {}).setdefault("methods", {})
     for method, params in best.items():
         table[method] = {**table.get(method, {}), **params}
     return {"datasets": {dataset: section}}
@@ -145,8 +153,11 @@ def _fmt(v, spec=".3f") -> str:
 def report_markdown(rows: list[dict], best: dict[str, dict | None], starts: dict[str, dict], meta: dict) -> str:
     """``report.md``: the search's settings, then per method the hand-made recipe's objective (the
     first trial evaluates it), the best trial's objective, its time and values, and the counts."""
+    seeds = meta.get("seeds", [meta["seed"]])
     lines = [f"# unlearnkit tune: {meta['dataset']}, {meta['scenario']}", "",
-             f"Tuning seed {meta['seed']} (never reported), objective = mean closed over UA, RA, TA, MIA on the "
+             f"Tuning seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (never reported; a trial's "
+             f"objective is the mean over them, the figures below are the first seed's), objective = mean closed "
+             f"over UA, RA, TA, MIA on the "
              f"validation part of the test split, against that seed's gold model; trials over "
              f"{meta['max_rte']:g} x retraining time ({meta['retrain_seconds']:.1f} s: one epoch timed now x the "
              f"recipe's epochs; the cached gold model took {meta['cached_retrain_seconds']:.1f} s) are infeasible. "
@@ -159,8 +170,8 @@ def report_markdown(rows: list[dict], best: dict[str, dict | None], starts: dict
              f"{100 * meta['original']['acc_retain']:.1f}, val {100 * meta['original']['acc_val']:.1f}, MIA "
              f"{100 * meta['original']['mia']:.1f} (%).", "",
              "| method | trials ok / infeasible / failed / stopped | hand-made recipe | best | best rte "
-             "| best values |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| written | values written |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for m in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == m]
         counts = " / ".join(str(sum(r["status"] == s for r in rs)) for s in ("ok", "infeasible", "failed",
@@ -168,10 +179,13 @@ def report_markdown(rows: list[dict], best: dict[str, dict | None], starts: dict
         hand = next((r for r in rs if r["params"] == starts.get(m)), None)
         hand_s = "not run" if hand is None else (_fmt(hand["objective"]) if hand["status"] == "ok" else hand["status"])
         b = best.get(m)
+        top = max((r for r in rs if r["status"] == "ok" and math.isfinite(r["objective"])),
+                  key=lambda r: r["objective"], default=None)
         vals = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in b["params"].items()) \
-            if b else "none feasible: hand-made recipe kept"
-        lines.append(f"| {m} | {counts} | {hand_s} | {_fmt(b['objective']) if b else 'n/a'} | "
-                     f"{_fmt(b['rte'], '.3f') if b else 'n/a'} | {vals} |")
+            if b else "hand-made recipe kept"
+        why = meta.get("decisions", {}).get(m, "")
+        lines.append(f"| {m} | {counts} | {hand_s} | {_fmt(top['objective']) if top else 'n/a'} | "
+                     f"{_fmt(top['rte'], '.3f') if top else 'n/a'} | {why} | {vals} |")
     lines += ["", "![objective vs trial](objective.png)", "",
               "Values: `recipes.toml` beside this file; every trial: `trials.csv`.", ""]
     return "\n".join(lines)
