@@ -139,8 +139,8 @@ def test_cli_bad_arguments(args, match, tmp_path):
 def test_cli_unwritable_out_path(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    proc = subprocess.run([sys.executable, "-m", "unlearnkit.cli", "demo", "--quick", "--quiet", "--out",
-                           str(blocker / "results")], capture_output=True, text=True, timeout=300,
+    proc = subprocess.run([sys.executable, "-m", "unlearnkit.cli", "demo", "--quick", "--dataset", "digits", "--quiet",
+                           "--out", str(blocker / "results")], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "UNLEARNKIT_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 2 and "a-file" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from unlearnkit.bench.evaluate import add_closed, selectivity, uniform_damage
@@ -111,3 +112,30 @@ def test_verdict_over_seeds_says_whether_the_leader_is_separable():
                          _row("b", 0.97 + s / 1000, 0.99, 0.884, 0.1)]) for s in (0, 1, 2)])
     v = verdict(apart)
     assert v.startswith("Highest mean closed: a") and "below its spread" in v
+
+
+def test_closer_than_the_original_is_judged_on_the_headline():
+    from unlearnkit.bench.evaluate import add_gaps
+    from unlearnkit.bench.report import regime_notes
+
+    def rows_for(method_row):
+        rows = []
+        for seed in (0, 1):
+            rs = [dict(GOLD, seed=seed), dict(ORIG, seed=seed), dict(method_row, seed=seed)]
+            g = rs[0]
+            for r in rs:
+                r["_probs_forget"] = np.full((4, 3), 1 / 3)
+            for r in rs:
+                add_gaps(r, g)
+            for r in rs:
+                r.pop("_probs_forget")
+            rows += add_closed(rs)
+        return rows
+
+    # forgets most of the way (closed forget 0.9) but damages retain: avg gap above the original's,
+    # mean closed still > 0: no "closer than nothing" complaint, the damage column says the rest
+    mixed = rows_for(_row("m", 0.894, 0.95, 0.884, 0.20))
+    assert 0 < summarize(mixed)[1]["mean_closed"][0]
+    assert not any("closer to gold than the original" in n for n in regime_notes(mixed))
+    worse = rows_for(_row("m", 0.998, 0.90, 0.80, 0.05))
+    assert any("No method is closer to gold than the original on the headline" in n for n in regime_notes(worse))

@@ -67,6 +67,7 @@ def test_sdist_builds_wheel_that_works_outside_the_repo(tmp_path):
     assert out.stdout.startswith("ok")
     version = _run([str(venv / "bin" / "unlearnkit"), "--version"], cwd=tmp_path, env=clean_env).stdout
     assert version.strip().startswith("unlearnkit 0.")
-    demo = _run([str(venv / "bin" / "unlearnkit"), "demo", "--quick", "--quiet", "--out", str(tmp_path / "res")],
+    demo = _run([str(venv / "bin" / "unlearnkit"), "demo", "--quick", "--dataset", "digits", "--quiet", "--out",
+                 str(tmp_path / "res")],
                 cwd=tmp_path, env=clean_env, timeout=600)
     assert (tmp_path / "res" / "results.json").exists() and "gold" in demo.stdout

@@ -27,6 +27,9 @@ MAIN = [
     ("mean_closed", "mean closed", 1), ("selectivity", "selectivity", 1),
     ("act_dist", "act dist", 1), ("seconds", "time s", 1), ("rte", "time/retrain", 1),
 ]
+#: the demo's compact table: the headline accuracies, selectivity and closed share, the cost
+DEMO_COLUMNS = [c for c in MAIN if c[0] in ("acc_forget", "acc_retain", "acc_test", "mia", "selectivity", "damage",
+                                            "mean_closed", "rte")]
 BELOW_ORIGINAL = " ⚠ below original"
 UNIFORM_DAMAGE = " ⚠ uniform damage"
 DID_NOTHING = " (did nothing)"
@@ -248,7 +251,11 @@ def regime_notes(rows: list[dict]) -> list[str]:
                              f"{100 * g[m][0]:.1f}): every method is at least as far from gold there as doing nothing.")
         best = closest_to_gold(rows)
         e = summary.get(best) if best else None
-        if e is not None and e["avg_gap"][0] >= o["avg_gap"][0]:
+        if e is not None and e.get("mean_closed") is not None:  # the headline decides, as the ranking does
+            if e["mean_closed"][0] <= 0:
+                notes.append(f"No method is closer to gold than the original on the headline (best: {best}, mean "
+                             f"closed {e['mean_closed'][0]:.2f}; the original's is 0).")
+        elif e is not None and e["avg_gap"][0] >= o["avg_gap"][0]:
             notes.append(f"No method is closer to gold than the original on average (best: {best}, avg gap "
                          f"{100 * e['avg_gap'][0]:.1f} vs the original's {100 * o['avg_gap'][0]:.1f}).")
         below = [e["model"] for e in methods if e.get("below_original")]
