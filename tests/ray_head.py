@@ -99,3 +99,23 @@ def head_node(num_cpus: int = 2, timeout: float = 90.0):
 def stray_ray_processes(tmpdir: str) -> list[int]:
     """Pids of processes whose command line names ``tmpdir`` (the head node's)."""
     return _pids_naming(tmpdir)
+
+
+def token_mode_off(auth_mode: str | None) -> None:
+    """Undoes what joining the head node did to this test process: ``unlearnkit.fanout`` turned Ray's
+    token authentication on (``RAY_AUTH_MODE`` and Ray's in-process config) and Ray's token loader
+    holds the head node's token. Puts ``RAY_AUTH_MODE`` back to ``auth_mode`` (what the test found,
+    popped directly: Ray's own local ``ray.init`` also sets it, behind monkeypatch's back), removes
+    the other ``RAY_*`` variables a test may have set, and reloads Ray's config and token to match,
+    so that a later local ``ray.init`` does not present the head node's token to its own cluster.
+    Call it inside the test, after the last use of the head node."""
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN", "RAY_TMPDIR", "RAY_ADDRESS"):
+        os.environ.pop(name, None)
+    if auth_mode is not None:
+        os.environ["RAY_AUTH_MODE"] = auth_mode
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # pragma: no cover - a Ray without token authentication
+        return
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()

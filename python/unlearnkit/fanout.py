@@ -113,8 +113,8 @@ def _check_auth(address: str, argname: str) -> None:
         return
     mode = os.environ.get("RAY_AUTH_MODE")
     source = _token_source()
-    if mode is None and source is not None:
-        _enable_token_auth()
+    if source is not None and (mode is None or mode.lower() == "token"):
+        _enable_token_auth()  # also reloads a token cached by an earlier session of this process
         refused = _auth_refused(address)
         if refused is None:
             return

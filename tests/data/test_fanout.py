@@ -1,10 +1,13 @@
 """unlearnkit.fanout, the module that owns Ray: ``ray_map`` equals a serial map (results in input
 order, a task's exception raised as the serial call raises it), an initialised session is reused
 and left running, a session it starts is shut down, and a missing Ray gets the one clear error.
-One module-scoped local Ray (2 CPUs); one test starts and stops its own."""
+One module-scoped local Ray (2 CPUs); one test starts and stops its own, and one runs beside a
+real cluster started in another process (``ray start --head``), which fanout must not join by
+accident (issue 24) but joins when asked by name."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -43,6 +46,40 @@ def test_a_session_it_starts_is_shut_down():  # first: before the module's sessi
     out = ray_map(square_after, [(i, 0.0) for i in range(3)], cluster_cpus=1)
     assert out == [(0, 0), (1, 1), (2, 4)]
     assert not ray.is_initialized()
+
+
+@pytest.mark.slow  # a real head node in another process (about 10 s) and a local instance beside it
+def test_with_another_cluster_running_it_starts_its_own_and_joins_only_by_name(monkeypatch):
+    # Before (issue 24): with a `ray start --head` cluster on the machine, ray.init(num_cpus=...) found it
+    # and failed: "When connecting to an existing cluster, num_cpus and num_gpus must not be provided".
+    from ray_head import head_node, token_mode_off
+
+    from unlearnkit.fanout import ray_session, start_ray, stop_ray
+
+    assert not ray.is_initialized()
+    with head_node(num_cpus=2) as head:
+        # the head is this process's "current cluster", as Ray's discovery sees it (ray_current_cluster)
+        monkeypatch.setenv("RAY_TMPDIR", head["tmpdir"])
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", head["token_file"])
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        auth_mode = os.environ.pop("RAY_AUTH_MODE", None)  # put back by token_mode_off
+        try:
+            # "auto" (eval's --ray auto) joins it, without num_cpus: the head's 2 CPUs
+            owned = start_ray("auto", num_cpus=1, local=("auto",))
+            assert owned and ray.get_runtime_context().gcs_address == head["address"]
+            assert ray.cluster_resources()["CPU"] == 2
+            stop_ray(owned)
+            # no address: an instance of its own with the CPUs asked for, beside the running cluster
+            tasks = [(i, 0.0) for i in range(4)]
+            assert ray_map(square_after, tasks, cluster_cpus=1) == serial_map(square_after, tasks)
+            assert not ray.is_initialized()
+            with ray_session(None, num_cpus=1):
+                assert ray.get_runtime_context().gcs_address != head["address"]
+                assert ray.cluster_resources()["CPU"] == 1
+        finally:
+            if ray.is_initialized():  # pragma: no cover - only when an assertion failed inside
+                ray.shutdown()
+            token_mode_off(auth_mode)
 
 
 def test_results_in_input_order_like_a_serial_map(local_ray):
