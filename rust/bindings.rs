@@ -18,6 +18,8 @@ use crate::float::Real;
 use crate::kmeans::{self as km, KMeansOptions};
 use crate::knn::{self, KnnOptions, Metric};
 use crate::scores::{self, AverageMethod};
+use crate::sweep::{self, Alignment, ChunkJob, KnnJob, Probe};
+use pyo3::types::PyDict;
 
 fn to_py(err: CoreError) -> PyErr {
     PyValueError::new_err(err.to_string())
@@ -513,6 +515,227 @@ fn kmeans<'py>(
     }
 }
 
+/// A 2-D feature block as stored: float16 / bfloat16 bits (uint16), float32 or float64.
+#[derive(FromPyObject)]
+enum Stored<'py> {
+    U16(PyReadonlyArray2<'py, u16>),
+    F32(PyReadonlyArray2<'py, f32>),
+    F64(PyReadonlyArray2<'py, f64>),
+}
+
+fn vec_1d<T: Element + Copy>(a: &PyReadonlyArray1<'_, T>) -> Vec<T> {
+    slice_1d(a).into_owned()
+}
+
+/// A probe from Python: (scaler mean, scaler scale, coef (c, d), intercept (c,)).
+type ProbeArrays<'py, T> = (
+    PyReadonlyArray1<'py, T>,
+    PyReadonlyArray1<'py, T>,
+    PyReadonlyArray2<'py, T>,
+    PyReadonlyArray1<'py, T>,
+);
+
+/// Options of `eval_chunk` in the compute dtype `T`.
+struct ChunkArgs<'py, T: Element> {
+    probe: Option<ProbeArrays<'py, T>>,
+    centroids: Option<PyReadonlyArray2<'py, T>>,
+    queries: Option<PyReadonlyArray2<'py, T>>,
+}
+
+fn extract_args<'py, T: Element>(
+    probe: Option<&Bound<'py, PyAny>>,
+    centroids: Option<&Bound<'py, PyAny>>,
+    queries: Option<&Bound<'py, PyAny>>,
+    dtype: &str,
+) -> PyResult<ChunkArgs<'py, T>> {
+    let wrong = |name: &str| {
+        PyTypeError::new_err(format!(
+            "{name}: expected {dtype} arrays (the compute dtype of x)"
+        ))
+    };
+    Ok(ChunkArgs {
+        probe: probe
+            .map(|p| p.extract())
+            .transpose()
+            .map_err(|_| wrong("probe"))?,
+        centroids: centroids
+            .map(|p| p.extract())
+            .transpose()
+            .map_err(|_| wrong("centroids"))?,
+        queries: queries
+            .map(|p| p.extract())
+            .transpose()
+            .map_err(|_| wrong("knn_queries"))?,
+    })
+}
+
+/// eval_chunk(x, kind, ...) -> dict: one streamed chunk of a feature bank (`crate::sweep`).
+/// x: (n, d) uint16 (kind "f16" or "bf16"), float32 or float64 (kind "f32" / "f64"); the
+/// models are in the compute dtype (float64 for float64 x, else float32), `alignment` in
+/// float64.
+#[pyfunction]
+#[pyo3(signature = (x, kind, *, validate = true, moments = false, probe = None, centroids = None, alignment = None, knn_queries = None, knn_k = 5, knn_exclude = None, knn_offset = 0, block_size = None))]
+#[allow(clippy::too_many_arguments)]
+fn eval_chunk<'py>(
+    py: Python<'py>,
+    x: Stored<'py>,
+    kind: &str,
+    validate: bool,
+    moments: bool,
+    probe: Option<Bound<'py, PyAny>>,
+    centroids: Option<Bound<'py, PyAny>>,
+    alignment: Option<(
+        PyReadonlyArray2<'py, f64>,
+        bool,
+        Option<PyReadonlyArray1<'py, f64>>,
+    )>,
+    knn_queries: Option<Bound<'py, PyAny>>,
+    knn_k: i64,
+    knn_exclude: Option<PyReadonlyArray1<'py, i64>>,
+    knn_offset: i64,
+    block_size: Option<i64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let knn_k = usize_arg(knn_k, "knn_k", 1)?;
+    let block_size = block_size
+        .map(|b| usize_arg(b, "block_size", 1))
+        .transpose()?;
+    let align = alignment.map(|(pt, complement, mean)| {
+        let (v, p, _) = slice_2d(&pt);
+        Alignment {
+            proj_t: v.into_owned(),
+            p,
+            complement,
+            mean: mean.map(|m| vec_1d(&m)),
+        }
+    });
+    let exclude = knn_exclude.map(|e| vec_1d(&e));
+    let (p, c, q) = (probe.as_ref(), centroids.as_ref(), knn_queries.as_ref());
+    let out = PyDict::new(py);
+    fn go<'py, T: Real + Element>(
+        py: Python<'py>,
+        raw: crate::float::Raw<'_>,
+        n: usize,
+        d: usize,
+        args: ChunkArgs<'py, T>,
+        validate: bool,
+        moments: bool,
+        align: Option<&Alignment>,
+        knn: (usize, Option<&[i64]>, i64, Option<usize>),
+        out: &Bound<'py, PyDict>,
+    ) -> PyResult<()> {
+        let probe = args.probe.as_ref().map(|(m, s, w, b)| Probe {
+            mean: vec_1d(m),
+            scale: vec_1d(s),
+            coef: slice_2d(w).0.into_owned(),
+            intercept: vec_1d(b),
+        });
+        let cent = args.centroids.as_ref().map(slice_2d);
+        if let Some((_, _, dc)) = &cent {
+            if *dc != d {
+                return Err(invalid(
+                    "centroids",
+                    format!("{d} feature columns (as x)"),
+                    format!("{dc}"),
+                ));
+            }
+        }
+        let qs = args.queries.as_ref().map(slice_2d);
+        if let Some((_, _, dq)) = &qs {
+            if *dq != d {
+                return Err(invalid(
+                    "knn_queries",
+                    format!("{d} feature columns (as x)"),
+                    format!("{dq}"),
+                ));
+            }
+        }
+        let job = ChunkJob {
+            validate,
+            moments,
+            probe: probe.as_ref(),
+            centroids: cent.as_ref().map(|(v, _, _)| v.as_ref()),
+            alignment: align,
+            knn: qs.as_ref().map(|(v, m, _)| KnnJob {
+                queries: v.as_ref(),
+                m: *m,
+                k: knn.0,
+                exclude: knn.1,
+                offset: knn.2,
+                block_size: knn.3,
+            }),
+        };
+        let r = py
+            .detach(|| sweep::eval_chunk(raw, n, d, &job))
+            .map_err(to_py)?;
+        out.set_item("bad_row", r.bad_row)?;
+        if let Some(m) = r.moments {
+            let m2 = Array2::from_shape_vec((d, d), m.m2)
+                .expect("d x d")
+                .into_pyarray(py);
+            out.set_item("moments", (m.n, m.mean.into_pyarray(py), m2))?;
+        } else {
+            out.set_item("moments", py.None())?;
+        }
+        out.set_item(
+            "probe_class",
+            (!r.probe_class.is_empty()).then(|| r.probe_class.into_pyarray(py)),
+        )?;
+        out.set_item(
+            "assign",
+            (!r.assign.is_empty()).then(|| r.assign.into_pyarray(py)),
+        )?;
+        out.set_item("da_sum", r.da_sum)?;
+        out.set_item("da_zero_rows", r.da_zero_rows)?;
+        if let Some((_, m, _)) = &qs {
+            let w = r.knn_width;
+            let dist: Vec<T> = r.knn_dist.into_iter().map(T::from_f64).collect();
+            let dist = Array2::from_shape_vec((*m, w), dist)
+                .expect("m x w")
+                .into_pyarray(py);
+            let idx = Array2::from_shape_vec((*m, w), r.knn_idx)
+                .expect("m x w")
+                .into_pyarray(py);
+            out.set_item("knn", (dist, idx))?;
+        } else {
+            out.set_item("knn", py.None())?;
+        }
+        Ok(())
+    }
+    let knn = (knn_k, exclude.as_deref(), knn_offset, block_size);
+    macro_rules! stored {
+        ($a:expr, $wrap:expr, $T:ty, $dt:expr) => {{
+            let (v, n, d) = slice_2d($a);
+            let args = extract_args::<$T>(p, c, q, $dt)?;
+            go::<$T>(
+                py,
+                $wrap(v.as_ref()),
+                n,
+                d,
+                args,
+                validate,
+                moments,
+                align.as_ref(),
+                knn,
+                &out,
+            )?;
+        }};
+    }
+    match (&x, kind) {
+        (Stored::U16(a), "f16") => stored!(a, crate::float::Raw::F16, f32, "float32"),
+        (Stored::U16(a), "bf16") => stored!(a, crate::float::Raw::Bf16, f32, "float32"),
+        (Stored::F32(a), "f32") => stored!(a, crate::float::Raw::F32, f32, "float32"),
+        (Stored::F64(a), "f64") => stored!(a, crate::float::Raw::F64, f64, "float64"),
+        _ => {
+            return Err(invalid(
+                "kind",
+                "'f16' or 'bf16' for uint16 x, 'f32' for float32, 'f64' for float64",
+                format!("{kind:?}"),
+            ))
+        }
+    }
+    Ok(out)
+}
+
 /// Number of threads of the engine's pool (rayon; RAYON_NUM_THREADS overrides).
 #[pyfunction]
 fn num_threads() -> usize {
@@ -536,6 +759,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scores_from_cells, m)?)?;
     m.add_function(wrap_pyfunction!(kneighbors, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans, m)?)?;
+    m.add_function(wrap_pyfunction!(eval_chunk, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(challenge_epsilons, m)?)?;

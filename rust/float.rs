@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 use std::fmt::Debug;
-use std::ops::{Add, Mul, Neg, Sub};
+use std::ops::{Add, Div, Mul, Neg, Sub};
 
 /// The largest magnitude accepted in float64 input: squares and sums of squares of such values
 /// stay finite in f64 (any finite f32 is accepted).
@@ -22,6 +22,7 @@ pub trait Real:
     + Add<Output = Self>
     + Sub<Output = Self>
     + Mul<Output = Self>
+    + Div<Output = Self>
     + Neg<Output = Self>
 {
     const ZERO: Self;
@@ -50,6 +51,58 @@ pub trait Real:
     }
     /// IEEE 754 total order (`f32::total_cmp` / `f64::total_cmp`).
     fn total_cmp(&self, other: &Self) -> Ordering;
+    /// `dst[i] = src[i]` for IEEE half-precision bit patterns (exact: every float16 is an f32).
+    fn from_f16_bits(src: &[u16], dst: &mut [Self]);
+    /// `dst[i] = src[i]` for float32 values (exact for f64, identity for f32).
+    fn from_f32_slice(src: &[f32], dst: &mut [Self]);
+    /// `dst[i] = src[i]` for float64 values (rounded to nearest for f32).
+    fn from_f64_slice(src: &[f64], dst: &mut [Self]);
+}
+
+/// A block of feature rows in the dtype they were stored in: float16 / bfloat16 (as their bit
+/// patterns), float32 or float64. The engine upcasts it piece by piece (`fill`) into the
+/// precision it computes in, so that a float16 bank is never copied whole as float32.
+#[derive(Debug, Clone, Copy)]
+pub enum Raw<'a> {
+    F16(&'a [u16]),
+    Bf16(&'a [u16]),
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+impl Raw<'_> {
+    /// Number of stored values.
+    pub fn len(&self) -> usize {
+        match self {
+            Raw::F16(s) | Raw::Bf16(s) => s.len(),
+            Raw::F32(s) => s.len(),
+            Raw::F64(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `out = values [v0, v0 + out.len())` converted to `T` (exact except float64 -> f32).
+    pub fn fill<T: Real>(&self, v0: usize, out: &mut [T]) {
+        let v1 = v0 + out.len();
+        match self {
+            Raw::F16(s) => T::from_f16_bits(&s[v0..v1], out),
+            Raw::Bf16(s) => {
+                // bfloat16 is the top half of a float32: widening is a shift (exact).
+                let mut tmp = [0f32; 256];
+                for (src, dst) in s[v0..v1].chunks(256).zip(out.chunks_mut(256)) {
+                    for (t, &b) in tmp.iter_mut().zip(src) {
+                        *t = f32::from_bits((b as u32) << 16);
+                    }
+                    T::from_f32_slice(&tmp[..src.len()], dst);
+                }
+            }
+            Raw::F32(s) => T::from_f32_slice(&s[v0..v1], out),
+            Raw::F64(s) => T::from_f64_slice(&s[v0..v1], out),
+        }
+    }
 }
 
 impl Real for f32 {
@@ -77,6 +130,17 @@ impl Real for f32 {
     #[inline(always)]
     fn total_cmp(&self, other: &Self) -> Ordering {
         f32::total_cmp(self, other)
+    }
+    fn from_f16_bits(src: &[u16], dst: &mut [Self]) {
+        use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+        let h: &[half::f16] = src.reinterpret_cast();
+        h.convert_to_f32_slice(dst);
+    }
+    fn from_f32_slice(src: &[f32], dst: &mut [Self]) {
+        dst.copy_from_slice(src);
+    }
+    fn from_f64_slice(src: &[f64], dst: &mut [Self]) {
+        dst.iter_mut().zip(src).for_each(|(o, &v)| *o = v as f32);
     }
 }
 
@@ -106,6 +170,17 @@ impl Real for f64 {
     #[inline(always)]
     fn total_cmp(&self, other: &Self) -> Ordering {
         f64::total_cmp(self, other)
+    }
+    fn from_f16_bits(src: &[u16], dst: &mut [Self]) {
+        use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+        let h: &[half::f16] = src.reinterpret_cast();
+        h.convert_to_f64_slice(dst);
+    }
+    fn from_f32_slice(src: &[f32], dst: &mut [Self]) {
+        dst.iter_mut().zip(src).for_each(|(o, &v)| *o = v as f64);
+    }
+    fn from_f64_slice(src: &[f64], dst: &mut [Self]) {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -141,5 +216,25 @@ mod tests {
         assert_eq!(Real::min(2.0f64, 1.0), 1.0);
         assert!(1e150f64.magnitude_ok() && !1.1e150f64.magnitude_ok());
         assert!(f32::MAX.magnitude_ok() && !f32::NAN.magnitude_ok());
+    }
+
+    #[test]
+    fn raw_blocks_upcast_exactly() {
+        // 1.5, -2, 65504 (float16 max), the smallest subnormal, +inf, in float16 bits
+        let f16 = [0x3e00u16, 0xc000, 0x7bff, 0x0001, 0x7c00];
+        let mut out = [0f32; 5];
+        Raw::F16(&f16).fill(0, &mut out);
+        assert_eq!(out, [1.5, -2.0, 65504.0, 2f32.powi(-24), f32::INFINITY]);
+        let mut out64 = [0f64; 2];
+        Raw::F16(&f16).fill(2, &mut out64);
+        assert_eq!(out64, [65504.0, 2f64.powi(-24)]);
+        // bfloat16: the top 16 bits of a float32
+        let bf = [0x3fc0u16, 0xc2f7];
+        let mut out = [0f32; 2];
+        Raw::Bf16(&bf).fill(0, &mut out);
+        assert_eq!(out, [1.5, f32::from_bits(0xc2f7_0000)]);
+        let mut out = [0f32; 1];
+        Raw::F64(&[0.1f64, 0.2]).fill(1, &mut out);
+        assert_eq!(out, [0.2f32]);
     }
 }

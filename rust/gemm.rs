@@ -48,6 +48,41 @@ pub fn gemm_abt<T: Real>(
     }
 }
 
+/// `out (d x d) = Z^T Z` for Z (r x d) row-major (the co-moment of r centred rows), by the same
+/// single-threaded kernel reading Z through strides (no transposed copy).
+pub fn gemm_ata<T: Real>(r: usize, d: usize, z: &[T], out: &mut [T]) {
+    assert!(z.len() >= r * d && out.len() >= d * d);
+    if r == 0 || d == 0 {
+        out[..d * d].iter_mut().for_each(|v| *v = T::ZERO);
+        return;
+    }
+    // SAFETY: lhs = Z^T (d x r: element (i, t) at t * d + i), rhs = Z (r x d: element (t, j) at
+    // t * d + j), dst d x d row-major; the assert bounds every access.
+    unsafe {
+        gemm::gemm(
+            d,
+            d,
+            r,
+            out.as_mut_ptr(),
+            1,
+            d as isize,
+            false,
+            z.as_ptr(),
+            d as isize,
+            1,
+            z.as_ptr(),
+            1,
+            d as isize,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +108,14 @@ mod tests {
         let b64: Vec<f64> = b.iter().map(|&v| v as f64).collect();
         let mut out64 = vec![0f64; m * n];
         gemm_abt(m, n, d, &a64, &b64, &mut out64, n);
+        let mut ata = vec![0f64; d * d];
+        gemm_ata(m, d, &a64, &mut ata);
+        for i in 0..d {
+            for j in 0..d {
+                let naive: f64 = (0..m).map(|t| a64[t * d + i] * a64[t * d + j]).sum();
+                assert_eq!(ata[i * d + j], naive);
+            }
+        }
         assert_eq!(
             out64[5 * n + 7],
             (0..d).map(|t| a64[5 * d + t] * b64[7 * d + t]).sum::<f64>()

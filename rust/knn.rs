@@ -131,6 +131,25 @@ pub fn kneighbors<T: Real>(
     d: usize,
     opt: &KnnOptions,
 ) -> CoreResult<Neighbors<T>> {
+    let (dist, indices) = kneighbors_exact(queries, m, bank, n, d, opt)?;
+    Ok(Neighbors {
+        distances: dist.into_iter().map(T::from_f64).collect(),
+        indices,
+        k: opt.k,
+    })
+}
+
+/// `kneighbors` with the exact f64 distances (m x k each, row-major), before their rounding
+/// to `T`: what a caller merging the results of several bank pieces ranks by, so that the
+/// merge equals one search of the whole bank.
+pub fn kneighbors_exact<T: Real>(
+    queries: &[T],
+    m: usize,
+    bank: &[T],
+    n: usize,
+    d: usize,
+    opt: &KnnOptions,
+) -> CoreResult<(Vec<f64>, Vec<i64>)> {
     transform::check_shape(queries, m, d, "queries", 1)?;
     transform::check_shape(bank, n, d, "bank", 1)?;
     if opt.k < 1 {
@@ -200,7 +219,7 @@ pub fn kneighbors<T: Real>(
     };
 
     let k = opt.k;
-    let mut distances = vec![T::ZERO; m * k];
+    let mut distances = vec![0f64; m * k];
     let mut indices = vec![0i64; m * k];
     distances
         .par_chunks_mut(qb * k)
@@ -234,11 +253,7 @@ pub fn kneighbors<T: Real>(
                 .collect();
             ctx.finish(&sels, qsrc, rows, dist_out, idx_out);
         });
-    Ok(Neighbors {
-        distances,
-        indices,
-        k,
-    })
+    Ok((distances, indices))
 }
 
 /// Chooses the row transform (None: the GEMM reads the original rows) and runs the finite
@@ -541,7 +556,7 @@ impl<T: Real> Ctx<'_, T> {
         sels: &[Selection<T>],
         qsrc: &[T],
         rows: usize,
-        dist_out: &mut [T],
+        dist_out: &mut [f64],
         idx_out: &mut [i64],
     ) {
         let (d, k) = (self.d, self.opt.k);
@@ -579,7 +594,7 @@ impl<T: Real> Ctx<'_, T> {
             }
             exact.sort_unstable_by(by_value_then_index);
             for (t, &(dist, j)) in exact.iter().enumerate() {
-                dist_out[r * k + t] = T::from_f64(dist);
+                dist_out[r * k + t] = dist;
                 idx_out[r * k + t] = j as i64 + self.opt.index_offset;
             }
         }

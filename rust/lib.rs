@@ -13,7 +13,9 @@
 //! * shared dense helpers, one concern each: `float` (the f32/f64 trait with its rounding
 //!   unit and safe range), `simd` (run-time dispatch of the lane loops), `gemm` (the blocked
 //!   A B^T), `transform` (column statistics, finite check, centre/scale/normalise rows),
-//!   `distance` (exact f64 distances); `rng` (portable seeded generator).
+//!   `distance` (exact f64 distances); `rng` (portable seeded generator);
+//! * `sweep`: one chunk of a feature bank as `unlearnkit eval` evaluates it (upcast per slab,
+//!   row metrics per tile, all k-NN queries in one blocked search).
 
 pub mod audit;
 pub mod contingency;
@@ -26,6 +28,7 @@ pub mod knn;
 pub mod rng;
 pub mod scores;
 pub mod simd;
+pub mod sweep;
 pub mod transform;
 
 #[cfg(feature = "python")]

@@ -33,6 +33,17 @@ def assign(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 
 _MASKED = np.iinfo(np.int64).max  # index of a masked candidate (sorts after every real one)
+MASKED = _MASKED
+
+
+def eval_chunk(x: np.ndarray, kind: str, **options) -> dict:
+    """One streamed chunk through the engine's fused sweep (``unlearnkit._core.eval_chunk``):
+    ``x`` as stored (uint16 bits of float16/bfloat16, float32, float64), upcast per slab inside
+    the engine; the finite check, float64 moments, probe classes, nearest centroids, alignment
+    sum and the k-NN candidates of every query, as asked by ``options``."""
+    from .. import _core
+
+    return _core.eval_chunk(x, kind, **options)
 
 
 def knn_candidates(queries: np.ndarray, bank: np.ndarray, k: int, *, offset: int, exclude=None,
@@ -90,10 +101,18 @@ def knn_mia_from_neighbours(train: dict, heldout: dict, query_labels: dict, *, k
     M = metrics()
     feats = {}
     for g in ("retain", "test", "forget"):
-        d_tr, _, lab_tr = train[g]
-        d_ho = heldout[g][0]
-        if d_tr.shape[1] < k or d_ho.shape[1] < k or not np.isfinite(d_tr[:, k - 1]).all():
+        d_tr, i_tr, lab_tr = train[g]
+        d_ho, i_ho = heldout[g][0], heldout[g][1]
+        if d_tr.shape[1] < k or d_ho.shape[1] < k or (i_tr[:, k - 1] == _MASKED).any() \
+                or (i_ho[:, k - 1] == _MASKED).any():
             raise ValueError(f"knn_k: expected fewer neighbours than rows in the retain and test banks, got k={k}")
+        for dist, bank in ((d_tr, "retain"), (d_ho, "test")):
+            if not np.isfinite(dist[:, :k]).all():
+                top = float(np.sqrt(np.finfo(dist.dtype).max))
+                raise ValueError(f"{bank}: the squared distances between the k-NN queries and the {bank} rows "
+                                 f"overflow {dist.dtype} (they reach {np.finfo(dist.dtype).max:.3g} when features "
+                                 f"differ by about {top:.3g}); rescale the features (e.g. divide them by their "
+                                 f"largest magnitude) or store them as float64")
         feats[g] = M.knn_mia_features_from_neighbors(d_tr, d_ho, k, train_neighbor_labels=lab_tr,
                                                      query_labels=query_labels[g])
     try:

@@ -129,6 +129,7 @@ class _Stages:
     def __init__(self, progress: bool):
         self.progress = progress
         self.records: dict[str, dict] = {}
+        self.cores = _cores()
         self.overall = peak_rss()  # folded in before every reset: the peak since the job started
 
     def peak(self) -> int:
@@ -152,18 +153,61 @@ class _Stages:
         finally:
             bar.close()
         dt = time.perf_counter() - t0
-        rec.update(seconds=dt, cpu_seconds=time.process_time() - c0, peak_rss_bytes=peak_rss())
+        cpu = time.process_time() - c0
+        rec.update(seconds=dt, cpu_seconds=cpu, cpu_utilisation=cpu / (dt * self.cores) if dt > 0 else 0.0,
+                   peak_rss_bytes=peak_rss())
         self.peak()
         if rows:
             rec["vectors_per_s"] = rows / dt if dt > 0 else float("inf")
         self.records[name] = rec
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _import_libraries(banks: list, ray) -> float:
+    """Imports what the job will use, so that the memory plan measures what the process really
+    holds (torch comes in through ``unlearnkit.metrics``). Returns the seconds it took."""
+    t0 = time.perf_counter()
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
+    import threadpoolctl  # noqa: F401
+    import tqdm.auto  # noqa: F401
+
+    from .. import metrics  # noqa: F401
+    from ..metrics import knn_membership  # noqa: F401
+
+    if any(b.spec.format == "parquet" for b in banks):
+        import pyarrow.parquet  # noqa: F401
+    if ray:
+        import ray as _ray  # noqa: F401
+    return time.perf_counter() - t0
+
+
+def _timings(stages: "_Stages", imports_s: float, total_s: float) -> dict:
+    """Where the time went: per stage wall / CPU seconds, CPU utilisation over the cores this
+    process may run on, and for streamed stages the seconds waiting for the reader, in the
+    engine and in Python (summed over shards; on Ray, worker seconds)."""
+    keys = ("seconds", "cpu_seconds", "cpu_utilisation", "read_wait_s", "engine_s", "python_s", "vectors_per_s")
+    out = {"cores": stages.cores, "imports_s": imports_s, "total_s": total_s,
+           "stages": {name: {k: r[k] for k in keys if k in r} for name, r in stages.records.items()}}
+    wall = sum(r["seconds"] for r in stages.records.values())
+    cpu = sum(r["cpu_seconds"] for r in stages.records.values())
+    out["stages_total"] = {"seconds": wall, "cpu_seconds": cpu,
+                           "cpu_utilisation": cpu / (wall * stages.cores) if wall > 0 else 0.0}
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # One evaluation (the unlearned model's banks, or the gold model's)
 
 
-def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stages, tag: str) -> dict:
+def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex_, stages: _Stages, tag: str) -> dict:
     n = {s: banks[s].n_rows for s in SETS}
     for s in SETS:
         if n[s] < 1:
@@ -187,7 +231,8 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
                 w = want[s][(want[s] >= lo) & (want[s] < hi)]
                 tasks.append((banks[s], lo, hi, plan.chunk_rows, w, s == "retain"))
                 owners.append(s)
-        parts = ex.map(scan_shard, tasks, bar)
+        parts = ex_.map(scan_shard, tasks, bar)
+        _add_timing(rec, parts)
     labels = {s: {} for s in SETS}
     xs = {s: [] for s in SETS}
     ys = {s: [] for s in SETS}
@@ -270,29 +315,39 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
     mean = mom.mean if cfg.center else None
     models = {}
     for s in SETS:
-        knn = {}
+        knn_q = None
         if s in ("retain", "test"):  # the training bank and the held-out bank of the attack
+            # every group's queries in one array: one GEMM sweep of this bank per chunk
+            xq, ex, groups, at = [], [], {}, 0
             for q in SETS:
-                own = idx[q]["knn"] if q == s else None
-                knn[q] = KnnQueries(np.ascontiguousarray(queries[q][0], dtype=banks[s].compute_dtype), own)
-        models[s] = ex.put(ScoreModels(classes=classes, probe=probe, basis=basis, complement=complement, mean=mean,
-                                       centroids=centroids.get(s), knn=knn, knn_k=cfg.knn_k,
-                                       knn_labels=s == "retain", knn_block_rows=plan.knn_block_rows))
+                rows_q = queries[q][0]
+                groups[q] = slice(at, at + len(rows_q))
+                at += len(rows_q)
+                xq.append(rows_q)
+                ex.append(idx[q]["knn"] if q == s else np.full(len(rows_q), -1, np.int64))
+            knn_q = KnnQueries(np.ascontiguousarray(np.concatenate(xq), dtype=banks[s].compute_dtype),
+                               np.ascontiguousarray(np.concatenate(ex), dtype=np.int64), groups)
+        models[s] = ex_.put(ScoreModels(classes=classes, probe=probe, basis=basis, complement=complement,
+                                            mean=mean, centroids=centroids.get(s), knn=knn_q, knn_k=cfg.knn_k,
+                                            knn_labels=s == "retain", knn_block_rows=plan.knn_block_rows))
     with stages.stage(f"{tag}score", rows=sum(n.values())) as (bar, rec):
         tasks, owners = [], []
         for s in SETS:
             for lo, hi in shard_ranges(n[s], plan.shard_rows):
                 tasks.append((banks[s], lo, hi, plan.chunk_rows, models[s]))
                 owners.append(s)
-        parts = ex.map(score_shard, tasks, bar)
+        parts = ex_.map(score_shard, tasks, bar)
+        _add_timing(rec, parts)
 
     out: dict[str, float] = {}
     correct = {s: 0 for s in SETS}
     da_sum = {s: 0.0 for s in SETS}
+    da_zero = {s: 0 for s in SETS}
     knn = {b: {q: None for q in SETS} for b in ("retain", "test")}
     for s, p in zip(owners, parts):
         correct[s] += p["correct"]
         da_sum[s] += p["da_sum"]
+        da_zero[s] += p["da_zero_rows"]
         if s in centroids:
             tables[s] = p["table"] if s not in tables else tables[s] + p["table"]
         for q, cand in p["knn"].items():
@@ -308,6 +363,8 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
             out[f"{key}_{s}"] = km_info[s]["scores"][key]
     details["probe"]["correct"] = dict(correct)
     details["contingency"] = {s: tables[s].tolist() for s in SETS}
+    details["da"]["zero_rows"] = dict(da_zero)
+    caveats.extend(_degenerate_caveats(banks, n, labels, probe, da_zero, details["da"], cfg.center))
 
     # ---- attack: k-NN membership features and score
     with stages.stage(f"{tag}attack", steps=1) as (bar, _):
@@ -321,6 +378,46 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex, stages: _Stag
         caveats.append(f"knn_mia: a fraction of only {n_q} forget row(s) (steps of {1 / n_q:.2g}), not an estimate; "
                        f"it needs tens of rows to mean something")
     return {"metrics": out, "details": details, "caveats": caveats}
+
+
+def _add_timing(rec: dict, parts: list[dict]) -> None:
+    """Sums the shards' read-wait / engine / Python seconds into a stage record."""
+    for key in ("read_wait_s", "engine_s", "python_s"):
+        rec[key] = float(sum(p.get("timing", {}).get(key, 0.0) for p in parts))
+
+
+def _degenerate_caveats(banks: dict, n: dict, labels: dict, probe, da_zero: dict, da: dict, center: bool) -> list[str]:
+    """Caveats for inputs that make a metric constant by construction."""
+    out = []
+    seen = set(np.asarray(probe[-1].classes_).tolist())
+    for s in SETS:
+        unseen = sum(c for a, c in labels[s].items() if a not in seen)
+        name = banks[s].name
+        if unseen == n[s]:
+            out.append(f"lp_{s}: none of the {name} bank's classes ({_few(sorted(labels[s]))}) occur in the retain "
+                       f"rows the probe was trained on, so lp_{s} is 0 by construction (it says nothing about the "
+                       f"features)")
+        elif unseen:
+            out.append(f"lp_{s}: {unseen} of the {name} bank's {n[s]} rows have classes the probe never saw in the "
+                       f"retain rows it was trained on; they count as errors")
+    what = "equal to the retain mean" if center else "all zeros"
+    if da.get("energy_held", 1.0) == 0.0:
+        out.append("da_forget, da_retain, da_test: the retain bank's " + ("covariance" if center else "second moment")
+                   + " is zero (every retain row " + ("is the same" if center else "is zero") + "), so there is no "
+                   "eigenspace to align with; every alignment term is 0 by convention")
+    for s in SETS:
+        if da_zero[s] == n[s]:
+            out.append(f"da_{s}: every row of the {banks[s].name} bank is {what}, so da_{s} is 0 by convention "
+                       f"(|z - mu| = 0 has no direction); it says nothing about the features")
+        elif da_zero[s]:
+            out.append(f"da_{s}: {da_zero[s]} of the {banks[s].name} bank's {n[s]} rows are {what}; their alignment "
+                       f"term counts as 0")
+    return out
+
+
+def _few(values: list, at_most: int = 5) -> str:
+    head = ", ".join(map(str, values[:at_most]))
+    return head + (f", ... ({len(values)} in all)" if len(values) > at_most else "")
 
 
 @contextlib.contextmanager
@@ -445,6 +542,7 @@ def run(forget=None, retain=None, test=None, *, config: EvalConfig | None = None
         if b.dim != ref.dim:
             raise ValueError(f"{b.name}: expected {ref.dim} feature columns like {ref.name}, got {b.dim}")
 
+    imports_s = _import_libraries(every, ray)
     plan = make_plan(dim=ref.dim, itemsize=max(b.source_itemsize for b in every),
                      n_rows_max=max(b.n_rows for b in every), limit_bytes=limit, kmeans_rows=kmeans_rows,
                      probe_rows=probe_rows, knn_queries=knn_queries, chunk_rows=chunk_rows)
@@ -487,6 +585,7 @@ def run(forget=None, retain=None, test=None, *, config: EvalConfig | None = None
     result["config"] = cfg.metric_options()
     result["plan"] = plan.as_dict()
     result["stages"] = stages.records
+    result["timings"] = _timings(stages, imports_s, time.perf_counter() - t_start)
     result["meta"] = {
         "unlearnkit_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -1,15 +1,19 @@
 """The memory budget of an eval job: sizes, resident-memory probes and the chunk plan.
 
 ``--memory-limit`` bounds the *peak resident set size* of the process (the driver, and in a
-Ray run each worker process too). The plan subtracts what the process already holds when the
-job starts (Python, numpy, torch, scikit-learn: typically 300-500 MiB) and a fixed reserve for
-small allocations, and sizes the rest:
+Ray run each worker process too). The plan subtracts what the process already holds once the
+libraries the job uses are imported (``unlearnkit.eval.job`` imports them before measuring:
+Python, numpy, torch through ``unlearnkit.metrics``, scikit-learn, pyarrow for Parquet banks,
+Ray with ``ray=``: typically 800-900 MiB) and a fixed reserve for small allocations, and sizes
+the rest:
 
 - the driver's resident samples (k-means fit rows for each set, the probe's training rows, the
   k-NN query rows, plus scikit-learn's float64 copies of the probe rows);
-- one streamed chunk: its raw rows, the float32/float64 copies, the float64 projection for
-  dimensional alignment, the probe's and k-means's per-row scratch;
-- the Rust engine's k-NN tiles (512 queries x 512 bank rows per thread).
+- one streamed chunk as stored (three windows: in the engine, in the prefetch queue, being
+  read) and its per-row outputs; the engine upcasts it slab by slab, so no float32 or float64
+  copy of a chunk exists;
+- the Rust engine's buffers: the 16 MiB slab, per thread a k-NN tile (512 queries x 512 bank
+  rows) and a float64 row tile.
 
 If the samples do not fit, they are shrunk (the result's ``plan`` says so); if not even a
 1024-row chunk fits, the job stops with a ``ValueError`` naming ``memory_limit``.
@@ -22,7 +26,8 @@ import re
 import resource
 import sys
 
-__all__ = ["Plan", "current_rss", "format_size", "make_plan", "parse_size", "peak_rss", "reset_peak_rss"]
+__all__ = ["Plan", "current_rss", "engine_bytes", "format_size", "make_plan", "parse_size", "peak_rss",
+           "reset_peak_rss"]
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
           "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
@@ -126,14 +131,26 @@ def _sample_bytes(dim: int, kmeans_rows: int, probe_rows: int, knn_queries: int,
 
 
 def _row_bytes(dim: int, itemsize: int, n_classes_guess: int) -> int:
-    """Bytes per streamed row: raw window + float32 copy (+ float64 for the moments / DA, centred,
-    projected), the probe's scaled copy and decision, nearest-centroid scratch, labels."""
-    return dim * (itemsize + 4 + 8 + 8 + 4) + 8 * dim // 2 + n_classes_guess * 8 * 3 + 64
+    """Bytes per streamed row: the stored window three times (the chunk the engine works on,
+    the one waiting in the prefetch queue, the one being read), the labels of each, and the
+    per-row outputs (probe class, nearest centroid, their comparisons with the labels)."""
+    return 3 * (dim * itemsize + 8) + 96
 
 
 #: Bank rows per k-NN tile handed to the engine: its working memory per thread is about
 #: (512 x this + (512 + this) x d) floats, 2.3 MiB at d = 128; larger tiles are not faster.
 KNN_BLOCK_ROWS = 512
+#: The engine's upcast buffer for one slab of a chunk (``SLAB_BYTES`` in ``rust/sweep.rs``).
+ENGINE_SLAB_BYTES = 16 << 20
+
+
+def engine_bytes(dim: int, threads: int) -> int:
+    """The Rust engine's working memory: the slab buffer, per thread one k-NN tile (512 queries
+    x ``KNN_BLOCK_ROWS`` rows, the query and bank blocks in float64 at worst) and the float64
+    scratch of one row tile (1024 rows: centred rows, projections)."""
+    knn_tiles = (512 * KNN_BLOCK_ROWS + (512 + KNN_BLOCK_ROWS) * dim) * 8
+    row_tile = 2 * 1024 * dim * 8
+    return ENGINE_SLAB_BYTES + threads * (knn_tiles + row_tile)
 
 
 def make_plan(*, dim: int, itemsize: int, n_rows_max: int, limit_bytes: int | None, kmeans_rows: int,
@@ -146,16 +163,19 @@ def make_plan(*, dim: int, itemsize: int, n_rows_max: int, limit_bytes: int | No
     threads = threads or os.cpu_count() or 1
     notes = []
     per_row = _row_bytes(dim, itemsize, n_classes_guess)
-    knn_tiles = threads * (512 * KNN_BLOCK_ROWS + (512 + KNN_BLOCK_ROWS) * dim) * 8
+    knn_tiles = engine_bytes(dim, threads)
     if limit_bytes is None:
         rows = 65536
     else:
         work = limit_bytes - baseline - RESERVE_BYTES - knn_tiles
         need_min = _sample_bytes(dim, 1000, 1000, 100, n_sets, n_classes_guess) + MIN_CHUNK_ROWS * per_row
         if work < need_min:
+            floor = baseline + RESERVE_BYTES + knn_tiles + need_min
             raise ValueError(f"memory_limit: {format_size(limit_bytes)} is too small: the process already holds "
-                             f"{format_size(baseline)} and the job needs at least "
-                             f"{format_size(need_min + RESERVE_BYTES + knn_tiles)} more for {dim}-wide features")
+                             f"{format_size(baseline)} (Python and the libraries the job imports) and the job "
+                             f"needs at least {format_size(floor - baseline)} more for {dim}-wide features "
+                             f"(1000-row samples, a {MIN_CHUNK_ROWS}-row chunk, the engine's buffers and a "
+                             f"reserve): this job's floor is {format_size(floor)}; give at least that")
         # samples get at most half of the working memory; shrink them proportionally if needed
         samples = _sample_bytes(dim, kmeans_rows, probe_rows, knn_queries, n_sets, n_classes_guess)
         if samples > work // 2:

@@ -41,7 +41,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["Bank", "BankSpec", "FORMATS", "Chunk", "open_bank", "resolve_spec"]
+__all__ = ["Bank", "BankSpec", "FORMATS", "Chunk", "RawChunk", "open_bank", "prefetch", "resolve_spec"]
 
 FORMATS = ("npy", "npz", "safetensors", "parquet", "array")
 _SUFFIX = {".npy": "npy", ".npz": "npz", ".safetensors": "safetensors", ".parquet": "parquet", ".pq": "parquet"}
@@ -86,6 +86,73 @@ class Chunk:
     offset: int
     x: np.ndarray
     y: np.ndarray
+
+
+@dataclasses.dataclass
+class RawChunk:
+    """Rows ``[offset, offset + len(y))`` of a bank as stored: ``x`` (m, d) is uint16 (the bits
+    of float16 / bfloat16, ``kind`` "f16" / "bf16"), float32 ("f32") or float64 ("f64");
+    y (m,) int64. ``upcast(rows)`` gives (some of) the rows in the bank's compute dtype."""
+
+    offset: int
+    x: np.ndarray
+    kind: str
+    y: np.ndarray
+    bank: "Bank" = dataclasses.field(repr=False)
+
+    def upcast(self, rows=None) -> np.ndarray:
+        x = self.x if rows is None else self.x[rows]
+        if self.kind == "f16":
+            return x.view(np.float16).astype(np.float32)
+        if self.kind == "bf16":
+            return (x.astype(np.uint32) << 16).view(np.float32)
+        return np.array(x, copy=rows is None)
+
+
+def prefetch(chunks: Iterator, depth: int = 1) -> Iterator:
+    """Iterates ``chunks`` in a background thread, ``depth`` items ahead, so that reading (page
+    faults, copies and decompression, which release the GIL) overlaps the engine's work on the
+    previous chunk. Errors are raised here, in order."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def work():
+        try:
+            for item in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((end, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((end, exc))
+
+    t = threading.Thread(target=work, name="unlearnkit-eval-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            t.join(0.05)
 
 
 def _exists(path: pathlib.Path, name: str, what: str = "file") -> None:
@@ -254,15 +321,27 @@ def _npy_header(fh, name: str, path: str, what: str) -> tuple[tuple, bool, np.dt
     return shape, fortran, dtype, fh.tell()
 
 
-def _check_dtype_shape(shape, dtype: str, name: str, what: str, path: str, *, ndim: int, floats: bool):
+def _check_dtype_shape(shape, dtype, name: str, what: str, path: str, *, ndim: int, floats: bool):
+    """``dtype``: a numpy dtype or the name of one of ``_SAFETENSORS_DTYPES`` (``"bfloat16"``)."""
     if len(shape) != ndim:
         want = "a 2-D array (rows, features)" if ndim == 2 else "a 1-D array of labels"
         raise ValueError(f"{name}: expected {what} in {path} to be {want}, got shape {tuple(shape)}")
-    if floats and dtype not in _FLOAT_KINDS:
+    label = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    kind = "f" if label == "bfloat16" else np.dtype(dtype).kind
+    if floats and label not in _FLOAT_KINDS:
         raise TypeError(f"{name}: expected {what} in {path} to hold float16, bfloat16, float32 or float64, "
-                        f"got {dtype}")
-    if not floats and not (np.dtype(dtype).kind in "iub" if dtype != "bfloat16" else False):
-        raise TypeError(f"{name}: expected {what} in {path} to hold integer labels, got {dtype}")
+                        f"got {_dtype_words(dtype)}")
+    if not floats and kind not in "iub":
+        hint = " (map them to integers first, e.g. with np.unique(labels, return_inverse=True))" \
+            if kind in "USO" else ""
+        raise TypeError(f"{name}: expected {what} in {path} to hold integer labels, got {_dtype_words(dtype)}{hint}")
+
+
+def _dtype_words(dtype) -> str:
+    if isinstance(dtype, str):
+        return dtype
+    dt = np.dtype(dtype)
+    return {"U": f"strings ({dt.str})", "S": f"bytes ({dt.str})", "O": "Python objects"}.get(dt.kind, dt.name)
 
 
 def _npy_array(path: str, name: str, what: str, *, ndim: int, floats: bool, base: int = 0, fh=None) -> _RawArray:
@@ -275,7 +354,7 @@ def _npy_array(path: str, name: str, what: str, *, ndim: int, floats: bool, base
     finally:
         if own:
             fh.close()
-    _check_dtype_shape(shape, dtype.name, name, what, path, ndim=ndim, floats=floats)
+    _check_dtype_shape(shape, dtype, name, what, path, ndim=ndim, floats=floats)
     if dtype.byteorder == ">":
         raise TypeError(f"{name}: expected little-endian {what} in {path}, got big-endian {dtype}")
     return _RawArray(path, offset, shape, dtype.name, name, what, fortran=fortran)
@@ -317,23 +396,47 @@ class Bank:
             return (raw.astype(np.uint32) << 16).view(np.float32)
         return raw.astype(self.compute_dtype, copy=False)
 
-    def chunks(self, start: int = 0, stop: int | None = None, chunk_rows: int = 65536) -> Iterator[Chunk]:
+    def _stored(self, raw: np.ndarray) -> tuple[np.ndarray, str]:
+        """(array the engine reads, its kind): float16 and bfloat16 as their uint16 bits."""
+        raw = np.ascontiguousarray(raw)
+        if self.source_dtype == "bfloat16" and raw.dtype == np.uint16:
+            return raw, "bf16"
+        if raw.dtype == np.float16:
+            return raw.view(np.uint16), "f16"
+        if raw.dtype == np.float32 and self.compute_dtype == np.float32:
+            return raw, "f32"
+        if raw.dtype == np.float64 and self.compute_dtype == np.float64:
+            return raw, "f64"
+        raw = np.ascontiguousarray(raw, dtype=self.compute_dtype)
+        return raw, "f64" if raw.dtype == np.float64 else "f32"
+
+    def raw_chunks(self, start: int = 0, stop: int | None = None, chunk_rows: int = 65536) -> Iterator["RawChunk"]:
+        """Chunks as stored (not upcast, not checked for NaN/Inf: the engine does both); labels checked."""
         stop = self.n_rows if stop is None else min(stop, self.n_rows)
         for lo in range(start, stop, chunk_rows):
             hi = min(lo + chunk_rows, stop)
             raw, y = self._read(lo, hi)
-            x = self._upcast(raw)
+            x, kind = self._stored(raw)
             del raw
-            yield Chunk(lo, self._validate(x, lo), _labels(y, self.name, lo))
+            yield RawChunk(lo, x, kind, _labels(y, self.name, lo), self)
+
+    def chunks(self, start: int = 0, stop: int | None = None, chunk_rows: int = 65536) -> Iterator[Chunk]:
+        for c in self.raw_chunks(start, stop, chunk_rows):
+            yield Chunk(c.offset, self._validate(c.upcast(), c.offset), c.y)
 
     def _validate(self, x: np.ndarray, offset: int) -> np.ndarray:
         finite = np.isfinite(x).all(axis=1)
         if not finite.all():
-            bad = np.flatnonzero(~finite)
-            where = f" of {self.spec.path}" if self.spec.path else ""
-            raise ValueError(f"{self.name}: row {offset + int(bad[0])}{where} has NaN or Inf values "
-                             f"({len(bad)} such row(s) in rows {offset}..{offset + len(x) - 1})")
+            raise self.nonfinite_error(x, offset, finite)
         return np.ascontiguousarray(x)
+
+    def nonfinite_error(self, x: np.ndarray, offset: int, finite: np.ndarray | None = None) -> ValueError:
+        """The error for the NaN/Inf rows of the upcast chunk ``x`` starting at row ``offset``."""
+        finite = np.isfinite(x).all(axis=1) if finite is None else finite
+        bad = np.flatnonzero(~finite)
+        where = f" of {self.spec.path}" if self.spec.path else ""
+        return ValueError(f"{self.name}: row {offset + int(bad[0])}{where} has NaN or Inf values "
+                          f"({len(bad)} such row(s) in rows {offset}..{offset + len(x) - 1})")
 
     def close(self) -> None:
         pass
@@ -419,7 +522,7 @@ def _open_npz(spec: BankSpec) -> Bank:
                     raise ValueError(f"{spec.name}: expected {what} in {spec.path} in C order (a compressed .npz "
                                      f"member can only be streamed forward), got Fortran order; save it with "
                                      f"np.savez (stored) or as np.ascontiguousarray(...)")
-                _check_dtype_shape(shape, dtype.name, spec.name, what, spec.path, ndim=ndim, floats=floats)
+                _check_dtype_shape(shape, dtype, spec.name, what, spec.path, ndim=ndim, floats=floats)
                 arrays.append((_ZipStream(spec.path, names[key], shape, dtype, spec.name), dtype.name))
     (x, xdt), (y, _) = arrays
     return _RawBank(spec, x, y, xdt)
@@ -629,7 +732,7 @@ class _ParquetBank(Bank):
         y = labels.to_numpy(zero_copy_only=False)
         return x, y
 
-    def chunks(self, start: int = 0, stop: int | None = None, chunk_rows: int = 65536) -> Iterator[Chunk]:
+    def raw_chunks(self, start: int = 0, stop: int | None = None, chunk_rows: int = 65536) -> Iterator[RawChunk]:
         stop = self.n_rows if stop is None else min(stop, self.n_rows)
         if start >= stop:
             return
@@ -649,7 +752,8 @@ class _ParquetBank(Bank):
                 out_x, out_y = cx[:take], cy[:take]
                 xs, ys = ([cx[take:]], [cy[take:]]) if take < have else ([], [])
                 have -= take
-                yield Chunk(lo, self._validate(self._upcast(out_x), lo), _labels(out_y, self.name, lo))
+                x, kind = self._stored(out_x)
+                yield RawChunk(lo, x, kind, _labels(out_y, self.name, lo), self)
                 lo += take
             if lo >= stop:
                 return

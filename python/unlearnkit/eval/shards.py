@@ -10,14 +10,15 @@ paths add the same numbers in the same order and give the same results.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable
 
 import numpy as np
 
 from . import _engine as E
-from .readers import Bank
+from .readers import Bank, prefetch
 
-__all__ = ["Moments", "ScoreModels", "scan_shard", "score_shard", "shard_ranges"]
+__all__ = ["KnnQueries", "Moments", "ScoreModels", "scan_shard", "score_shard", "shard_ranges"]
 
 
 def shard_ranges(n_rows: int, shard_rows: int) -> list[tuple[int, int]]:
@@ -54,46 +55,82 @@ class Moments:
         return Moments(n, mean, m2)
 
 
+def _label_counts(y: np.ndarray, counts: dict) -> None:
+    if len(y) and y.min() >= 0 and y.max() < 1 << 16:
+        c = np.bincount(y)
+        u = np.flatnonzero(c)
+        c = c[u]
+    else:
+        u, c = np.unique(y, return_counts=True)
+    for a, b in zip(u.tolist(), c.tolist()):
+        counts[a] = counts.get(a, 0) + b
+
+
+class _Clock:
+    """Seconds this shard spent waiting for the reader, in the engine, and in Python around it."""
+
+    def __init__(self):
+        self.read = self.engine = self.other = 0.0
+        self._t = time.perf_counter()
+
+    def lap(self, what: str) -> None:
+        t = time.perf_counter()
+        setattr(self, what, getattr(self, what) + t - self._t)
+        self._t = t
+
+    def as_dict(self) -> dict:
+        return {"read_wait_s": self.read, "engine_s": self.engine, "python_s": self.other}
+
+
 def scan_shard(bank: Bank, start: int, stop: int, chunk_rows: int, want: np.ndarray, moments: bool,
                on_rows: Callable[[int], None] | None = None) -> dict:
-    """Pass 1 over rows [start, stop): validates every chunk, counts labels, accumulates the
-    moments (retain bank), and copies out the rows whose (global) indices are in ``want``."""
+    """Pass 1 over rows [start, stop): validates every chunk (the engine, on the stored dtype),
+    counts labels, accumulates the moments (retain bank; the engine's per-chunk float64 moments
+    merged in chunk order), and copies out the rows whose (global) indices are in ``want``."""
     labels: dict[int, int] = {}
     mom = None
     xs, ys = [], []
     want = np.asarray(want, dtype=np.int64)
     rows = 0
-    for chunk in bank.chunks(start, stop, chunk_rows):
+    clock = _Clock()
+    for chunk in prefetch(bank.raw_chunks(start, stop, chunk_rows)):
+        clock.lap("read")
         m = len(chunk.y)
         rows += m
-        u, c = np.unique(chunk.y, return_counts=True)
-        for a, b in zip(u.tolist(), c.tolist()):
-            labels[a] = labels.get(a, 0) + b
+        r = E.eval_chunk(chunk.x, chunk.kind, validate=True, moments=moments)
+        clock.lap("engine")
+        if r["bad_row"] is not None:
+            raise bank.nonfinite_error(chunk.upcast(), chunk.offset)
+        _label_counts(chunk.y, labels)
         if moments:
-            part = Moments.of(chunk.x)
+            cnt, mean, m2 = r["moments"]
+            part = Moments(int(cnt), mean, m2)
             mom = part if mom is None else mom.merge(part)
         lo, hi = np.searchsorted(want, [chunk.offset, chunk.offset + m])
         if hi > lo:
             sel = want[lo:hi] - chunk.offset
-            xs.append(chunk.x[sel])
+            xs.append(chunk.upcast(sel))
             ys.append(chunk.y[sel])
         if on_rows is not None:
             on_rows(m)
+        clock.lap("other")
     if rows != stop - start:
         raise ValueError(f"{bank.name}: read {rows} rows in [{start}, {stop}), expected {stop - start}")
     d = bank.dim
-    return {"rows": rows, "labels": labels, "moments": mom,
+    return {"rows": rows, "labels": labels, "moments": mom, "timing": clock.as_dict(),
             "x": np.concatenate(xs) if xs else np.empty((0, d), bank.compute_dtype),
             "y": np.concatenate(ys) if ys else np.empty(0, np.int64)}
 
 
 @dataclasses.dataclass
 class KnnQueries:
-    """Query rows to search for in one reference bank; ``exclude``: each query's own (global)
-    row in that bank, never its neighbour (None when the queries come from another set)."""
+    """Every k-NN query searched in one reference bank, in one sweep: ``x`` (m, d) the query
+    rows of all groups one after another (``groups``: name -> slice of ``x``), ``exclude`` each
+    query's own (global) row in that bank, never its neighbour (-1: none)."""
 
     x: np.ndarray
-    exclude: np.ndarray | None
+    exclude: np.ndarray
+    groups: dict
 
 
 @dataclasses.dataclass
@@ -101,23 +138,34 @@ class ScoreModels:
     """What pass 2 applies to every chunk of one bank (fitted on the driver, shipped once)."""
 
     classes: np.ndarray  # sorted class ids of the job
-    probe: object | None  # fitted sklearn pipeline, or None
+    probe: object | None  # fitted sklearn pipeline (asked for the rows the engine calls ambiguous), or None
     basis: np.ndarray | None  # (d, k) float64 retain eigenvectors for DA
     complement: np.ndarray | None  # (d, d - k) the other eigenvectors, when k > d / 2 (cheaper)
     mean: np.ndarray | None  # (d,) float64 retain mean removed before projection, or None
     centroids: np.ndarray | None  # (k, d) k-means centroids to assign rows to, or None (fit had all rows)
-    knn: dict  # {query group: KnnQueries} searched in this bank
+    knn: KnnQueries | None  # the queries searched in this bank
     knn_k: int = 5
     knn_labels: bool = False  # carry the labels of the neighbours (the retain = training bank)
     knn_block_rows: int | None = None
+
+    def probe_params(self, dtype) -> tuple | None:
+        """(mean, scale, coef (c, d), intercept (c,)) of the StandardScaler + linear model, in
+        ``dtype`` (as scikit-learn casts them to the features' dtype), and the model's classes."""
+        if self.probe is None:
+            return None
+        scaler, lin = self.probe[0], self.probe[-1]
+        d = lin.coef_.shape[1]
+        mean = scaler.mean_ if scaler.with_mean else np.zeros(d)
+        scale = scaler.scale_ if scaler.with_std and scaler.scale_ is not None else np.ones(d)
+        arrs = tuple(np.ascontiguousarray(a, dtype=dtype) for a in (mean, scale, lin.coef_, np.ravel(lin.intercept_)))
+        return arrs, np.asarray(lin.classes_)
 
 
 def _da_terms(x: np.ndarray, basis: np.ndarray, mean: np.ndarray | None,
               complement: np.ndarray | None = None) -> np.ndarray:
     """Per-row ||U_k^T (z - mu)||^2 / ||z - mu||^2 in float64 (den clamped to float64 tiny,
-    as ``unlearnkit.losses.alignment``). With ``complement`` (the other d - k eigenvectors,
-    given when k > d/2) the numerator is ||z||^2 - ||U_rest^T z||^2: the same number in a
-    fraction of the work (relative error ~1e-16 x ||z||^2 / ||U_k^T z||^2)."""
+    as ``unlearnkit.losses.alignment``); the numpy form of what the engine computes per chunk
+    (kept as the reference the tests compare the engine with)."""
     z = x.astype(np.float64)
     if mean is not None:
         z -= mean
@@ -133,27 +181,59 @@ def _da_terms(x: np.ndarray, basis: np.ndarray, mean: np.ndarray | None,
 
 def score_shard(bank: Bank, start: int, stop: int, chunk_rows: int, models: ScoreModels,
                 on_rows: Callable[[int], None] | None = None) -> dict:
-    """Pass 2 over rows [start, stop): probe hits, DA sum, k-means contingency partial, k-NN candidates."""
+    """Pass 2 over rows [start, stop): probe hits, DA sum, k-means contingency partial and k-NN
+    candidates of every query, all from one engine call per chunk (``_core.eval_chunk``)."""
     n_cls = len(models.classes)
     k_clusters = 0 if models.centroids is None else len(models.centroids)
     table = np.zeros((n_cls, k_clusters), np.int64)
     correct = 0
-    da_sum = 0.0
-    knn = {name: None for name in models.knn}
-    for chunk in bank.chunks(start, stop, chunk_rows):
-        x, y = chunk.x, chunk.y
-        if models.probe is not None:
-            correct += int((models.probe.predict(x) == y).sum())
-        if models.basis is not None:
-            da_sum += float(_da_terms(x, models.basis, models.mean, models.complement).sum())
-        if models.centroids is not None:
-            pred = E.assign(x, models.centroids)
-            cls = np.searchsorted(models.classes, y)
-            np.add.at(table, (cls, pred), 1)
-        for name, q in models.knn.items():
-            cand = E.knn_candidates(q.x, x, models.knn_k, offset=chunk.offset, exclude=q.exclude,
-                                    bank_labels=y if models.knn_labels else None, block_rows=models.knn_block_rows)
-            knn[name] = cand if knn[name] is None else E.merge_candidates(knn[name], cand, models.knn_k)
+    da_sum, da_zero = 0.0, 0
+    cand = None
+    dtype = bank.compute_dtype
+    probe = models.probe_params(dtype)
+    align = None
+    if models.basis is not None:
+        proj = models.complement if models.complement is not None else models.basis
+        mean = None if models.mean is None else np.ascontiguousarray(models.mean, dtype=np.float64)
+        align = (np.ascontiguousarray(proj.T, dtype=np.float64), models.complement is not None, mean)
+    centroids = None if models.centroids is None else np.ascontiguousarray(models.centroids, dtype=dtype)
+    q = models.knn
+    clock = _Clock()
+    for chunk in prefetch(bank.raw_chunks(start, stop, chunk_rows)):
+        clock.lap("read")
+        y = chunk.y
+        r = E.eval_chunk(chunk.x, chunk.kind, validate=False, probe=None if probe is None else probe[0],
+                         centroids=centroids, alignment=align, knn_queries=None if q is None else q.x,
+                         knn_k=models.knn_k, knn_exclude=None if q is None else q.exclude, knn_offset=chunk.offset,
+                         block_size=models.knn_block_rows)
+        clock.lap("engine")
+        if probe is not None:
+            cls = r["probe_class"]
+            pred = probe[1][np.maximum(cls, 0)]
+            unsure = np.flatnonzero(cls < 0)
+            if len(unsure):  # rows whose top logits are within rounding: scikit-learn decides
+                pred[unsure] = models.probe.predict(chunk.upcast(unsure))
+            correct += int((pred == y).sum())
+        if align is not None:
+            da_sum += r["da_sum"]
+            da_zero += r["da_zero_rows"]
+        if centroids is not None:
+            cls_idx = np.searchsorted(models.classes, y)
+            table += np.bincount(cls_idx * k_clusters + r["assign"], minlength=n_cls * k_clusters).reshape(
+                n_cls, k_clusters)
+        if q is not None:
+            dist, idx = r["knn"]
+            labels = None
+            if models.knn_labels:
+                labels = np.where(idx == E.MASKED, -1, y[np.clip(idx - chunk.offset, 0, len(y) - 1)])
+            part = (dist, idx, labels)
+            cand = part if cand is None else E.merge_candidates(cand, part, models.knn_k)
         if on_rows is not None:
             on_rows(len(y))
-    return {"rows": stop - start, "correct": correct, "da_sum": da_sum, "table": table, "knn": knn}
+        clock.lap("other")
+    knn = {}
+    if q is not None:
+        for name, sl in q.groups.items():
+            knn[name] = (cand[0][sl], cand[1][sl], None if cand[2] is None else cand[2][sl])
+    return {"rows": stop - start, "correct": correct, "da_sum": da_sum, "da_zero_rows": da_zero, "table": table,
+            "knn": knn, "timing": clock.as_dict()}
