@@ -2,7 +2,8 @@
 2-CPU instance) give bit-identical outputs; a rerun loads every model from the cache and an
 interrupted audit trains only what is missing; the bench finds the audit's reference checkpoints
 under its own keys; methods are shown the validation part, never the test part; and
-``unlearnkit audit ... --pool 4`` writes its four files, whose numbers agree with each other."""
+``unlearnkit audit ... --pool 6`` writes its four files, whose numbers agree with each other
+(the writer's rules, the pool minimum and the estimate are in ``test_audit_writer.py``)."""
 
 from __future__ import annotations
 
@@ -121,47 +122,63 @@ def test_methods_monitor_the_validation_part_never_the_test_part(digits_split, t
         assert not any(row.numpy().tobytes() in seen for row in x_test)
 
 
-def test_cli_audit_digits_pool_4(tmp_path, local_ray, capsys, recipes_file):
+@pytest.fixture(scope="module")
+def pool_cache(tmp_path_factory):
+    """One checkpoint cache for the K = 6 tests below: the CLI's recipes train as TRAIN does, on the
+    same split, so the second of them loads the pools the first trained."""
+    return tmp_path_factory.mktemp("pool-cache")
+
+
+def test_cli_audit_digits_pool_6(tmp_path, local_ray, capsys, recipes_file, pool_cache):
+    from unlearnkit.audit import LEGEND
     from unlearnkit.cli import main
 
     recipes = recipes_file(RECIPES)
     out = tmp_path / "out"
-    rc = main(["audit", "--dataset", "digits", "--scenario", "random-10", "--methods", "finetune,neggrad",
-               "--pool", "4", "--seed", "0", "--recipes", recipes, "--out", str(out),
-               "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    args = ["audit", "--dataset", "digits", "--scenario", "random-10", "--methods", "neggrad", "--pool", "6",
+            "--seed", "0", "--recipes", recipes, "--out", str(out), "--cache-dir", str(pool_cache), "--quiet"]
+    rc = main(args)
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "retrained floor" in printed and "K = 4" in printed
+    assert "retrained floor" in printed and "K = 6" in printed
+    assert "U-LiRA bacc →0.5" in printed and LEGEND in printed  # not "↓": 0.44 is no better than 0.5
     result = json.loads((out / "audit.json").read_text())
-    assert result["order"] == ["finetune", "neggrad", "original", "retrained floor"]
-    assert result["k"] == 4 and result["executor"]["name"] == "ray"
+    assert result["order"] == ["neggrad", "original", "retrained floor"]
+    assert result["k"] == 6 and result["executor"]["name"] == "ray"
     arrays = np.load(out / "per_example.npz")
     n_forget = len(arrays["forget_idx"])
-    for name in ("finetune", "neggrad", "original"):
+    for name in ("neggrad", "original"):
         row = result["rows"][name]
         eps = arrays[f"{name}/eps"]
         assert eps.shape == (n_forget,) and ((0 <= eps) & (eps <= 50)).all()
-        # F in the JSON is the mean of the points of the saved epsilons (K = 4)
-        assert row["F"] == pytest.approx(epsilon_points(eps, 4).mean(), abs=1e-12)
+        # F in the JSON is the mean of the points of the saved epsilons (K = 6)
+        assert row["F"] == pytest.approx(epsilon_points(eps, 6).mean(), abs=1e-12)
         assert row["eps_median"] == pytest.approx(np.median(eps), abs=1e-12)
         assert 0 <= row["ulira_balanced_accuracy"] <= 1 and 0 <= row["rmia_auc"] <= 1
         assert row["klom_forget_median"] == pytest.approx(np.median(arrays[f"{name}/klom_forget"]), abs=1e-12)
-        assert row["k"] == 4
+        assert row["k"] == 6
+    # the floor: halves of 3, so F has bins to score (at K = 4, halves of 2, it was 0 by construction) and
+    # U-LiRA's leave-one-out fit has 2 models left
     floor = result["rows"]["retrained floor"]
-    assert floor["k"] == 2 and floor["ulira_balanced_accuracy"] is None  # halves of 2: no leave-one-out fit
+    eps = arrays["retrained_floor/eps"]
+    assert floor["k"] == 3 and floor["F"] == pytest.approx(epsilon_points(eps, 3).mean(), abs=1e-12)
+    assert floor["F"] > 0 and 0 <= floor["ulira_balanced_accuracy"] <= 1
     report = (out / "report.md").read_text()
-    assert "| finetune |" in report and "| retrained floor |" in report and "ln(K - 1)" in report
+    assert "| neggrad |" in report and "| retrained floor |" in report and "ln(K - 1)" in report and LEGEND in report
     assert (out / "eps_hist.png").stat().st_size > 1000
+    # the same command again: the same folder and settings, every model from the cache
+    assert main(args) == 0
+    assert "all 18 models of the pools are in the cache" in capsys.readouterr().out
 
 
-def test_bench_columns_are_the_audit_rows_under_the_bench_names(digits_split, tmp_path):
+def test_bench_columns_are_the_audit_rows_under_the_bench_names(digits_split, pool_cache):
     from unlearnkit.audit import BENCH_COLUMNS, bench_columns
 
     cols, result = bench_columns(digits_split, model="small-cnn", train=TRAIN, methods={"neggrad": METHODS_HP["neggrad"]},
-                                 k=4, cache_dir=str(tmp_path), executor="serial", progress=False)
+                                 k=6, cache_dir=str(pool_cache), executor="serial", progress=False)
     rows = result["scores"]["rows"]
     assert set(cols) == {"neggrad", "original", "gold"}
     for bench_name, audit_name in (("neggrad", "neggrad"), ("original", "original"), ("gold", "retrained floor")):
         assert cols[bench_name] == {**{f"audit_{c}": rows[audit_name][c] for c in BENCH_COLUMNS},
                                     "audit_k": rows[audit_name]["k"]}
-    assert cols["gold"]["audit_k"] == 2 and cols["neggrad"]["audit_k"] == 4
+    assert cols["gold"]["audit_k"] == 3 and cols["neggrad"]["audit_k"] == 6
