@@ -3,6 +3,7 @@ names the argument (ValueError/TypeError, or FileNotFoundError for paths), and l
 output file. The case count is printed by `pytest -q tests/test_bad_input.py` (one test per case)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -294,3 +295,107 @@ def test_a_checkpoint_copied_under_another_models_name_is_not_loaded(tmp_path):
                                    name="digits-original")
     assert trained == [1] and meta["cached"] is False and not torch.all(model.weight == 7.0)
     assert load_checkpoint(_tiny(), original_path, key="origkey")["key"] == "origkey"  # replaced by the right one
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 23, item 9: a recipes file without `train`, a failed pre-flight that kept --out claimed,
+# fp16 on a CPU, Ctrl-C, and --no-features drawing the UMAP plot anyway.
+
+TINY_RECIPES = """
+[datasets.digits]
+model = "small-cnn"
+train = { epochs = 1, batch_size = 64, lr = 0.05 }
+[datasets.digits.methods]
+finetune = { epochs = 1, lr = 0.02, batch_size = 64 }
+"""
+
+
+IN_BAD = r"recipes: expected \[datasets\.digits\] in .*bad\.toml to have a "
+
+
+@pytest.mark.parametrize("text, match", [
+    ('[datasets.digits]\nmodel = "small-cnn"\n', IN_BAD + r"'train' table \(e\.g\. train = \{ epochs = 10, .*\), got nothing"),
+    ('[datasets.digits]\ntrain = { epochs = 1 }\n', IN_BAD + r"'model' name \(e\.g\. model = \"small-cnn\"\), got nothing"),
+    ('[datasets.digits]\nmodel = "small-cnn"\ntrain = 3\n', IN_BAD + r"'train' table .*got 3"),
+    ('[something]\nelse = 1\n', r"recipes: expected a \[datasets\.<name>\] table in .*bad\.toml, got none"),
+])
+def test_a_recipes_file_without_what_a_run_needs_is_a_clear_error(text, match, tmp_path, capsys, monkeypatch,
+                                                                   recipes_file):
+    # Before: KeyError: 'train' (a traceback) from the runner.
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    rc, err = _main(["bench", "--methods", "finetune", "--recipes", recipes_file(text, "bad.toml"), "--quiet",
+                     "--no-plots", "--no-features", "--out", str(out)], capsys)
+    assert rc == 2 and re.search(r"^unlearnkit: error: " + match, err, flags=re.M), err
+    assert "Traceback" not in err and not out.exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--scenario", "class-99"], r"forget_class: expected one of the training labels"),
+    (["--dataset", "cifar10"], r"cifar-10-batches-py .* was not found"),
+])
+def test_a_failed_preflight_releases_out_for_the_retry(args, match, tmp_path, capsys, monkeypatch):
+    # Before: the failed run left run-config.json in --out, and the corrected retry was refused
+    # ("--out: expected a new folder or one holding a run with the same settings").
+    from unlearnkit.bench.units import claim_out
+
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("UNLEARNKIT_DATA", str(tmp_path / "no-data"))  # CIFAR is never there
+    out = tmp_path / "out"
+    rc, err = _main(["bench", *args, "--methods", "finetune", "--quiet", "--no-plots", "--no-features",
+                     "--out", str(out)], capsys)
+    assert rc == 2 and re.search(match, err), err
+    assert not out.exists()  # it created the folder, so it removed it again
+    # a folder that existed before is left as it was (empty), not refused afterwards
+    out.mkdir()
+    rc, err = _main(["bench", *args, "--methods", "finetune", "--quiet", "--no-plots", "--no-features",
+                     "--out", str(out)], capsys)
+    assert rc == 2 and list(out.iterdir()) == []
+    with claim_out(out, {"config": "the corrected retry"}):  # other settings: accepted
+        pass
+
+
+def test_fp16_on_a_cpu_warns_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    # an invalid --set stops the run right after the pre-flight: the warning came first
+    rc, err = _main(["bench", "--precision", "fp16", "--device", "cpu", "--methods", "finetune", "--set",
+                     "finetune.speed=1", "--quiet", "--out", str(tmp_path / "out")], capsys)
+    assert rc == 2
+    assert err.index("unlearnkit: warning: --precision fp16 on a CPU is emulated") < err.index("unlearnkit: error:")
+    rc, err = _main(["bench", "--precision", "bf16", "--methods", "finetune", "--set", "finetune.speed=1",
+                     "--quiet", "--out", str(tmp_path / "out")], capsys)
+    assert rc == 2 and "warning" not in err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    # Before: a 97-frame traceback (resuming worked).
+    import unlearnkit.bench as bench
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(bench, "run", interrupted)
+    out = tmp_path / "out"
+    rc, err = _main(["bench", "--methods", "finetune", "--quiet", "--out", str(out)], capsys)
+    assert rc == 130
+    assert err.strip() == (f"unlearnkit: interrupted (Ctrl-C); finished work is kept (results in {out}, models in "
+                           f"the checkpoint cache): run the same command to resume")
+    monkeypatch.chdir(tmp_path)  # the default --out is named in the line, since "the same command" would not resume
+    rc, err = _main(["bench", "--methods", "finetune", "--quiet"], capsys)
+    assert rc == 130 and re.search(r"run the same command with --out unlearnkit-results/digits-random-10-\d{8}-\d{6} "
+                                   r"to resume$", err.strip()), err
+
+
+def test_no_features_skips_the_embedding_plot(tmp_path, capsys, monkeypatch, recipes_file):
+    # Before: --no-features still computed a feature sample per model and drew its UMAP (35 s of a 39 s run).
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    rc, err = _main(["bench", "--methods", "finetune", "--recipes", recipes_file(TINY_RECIPES), "--no-features",
+                     "--quiet", "--out", str(out)], capsys)
+    assert rc == 0, err
+    assert (out / "loss_hist.png").exists() and (out / "gaps.png").exists()
+    assert not (out / "embedding.png").exists()
+    for unit in (out / "units").glob("*.npz"):
+        with np.load(unit) as z:
+            assert "features" not in z.files and "loss_forget" in z.files
