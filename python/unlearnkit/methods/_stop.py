@@ -64,7 +64,7 @@ _BOOTSTRAP = 200  # resamples for the noise level: sd of s to ~5% (relative)
 class StopParams:
     """The held-out stopping rule's fields, shared by every iterative method.
 
-    stop: None / "none" (run the fixed schedule) or "val-match" (stop when the forget set's losses
+    stop: "none" (default; None too: run the fixed schedule) or "val-match" (stop when the forget set's losses
     are as those of unseen validation samples; see ``unlearnkit.methods._stop``); stop_every: steps
     of the unlearning loop between checks; stop_patience: checks without a better eligible state
     (over-forgotten or not eligible) before stopping; stop_retain_tol: how far (a fraction, 0.02 = 2 points) accuracy on a retain
@@ -74,7 +74,7 @@ class StopParams:
     class-weighted validation accuracy) or "auc" (the loss AUC minus 1/2); see the module docstring.
     """
 
-    stop: str | None = param(None, choices=STOP_RULES, space=categorical(*STOP_RULES))
+    stop: str | None = param("none", choices=STOP_RULES, space=categorical(*STOP_RULES))
     stop_every: int = param(10, ge=1)
     stop_patience: int = param(5, ge=1)
     stop_retain_tol: float = param(0.02, ge=0, le=1)
