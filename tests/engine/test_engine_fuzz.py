@@ -4,11 +4,13 @@ Random shapes (including empty), dtypes (floats of every width, ints, bools, com
 memory layouts (strided, Fortran, negative strides, lists), values (NaN, Inf, huge, subnormal,
 duplicates) and arguments (valid and not). A call must either succeed with a well-formed result
 or raise ValueError/TypeError; anything else (a crash, a panic surfacing as another exception,
-a malformed result) fails the test.
+a malformed result) fails the test. Every function must also succeed on a share of its draws (its
+valid inputs): a function that always raised ValueError would otherwise pass.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 
 import numpy as np
@@ -28,12 +30,35 @@ OTHER_DTYPES = [np.int8, np.int32, np.int64, np.uint8, np.uint64, np.bool_, np.c
 SPECIALS = [np.nan, np.inf, -np.inf, 3e38, -1e300, 1e-40, 1e-310, 0.0, -0.0, 1e150, 2e150]
 
 
+# (function name, "ok" | "raised") -> calls, over one test's examples (reset by ``succeeds_sometimes``)
+TALLY: collections.Counter = collections.Counter()
+
+
 def allowed(fn, *args, **kwargs):
     """Calls fn; returns (True, result) or (False, None) when it raised ValueError/TypeError."""
     try:
-        return True, fn(*args, **kwargs)
+        out = fn(*args, **kwargs)
     except (ValueError, TypeError):
+        TALLY[fn.__name__, "raised"] += 1
         return False, None
+    TALLY[fn.__name__, "ok"] += 1
+    return True, out
+
+
+def succeeds_sometimes(test):
+    """Runs the (hypothesis) test, then asserts that every function it called succeeded on some of its
+    calls: the generators draw valid inputs too (measured over one run: from 14 of 1,000 calls for
+    knn_mia_features and 40 of 1,500 for kmeans to 1,762 of 2,500 for clustering_scores), so a function
+    that always raises fails here instead of passing as "raised ValueError every time"."""
+    def run():
+        TALLY.clear()
+        test()
+        names = {name for name, _ in TALLY}
+        assert names, "no call was made"
+        for name in sorted(names):
+            assert TALLY[name, "ok"] >= 1, f"{name}: raised ValueError/TypeError on all {TALLY[name, 'raised']} calls"
+    run.__name__, run.__doc__ = test.__name__, test.__doc__
+    return run
 
 
 @st.composite
@@ -117,6 +142,7 @@ def check_scores(d: dict) -> None:
             assert -1e-12 <= v <= 1.0 + 1e-9, (key, v)
 
 
+@succeeds_sometimes
 @settings(max_examples=N_LABELS, **SETTINGS)
 @given(st.data())
 def test_fuzz_clustering_scores(data):
@@ -127,6 +153,7 @@ def test_fuzz_clustering_scores(data):
         check_scores(out)
 
 
+@succeeds_sometimes
 @settings(max_examples=N_SINGLE, **SETTINGS)
 @given(st.data())
 def test_fuzz_single_scores(data):
@@ -147,6 +174,7 @@ def test_fuzz_single_scores(data):
             assert isinstance(v, float) and math.isfinite(v)
 
 
+@succeeds_sometimes
 @settings(max_examples=N_TABLE, **SETTINGS)
 @given(st.data())
 def test_fuzz_scores_from_contingency(data):
@@ -178,6 +206,7 @@ def test_fuzz_scores_from_contingency(data):
             assert math.isfinite(v), key
 
 
+@succeeds_sometimes
 @settings(max_examples=N_KNN, **SETTINGS)
 @given(st.data())
 def test_fuzz_kneighbors(data):
@@ -205,6 +234,7 @@ def test_fuzz_kneighbors(data):
             assert len(set(row.tolist())) == k
 
 
+@succeeds_sometimes
 @settings(max_examples=N_KMEANS, **SETTINGS)
 @given(st.data())
 def test_fuzz_kmeans(data):
@@ -224,6 +254,7 @@ def test_fuzz_kmeans(data):
         assert r.inertia >= 0 and not math.isnan(r.inertia) and 1 <= r.n_iter <= kwargs["max_iter"]
 
 
+@succeeds_sometimes
 @settings(max_examples=N_MIA, **SETTINGS)
 @given(st.data())
 def test_fuzz_knn_mia_features(data):
@@ -245,6 +276,7 @@ def test_fuzz_knn_mia_features(data):
         assert not np.isnan(f[:, :3]).any() and (f[:, :2] >= 0).all()
 
 
+@succeeds_sometimes
 @settings(max_examples=N_MERGE, **SETTINGS)
 @given(st.data())
 def test_fuzz_merge_kneighbors(data):

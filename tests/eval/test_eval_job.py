@@ -9,6 +9,9 @@ import pathlib
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from test_eval_readers import FORMATS, write_bank
 
 import unlearnkit.metrics as M
@@ -50,8 +53,13 @@ def reference(sets: dict, *, seed=0, knn_k=5, knn_queries=1000, kmeans_rows=100_
     out = {}
     for s in job.SETS:
         out[f"da_{s}"] = M.dimensional_alignment(x[s], x["retain"], center=center)
-    pi = job._sample(len(y["retain"]), probe_rows, seed, 1, "probe")
-    probe = job._fit_probe(x["retain"][pi], y["retain"][pi], job.Config())
+    # the probe, built here: standardised logistic regression (300 iterations, the default
+    # probe_max_iter) on the retain rows, or on the seeded sample of probe_rows of them the job draws
+    # (a numpy Generator seeded with [seed, 1 (retain), 2 (probe)], without replacement, sorted)
+    n_r = len(y["retain"])
+    pi = (np.arange(n_r) if n_r <= probe_rows else
+          np.sort(np.random.default_rng([seed, 1, 2]).choice(n_r, probe_rows, replace=False)))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(x["retain"][pi], y["retain"][pi])
     for s in job.SETS:
         out[f"lp_{s}"] = probe.score(x[s], y[s])
     for s in job.SETS:

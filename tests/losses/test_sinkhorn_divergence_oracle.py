@@ -107,3 +107,20 @@ def test_divergence_float32_close_to_the_oracle():
     got = SinkhornLoss(epsilon=0.1)(torch.from_numpy(x).float(), torch.from_numpy(y).float())
     assert got.dtype == torch.float32
     assert float(got) == pytest.approx(want, rel=1e-4)
+
+
+def test_divergence_gradients_equal_finite_differences_of_the_oracle():
+    # d S / d a along a zero-sum direction (the weights are renormalised inside) and d S / d x along a
+    # random direction, against central differences of the POT-assembled value
+    x, y, a, b = _clouds(8, 12, 9, 2, weighted=True)
+    eps, h = 0.3, 1e-5
+    xt, at = torch.from_numpy(x).requires_grad_(), torch.from_numpy(a).requires_grad_()
+    SinkhornLoss(epsilon=eps, tol=1e-13, max_iter=100_000)(xt, torch.from_numpy(y), at, torch.from_numpy(b)).backward()
+    rng = np.random.default_rng(9)
+    da = rng.normal(size=a.shape)
+    da -= da.mean()
+    dx = rng.normal(size=x.shape)
+    fd_a = (divergence_oracle(x, y, a + h * da, b, eps) - divergence_oracle(x, y, a - h * da, b, eps)) / (2 * h)
+    fd_x = (divergence_oracle(x + h * dx, y, a, b, eps) - divergence_oracle(x - h * dx, y, a, b, eps)) / (2 * h)
+    assert float(at.grad @ torch.from_numpy(da)) == pytest.approx(fd_a, rel=1e-5, abs=1e-8)
+    assert float((xt.grad * torch.from_numpy(dx)).sum()) == pytest.approx(fd_x, rel=1e-5, abs=1e-8)
