@@ -10,7 +10,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 PY310  ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) $(shell command -v python3.10 2>/dev/null))
 VENV310 := .venv310
 
-.PHONY: setup setup-py310 lint demo test test-rust test-python bench fashion-data wheel docs clean
+.PHONY: setup setup-py310 lint demo test test-rust test-python mutants bench fashion-data wheel docs clean
 
 # Dependencies change rarely: install them once per pyproject.toml. torch is a few GB, and pip's
 # cache serves it again on the next fresh venv.
@@ -61,6 +61,11 @@ test-rust:
 
 test-python:
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# The mutation check (scripts/mutants.py): named bugs applied to a temporary copy of the package, each
+# of which its tests must catch; the table of mutants and verdicts. Not part of `make test` (about 25 min).
+mutants: setup
+	$(BIN)/python scripts/mutants.py
 
 bench: setup fashion-data
 	$(PYTHON) scripts/list_deps.py bench > $(VENV)/requirements-bench.txt
