@@ -16,11 +16,11 @@
 //!   (exact f64 distance, index), so a chunk's result equals one search of the whole chunk.
 //!
 //! The probe: `StandardScaler` then a linear model, as scikit-learn predicts it
-//! (s = (x - mean) / scale in the feature precision, then s W^T + b). The class is decided from
-//! the exact logits (f64 sums of exact products); a row whose top two logits are closer than a
-//! bound on the rounding of a float sum of d terms (2 (d + 2) u sum |s_j w_j|, u of the feature
-//! precision) is reported as ambiguous (-1), for the caller to ask scikit-learn itself, so the
-//! classes equal scikit-learn's whatever its summation order.
+//! (s = (x - mean) / scale in the feature precision, then s W^T + b, by the engine's GEMM). A
+//! row whose top two logits are closer than twice the bound on the rounding of two float sums
+//! of d terms (ours and scikit-learn's, each within (d + 2) u |s| |w_c| whatever the order of
+//! summation, u of the feature precision, with a safety factor 2) is reported as ambiguous
+//! (-1), for the caller to ask scikit-learn itself, so the classes equal scikit-learn's.
 
 use crate::distance::sq_dist_f64;
 use crate::error::{CoreError, CoreResult};
@@ -156,52 +156,78 @@ struct TileOut {
     da_zero: u64,
 }
 
+/// `s = (x - mean) / scale` row by row in `T` (as scikit-learn's `StandardScaler` in the
+/// features' dtype) and the Euclidean norm of each scaled row.
 #[inline(always)]
-fn probe_rows_impl<T: Real>(rows: &[T], d: usize, p: &Probe<T>, s: &mut [T], out: &mut [i32]) {
-    let c = p.intercept.len();
-    let u = 2.0 * (d as f64 + 2.0) * T::UNIT_ROUNDOFF;
-    let mut logit = [0f64; 64];
-    let mut err = [0f64; 64];
-    for (row, o) in rows.chunks_exact(d).zip(out.iter_mut()) {
+fn scale_rows_impl<T: Real>(
+    rows: &[T],
+    d: usize,
+    mean: &[T],
+    scale: &[T],
+    s: &mut [T],
+    norms: &mut [f64],
+) {
+    for ((row, si), nrm) in rows
+        .chunks_exact(d)
+        .zip(s.chunks_exact_mut(d))
+        .zip(norms.iter_mut())
+    {
+        let mut acc = T::ZERO;
         for j in 0..d {
-            s[j] = (row[j] - p.mean[j]) / p.scale[j];
+            let v = (row[j] - mean[j]) / scale[j];
+            si[j] = v;
+            acc = acc + v * v;
         }
+        *nrm = acc.to_f64().sqrt();
+    }
+}
+
+dispatch! {
+    fn scale_rows<T: Real>(rows: &[T], d: usize, mean: &[T], scale: &[T], s: &mut [T], norms: &mut [f64]) => scale_rows_impl
+}
+
+/// The probe's class of `r` rows: scaled rows times the coefficients by the engine's GEMM,
+/// then, per row, the top logit unless another one is within the rounding bound of the two
+/// sums (ours and scikit-learn's, each within (d + 2) u (|s| |w_c| + |b_c|) of the exact value,
+/// whatever the order of summation; a safety factor 2 on top): then -1.
+fn tile_probe<T: Real>(
+    tile: &[T],
+    r: usize,
+    d: usize,
+    p: &Probe<T>,
+    wnorm: &[f64],
+    out: &mut [i32],
+) {
+    let c = p.intercept.len();
+    let mut s = vec![T::ZERO; r * d];
+    let mut snorm = vec![0f64; r];
+    scale_rows(tile, d, &p.mean, &p.scale, &mut s, &mut snorm);
+    let mut logits = vec![T::ZERO; r * c];
+    gemm_abt(r, c, d, &s, &p.coef, &mut logits, c);
+    let g = 2.0 * 2.0 * (d as f64 + 2.0) * T::UNIT_ROUNDOFF;
+    let mut l = vec![0f64; c];
+    let mut e = vec![0f64; c];
+    for ((o, lg), &sn) in out.iter_mut().zip(logits.chunks_exact(c)).zip(&snorm) {
         for cl in 0..c {
-            let w = &p.coef[cl * d..(cl + 1) * d];
-            let mut acc = [0f64; 8];
-            let mut abs = [0f64; 8];
-            let (mut sc, mut wc) = (s[..d].chunks_exact(8), w.chunks_exact(8));
-            for (a, b) in (&mut sc).zip(&mut wc) {
-                for t in 0..8 {
-                    let v = a[t].to_f64() * b[t].to_f64();
-                    acc[t] += v;
-                    abs[t] += v.abs();
-                }
-            }
-            let (mut tot, mut tabs) = (0f64, 0f64);
-            for (a, b) in sc.remainder().iter().zip(wc.remainder()) {
-                let v = a.to_f64() * b.to_f64();
-                tot += v;
-                tabs += v.abs();
-            }
             let b = p.intercept[cl].to_f64();
-            logit[cl] = tot + acc.iter().sum::<f64>() + b;
-            err[cl] = u * (tabs + abs.iter().sum::<f64>() + b.abs()) + f64::MIN_POSITIVE;
+            l[cl] = lg[cl].to_f64() + b;
+            // the sum's bound plus the rounding of the logit itself (in T), with margin
+            e[cl] = g * (sn * wnorm[cl] + b.abs() + l[cl].abs()) + f64::MIN_POSITIVE;
         }
         *o = if c == 1 {
-            if logit[0].abs() <= err[0] {
+            if l[0].abs() <= 2.0 * e[0] {
                 -1
             } else {
-                (logit[0] > 0.0) as i32
+                (l[0] > 0.0) as i32
             }
         } else {
             let mut top = 0;
             for cl in 1..c {
-                if logit[cl] > logit[top] {
+                if l[cl] > l[top] {
                     top = cl;
                 }
             }
-            let clear = (0..c).all(|cl| cl == top || logit[top] - logit[cl] > err[top] + err[cl]);
+            let clear = (0..c).all(|cl| cl == top || l[top] - l[cl] > 2.0 * (e[top] + e[cl]));
             if clear {
                 top as i32
             } else {
@@ -209,10 +235,6 @@ fn probe_rows_impl<T: Real>(rows: &[T], d: usize, p: &Probe<T>, s: &mut [T], out
             }
         };
     }
-}
-
-dispatch! {
-    fn probe_rows<T: Real>(rows: &[T], d: usize, p: &Probe<T>, s: &mut [T], out: &mut [i32]) => probe_rows_impl
 }
 
 #[inline(always)]
@@ -364,6 +386,17 @@ pub fn eval_chunk<T: Real>(
     let slab_rows = ((SLAB_BYTES / (d * std::mem::size_of::<T>())) / TILE_ROWS).max(1) * TILE_ROWS;
     let mut buf = vec![T::ZERO; slab_rows.min(n.max(1)) * d];
     let mut moments: Option<Moments> = None;
+    let wnorm: Vec<f64> = job.probe.map_or(Vec::new(), |p| {
+        p.coef
+            .chunks_exact(d)
+            .map(|w| {
+                w.iter()
+                    .map(|v| v.to_f64() * v.to_f64())
+                    .sum::<f64>()
+                    .sqrt()
+            })
+            .collect()
+    });
     for s0 in (0..n).step_by(slab_rows) {
         let rows = slab_rows.min(n - s0);
         let slab = &mut buf[..rows * d];
@@ -395,9 +428,8 @@ pub fn eval_chunk<T: Real>(
                     t.moments = Some(tile_moments(tile, r, d));
                 }
                 if let Some(p) = job.probe {
-                    let mut s = vec![T::ZERO; d];
                     t.probe = vec![0; r];
-                    probe_rows(tile, d, p, &mut s, &mut t.probe);
+                    tile_probe(tile, r, d, p, &wnorm, &mut t.probe);
                 }
                 if let Some(c) = job.centroids {
                     t.assign = vec![0; r];

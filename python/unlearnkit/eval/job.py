@@ -278,10 +278,14 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex_, stages: _Sta
         if len(np.unique(yp)) < 2:
             raise ValueError(f"{banks['retain'].name}: the linear probe needs at least two classes in the retain "
                              f"bank, got {np.unique(yp).tolist()}")
-        probe = _fit_probe(xp, yp, cfg)
+        # the probe (scikit-learn, one BLAS thread) trains in a thread while the engine fits the
+        # k-means models on the other core; neither result depends on the other or on the timing
+        import concurrent.futures
+
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="unlearnkit-eval-probe")
+        probe_future = pool.submit(_fit_probe, xp, yp, cfg)
         details["probe"] = {"train_rows": int(len(yp)), "sampled": bool(len(yp) < n["retain"])}
         del xp, yp
-        bar.update()
 
         centroids, tables, km_info = {}, {}, {}
         for s in SETS:
@@ -305,6 +309,11 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex_, stages: _Sta
                 centroids[s] = np.ascontiguousarray(km.centroids, dtype=banks[s].compute_dtype)
             bar.update()
         details["kmeans"] = km_info
+        try:
+            probe = probe_future.result()
+        finally:
+            pool.shutdown(wait=True)
+        bar.update()
 
         queries = {s: rows_of(s, "knn") for s in SETS}
         details["knn"] = {"k": cfg.knn_k, "queries": {s: int(len(queries[s][1])) for s in SETS}}

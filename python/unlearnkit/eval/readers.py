@@ -204,9 +204,10 @@ class _RawArray:
     """An array of ``shape`` and ``dtype`` stored at byte ``offset`` of ``path``, in C order (or
     Fortran order when ``fortran``).
 
-    ``rows(start, stop)`` maps just that window (C order), or the span from the window's first
-    element in column 0 to its last in the last column (Fortran order, of which only the window's
-    pages are touched), copies the rows out in C order and unmaps. bfloat16 is read as uint16 and
+    ``rows(start, stop)`` reads just that window (C order: one ``readinto`` of its byte range),
+    or maps the span from the window's first element in column 0 to its last in the last column
+    (Fortran order, of which only the window's pages are touched), copies the rows out in C
+    order and unmaps. bfloat16 is read as uint16 and
     widened to float32 by ``upcast``.
     """
 
@@ -231,18 +232,20 @@ class _RawArray:
             return np.empty(shape, self.storage)
         if self.fortran:
             return self._fortran_rows(start, stop)
+        # C order: the window is one byte range, read straight into the chunk (one copy from the
+        # page cache, the GIL released, nothing mapped that would count as resident afterwards)
         begin = self.offset + start * self.row_bytes
-        length = n * self.row_bytes
-        aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
-        with open(self.path, "rb") as fh:
-            mm = mmap.mmap(fh.fileno(), length + (begin - aligned), access=mmap.ACCESS_READ, offset=aligned)
-        try:
-            view = np.frombuffer(mm, dtype=self.storage, count=length // self.storage.itemsize,
-                                 offset=begin - aligned)
-            out = view.reshape(shape).copy()
-            del view
-        finally:
-            mm.close()
+        out = np.empty(shape, self.storage)
+        buf = memoryview(out).cast("B")
+        with open(self.path, "rb", buffering=0) as fh:
+            fh.seek(begin)
+            got = 0
+            while got < len(buf):
+                k = fh.readinto(buf[got:])
+                if not k:
+                    raise ValueError(f"{self.name}: {self.path} ended inside rows {start}..{stop - 1} (truncated "
+                                     f"while being read?)")
+                got += k
         return out
 
     def _fortran_rows(self, start: int, stop: int) -> np.ndarray:
