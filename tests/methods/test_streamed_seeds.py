@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from unlearnkit.data import LoaderSource, load_digits
 from unlearnkit.methods import get_method
+from unlearnkit.methods._contract import SAMPLE_SIZE
 from unlearnkit.models import build_model
 from unlearnkit.training import TrainConfig, fit
 
@@ -102,7 +103,8 @@ def test_streamed_is_bit_identical_to_tensors_and_never_materialised(setup, name
 def test_muda_reads_exactly_its_passes_bank_and_probe(setup):
     """Hand count: MUDA reads D_f once per forget phase, D_r only through its retain cycle (recover
     steps), the bank and the probe subsamples, each item once; plus the one item each source
-    reads when built (to check its format). Materialising either set would add a whole pass."""
+    reads when built (to check its format) and the sample of each set the call's contract check
+    reads (``_contract.SAMPLE_SIZE`` items). Materialising either set would add a whole pass."""
     model, parts = setup
     (xf, yf), (xr, yr) = parts["forget"], parts["retain"]
     n_f, n_r = len(yf), len(yr)  # 40, 260
@@ -114,8 +116,8 @@ def test_muda_reads_exactly_its_passes_bank_and_probe(setup):
     forget_steps = -(-n_f // 20)  # 2
     recover = 2 * int(3.0 * forget_steps) * 20  # 12 retain batches of 20 = 240 items, within one pass of 260
     assert recover <= n_r
-    assert forget.reads == 1 + 2 * n_f
-    assert retain.reads == 1 + 50 + recover
+    assert forget.reads == 1 + SAMPLE_SIZE + 2 * n_f
+    assert retain.reads == 1 + SAMPLE_SIZE + 50 + recover
 
 
 @pytest.mark.parametrize("name", list(CASES))

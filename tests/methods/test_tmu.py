@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
 
+from unlearnkit._validation import params_dict
 from unlearnkit.bench.recipes import method_recipe
 from unlearnkit.data import fashion_mnist_available, make_split
 from unlearnkit.methods import METHODS, TMU, get_method
@@ -334,10 +335,34 @@ def test_forget_accuracy_moves_to_gold_and_test_accuracy_stays(tmu_run):
            (("original", original), ("gold", gold), ("tmu", out))}
     hard = method.last_details["forget_hard"]
     print(f"\n{DATASET}: (forget, test) accuracy {acc}; {int(hard.sum())} of {len(hard)} predicted hard")
-    assert abs(acc["tmu"][0] - acc["gold"][0]) < abs(acc["original"][0] - acc["gold"][0])
+    gap_tmu, gap_original = abs(acc["tmu"][0] - acc["gold"][0]), abs(acc["original"][0] - acc["gold"][0])
+    # digits: the original classifies every forget sample, the gold model 2 of 144 fewer, and the
+    # predictor marks none hard, so TMU can only keep the gap there (measured: it does)
+    assert gap_tmu < gap_original if FASHION else gap_tmu <= gap_original
     assert acc["tmu"][1] >= acc["original"][1] - 0.03
-    # The mechanism: accuracy falls on the predicted-hard forget samples, not on the predicted-easy ones.
-    if hard.any():
+    # The mechanism: accuracy falls on the forget samples marked hard, not on those marked easy. The
+    # recipe's predictor marks some hard on Fashion-MNIST (41 of 600 measured), none on digits (its
+    # twin set holds a handful of hard samples), so the mechanism is checked unconditionally on the
+    # fine-tuning step given a fixed mask (every fourth forget sample hard), then on the run's own mask.
+    forced = torch.arange(len(yf)) % 4 == 0
+    ctx = Context("tmu", torch.device("cpu"), 0, [])
+    fixed = copy.deepcopy(original)
+    xr, yr = split.retain.tensors
+    fast = TMU(**{**params_dict(method.params), "lr": 0.05})
+    fast._finetune(fixed, UnlearnData(xf, yf, xr, yr, None, None, split.data.num_classes), forced, ctx)
+
+    def loss(m, mask):
+        return float(F.cross_entropy(predict(m, xf[mask]), yf[mask]))
+
+    print(f"\nforced mask: forget loss on hard {loss(original, forced):.3f} -> {loss(fixed, forced):.3f}, on easy "
+          f"{loss(original, ~forced):.3f} -> {loss(fixed, ~forced):.3f}; accuracy on hard "
+          f"{_acc(original, xf[forced], yf[forced]):.3f} -> {_acc(fixed, xf[forced], yf[forced]):.3f}")
+    # measured on Fashion-MNIST: loss on hard +0.085, on easy +0.033 (the noise); accuracy on hard -6.7 points
+    assert loss(fixed, forced) - loss(original, forced) > 1.5 * max(loss(fixed, ~forced) - loss(original, ~forced), 0.01)
+    assert _acc(fixed, xf[forced], yf[forced]) < _acc(original, xf[forced], yf[forced]) - 0.02
+    assert _acc(fixed, xf[~forced], yf[~forced]) >= _acc(original, xf[~forced], yf[~forced]) - 0.05
+    if FASHION:
+        assert hard.any()
         assert _acc(out, xf[hard], yf[hard]) < _acc(original, xf[hard], yf[hard])
     assert _acc(out, xf[~hard], yf[~hard]) >= _acc(original, xf[~hard], yf[~hard]) - 0.05
     # The twin set is not part of evaluation.
@@ -347,18 +372,26 @@ def test_forget_accuracy_moves_to_gold_and_test_accuracy_stays(tmu_run):
 def test_logs_each_phase_and_keeps_the_original(tmu_run):
     split, original, _, method, out, events = tmu_run
     phases = [e.phase for e in events]
-    assert {"twin", "curriculum", "features", "predictor", "split", "unlearn"} <= set(phases)
+    assert {"twin_check", "curriculum", "features", "predictor", "split", "unlearn"} <= set(phases)
     for phase in set(phases) - {"twin", "twin_check"}:
         steps = [e for e in events if e.phase == phase]
         assert [e.step for e in steps] == list(range(1, len(steps) + 1)) and steps[-1].total == len(steps)
     # the twin is fine-tuned one epoch at a time until it memorises D_twin (then it stops early):
-    # twin_check logs epochs 0 (before) .. n, and each epoch's "twin" steps count 1 .. batches
-    checks = [e.step for e in events if e.phase == "twin_check"]
-    assert checks == list(range(len(checks))) and len(checks) - 1 == method.twin_check["epochs"]
+    # twin_check logs epochs 0 (before) .. n, and each epoch's "twin" steps count 1 .. batches. On
+    # some machines the twin already matches at epoch 0 and no twin step runs: the logged decision
+    # is what is asserted, whichever epoch it falls on.
+    p = method.params
+    checks = [e for e in events if e.phase == "twin_check"]
+    n_epochs = method.twin_check["epochs"]
+    assert [e.step for e in checks] == list(range(len(checks))) and len(checks) - 1 == n_epochs
+    reached = [c.logs["twin_acc_twin"] >= c.logs["orig_acc_forget"] - p.twin_tolerance for c in checks]
+    assert not any(reached[:-1])  # it stopped at the first check that reached the target...
+    assert reached[-1] or n_epochs == p.twin_epochs  # ...or when its epochs ran out
     twin = [e for e in events if e.phase == "twin"]
-    per_epoch = twin[0].total
-    assert len(twin) == per_epoch * method.twin_check["epochs"]
-    assert [e.step for e in twin] == list(range(1, per_epoch + 1)) * method.twin_check["epochs"]
+    per_epoch = math.ceil((len(split.retain_idx) + len(split.forget_idx) + len(split.heldout_idx)) / p.twin_batch_size)
+    assert len(twin) == per_epoch * n_epochs
+    assert [e.step for e in twin] == list(range(1, per_epoch + 1)) * n_epochs
+    assert all(e.total == per_epoch for e in twin)
     assert all(e.source == "tmu" and all(np.isfinite(v) for v in e.logs.values()) for e in events)
     split_log = next(e.logs for e in events if e.phase == "split")
     assert split_log["forget_hard"] == int(method.last_details["forget_hard"].sum())

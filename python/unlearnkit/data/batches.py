@@ -29,8 +29,8 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 from torch.utils.data.dataloader import default_collate
 
-__all__ = ["Batch", "BatchSource", "LoaderSource", "TensorSource", "as_source", "concat_sources", "cycle_batches",
-           "iterate_batches",
+__all__ = ["Batch", "BatchSource", "LoaderSource", "TensorSource", "as_source", "check_subset_indices", "concat_sources",
+           "cycle_batches", "iterate_batches",
            "IMAGE_KEYS", "LABEL_KEYS"]
 
 #: dict keys tried, in order, for the input and the label of a dict item
@@ -485,6 +485,8 @@ def as_source(data, name: str = "dataset", *, keys: tuple[str, str] | None = Non
         if isinstance(inner, IterableDataset):
             raise TypeError(f"{name}: expected a DataLoader over a map-style Dataset (a seeded order needs positions), "
                             f"got one over {type(inner).__name__}")
+        if isinstance(inner, Subset):
+            check_subset_indices(inner, name)
         kw = {} if num_workers is None else {"num_workers": num_workers}
         return LoaderSource.from_loader(data, name=name, keys=keys, transform=transform, **kw)
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
@@ -493,6 +495,8 @@ def as_source(data, name: str = "dataset", *, keys: tuple[str, str] | None = Non
         if len(data.tensors) < 2:
             raise ValueError(f"{name}: expected a TensorDataset of (x, y), got {len(data.tensors)} tensor(s)")
         return TensorSource(data.tensors[0], data.tensors[1], name=name, transform=transform)
+    if isinstance(data, Subset):
+        check_subset_indices(data, name)
     if isinstance(data, Subset) and isinstance(data.dataset, TensorDataset):
         idx = torch.as_tensor(data.indices, dtype=torch.int64)
         t = data.dataset.tensors
@@ -502,6 +506,24 @@ def as_source(data, name: str = "dataset", *, keys: tuple[str, str] | None = Non
         return LoaderSource(data, keys=keys, num_workers=num_workers or 0, name=name, transform=transform)
     raise TypeError(f"{name}: expected a torch Dataset, a DataLoader, a BatchSource or an (x, y) tuple of tensors, "
                     f"got {type(data).__name__}")
+
+
+def check_subset_indices(data: Subset, name: str) -> None:
+    """Every level of a (possibly nested) ``Subset``: integer indices in [0, len(its dataset)).
+    Checked when a source is made, so that a bad index is named before any work instead of
+    surfacing as a raw IndexError from the first batch that reaches it. O(n), reads no item."""
+    level = data
+    while isinstance(level, Subset):
+        idx = np.asarray(level.indices.cpu() if isinstance(level.indices, torch.Tensor) else level.indices)
+        n = len(level.dataset)
+        if idx.size and idx.dtype.kind not in "iu":
+            raise TypeError(f"{name}: expected integer Subset indices, got dtype {idx.dtype}")
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            bad = idx[(idx < 0) | (idx >= n)]
+            raise ValueError(f"{name}: expected Subset indices in [0, {n}) (the length of the dataset it draws "
+                             f"from), got {bad.size} out of range, e.g. {int(bad[0])} (indices from {int(idx.min())} "
+                             f"to {int(idx.max())})")
+        level = level.dataset
 
 
 def _tensor_backed(ds) -> bool:

@@ -22,6 +22,7 @@ from ..data.batches import BatchSource, TensorSource, as_source
 from ..models.wrap import ensure_feature_classifier
 from ..progress import Callback, StepEvent, emit
 from ..training import Precision, as_precision, model_device
+from ._contract import check_call, check_result, check_seed
 from ._stop import ValMatch, stop_enabled
 
 METHODS: dict[str, type["Method"]] = {}
@@ -110,7 +111,7 @@ class Context:
         self.callbacks = list(callbacks)
         self.history: list[StepEvent] = []
         self.amp = as_precision(precision, device)
-        self.stopper = None  # the held-out stopping rule (methods._stop.ValMatch) when params.stop asks for it
+        self.stopper: ValMatch | None = None  # the held-out stopping rule (methods._stop.ValMatch) when params.stop asks for it
 
     def stop_check(self, model: nn.Module) -> bool:
         """Called by an iterative method after each step of its unlearning loop: True when the
@@ -209,9 +210,23 @@ class Method(ABC):
             precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (autocast; fp16 with a GradScaler).
             compile: ``torch.compile`` the model's forward for this call (True, or a backend name).
             channels_last: hand conv nets channels-last weights and batches; default: on CUDA only.
+
+        Raises (before any work; ``unlearnkit.methods._contract`` lists every check and its cost):
+            TypeError / ValueError: naming the argument: a seed that is not a non-negative integer;
+                a model that is not float32, spans devices, holds NaN weights, returns a tuple/dict
+                (use ``unlearnkit.models.wrap(model, head=...)``), probabilities (a softmax after the
+                head) or an output its ``head(features(x))`` does not reproduce; inputs outside [0, 1]
+                for a model that takes [0, 1] images (0-255 or normalised images), or not float32;
+                forget / retain / test / heldout sharing samples, or forget / retain holding one
+                twice, where positions are known (Subsets of one dataset, views of one tensor);
+                Subset indices out of range.
+            unlearnkit.methods._contract.DivergedError (a ValueError and a FloatingPointError),
+                after the work: the result holds NaN/Inf weights or gives NaN/+Inf outputs; the
+                message names the method, its learning rate and the input range seen.
         """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        seed = check_seed(seed)
         src = {"forget": as_source(forget, "forget"), "retain": as_source(retain, "retain"),
                "test": as_source(test, "test") if test is not None else None,
                "heldout": as_source(heldout, "heldout") if heldout is not None else None}
@@ -221,20 +236,21 @@ class Method(ABC):
         labels = {k: s.labels() for k, s in src.items() if s is not None}
         device = model_device(model)
         model, wrapped = ensure_feature_classifier(model)  # before the copy: a bad model fails fast
-        if not inplace:
-            model = copy.deepcopy(model)
-        num_classes = getattr(model, "num_classes", None)
-        if not num_classes:  # a duck-typed model that does not say: the labels do
-            num_classes = max(int((y if y is not None else s.tensors()[1]).max()) + 1
-                              for y, s in ((labels.get(k), v) for k, v in src.items()) if s is not None)
-        for name, y in labels.items():
-            if y is not None and (y.min() < 0 or y.max() >= num_classes):
-                raise ValueError(f"{name}: expected labels in [0, {num_classes}) (the model's classes), "
-                                 f"got labels from {int(y.min())} to {int(y.max())}")
         shapes = {k: _item_shape(src[k]) for k in ("forget", "retain")}  # type: ignore[arg-type]
         if shapes["forget"] != shapes["retain"]:
             raise ValueError(f"retain: expected images of the forget set's shape {shapes['forget']}, "
                              f"got {shapes['retain']}")
+        # the contract (methods/_contract.py): model, dtypes, devices, input range, overlaps, on samples
+        probe = check_call(model, src, {"forget": forget, "retain": retain, "test": test, "heldout": heldout},
+                           num_classes=getattr(model, "num_classes", None), auto_wrapped=wrapped)
+        # a duck-typed model that does not say its class count: its output width does
+        num_classes = getattr(model, "num_classes", None) or probe.classes
+        for name, y in labels.items():
+            if y is not None and (y.min() < 0 or y.max() >= num_classes):
+                raise ValueError(f"{name}: expected labels in [0, {num_classes}) (the model's classes), "
+                                 f"got labels from {int(y.min())} to {int(y.max())}")
+        if not inplace:
+            model = copy.deepcopy(model)
         if channels_last is None:
             channels_last = device.type == "cuda"
         if channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules()):
@@ -262,6 +278,7 @@ class Method(ABC):
         self.last_history = ctx.history
         if compile:  # hand back a plain module (the compiled call wrapper is this call's)
             model._compiled_call_impl = None
+        check_result(self.name, model, probe, getattr(self.params, "lr", None))  # NaN/Inf: DivergedError
         model.eval()
         return model.model if wrapped else model  # type: ignore[return-value]
 

@@ -19,7 +19,10 @@ How the split is found:
 
 Invariants checked at run time: the head module must produce the model's output (the hook
 sees the very tensor the model returns; a layer after the head, e.g. a softmax, is an error), and
-its input must be (N, d) features. Inputs stay in the model's own units: pass ``mean`` / ``std``
+its input must be (N, d) features. A model that returns a tuple or dict (``(logits, aux)``, a
+Hugging Face ``ModelOutput``) holding the head's output: the view ``wrap`` returns gives that
+output alone (``view(x)`` is the head's output); the view ``Method.unlearn`` makes by itself does
+not guess, and the call's contract check asks for ``wrap(model, head=...)``. Inputs stay in the model's own units: pass ``mean`` / ``std``
 when the model expects normalised input, and the view normalises [0, 1] images itself, so that
 pixel-unit step sizes (DLFD, TMU, Boundary Shrink) keep their meaning.
 """
@@ -84,6 +87,9 @@ class WrappedClassifier(FeatureClassifier):
         # a plain attribute (not a submodule): the head's parameters are registered once, under model.
         object.__setattr__(self, "_head_module", head_module)
         self.feature_dim = feature_dim
+        #: when the model returns a tuple / dict holding the head's output, ``view(x)`` is that output
+        #: (set by ``wrap``; False for the view ``ensure_feature_classifier`` makes on its own)
+        self.unpack = True
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_channels is not None and (x.dim() != 4 or x.shape[1] != self.in_channels):
@@ -114,7 +120,7 @@ class WrappedClassifier(FeatureClassifier):
         if "z" not in seen:
             raise ValueError(f"head: expected module {self.head_name!r} to be called by the model's forward, "
                              "but it was not; name the final layer the forward uses")
-        if out is not seen["out"]:
+        if out is not seen["out"] and not (self.unpack and _holds(out, seen["out"])):
             raise ValueError(f"head: expected {self.head_name!r} to be the model's last layer (model(x) is its output), "
                              "but the model changes its output afterwards; name the final layer, or wrap the part "
                              "before that change")
@@ -130,10 +136,33 @@ class WrappedClassifier(FeatureClassifier):
         return self._head_module(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self._prepare(x))
+        x = self._prepare(x)
+        if self._timm or not self.unpack:
+            return self.model(x)
+        seen: dict = {}
+
+        def hook(_m, _args, out):
+            seen["out"] = out
+
+        handle = self._head_module.register_forward_hook(hook)
+        try:
+            out = self.model(x)
+        finally:
+            handle.remove()
+        # a model returning (logits, ...) or {"logits": ...}: the head's output, which is among them
+        if not isinstance(out, torch.Tensor) and "out" in seen and _holds(out, seen["out"]):
+            return seen["out"]
+        return out
 
     def extra_repr(self) -> str:
         return f"head={self.head_name!r}, num_classes={self.num_classes}, normalise={self.normalise}"
+
+
+def _holds(out, t) -> bool:
+    """Whether a tuple / list / dict output holds the tensor ``t`` itself (one level deep)."""
+    if isinstance(out, dict):
+        return any(v is t for v in out.values())
+    return isinstance(out, (tuple, list)) and any(v is t for v in out)
 
 
 def wrap(model: nn.Module, *, head: str | None = None, mean=None, std=None,
@@ -216,7 +245,10 @@ def ensure_feature_classifier(model, *, num_classes: int | None = None, name: st
     if is_feature_classifier(model):
         return model, False
     try:
-        return wrap(model, num_classes=num_classes), True
+        view = wrap(model, num_classes=num_classes)
+        # found on its own: a tuple / dict output is not unpacked (the user names the logits' layer)
+        view.unpack = False  # type: ignore[union-attr]
+        return view, True
     except ValueError as e:
         raise TypeError(f"{name}: expected a classifier exposing features(x) and head(z) (an "
                         f"unlearnkit.models.FeatureClassifier), or one whose final layer can be found; got "
