@@ -14,7 +14,7 @@ from unlearnkit.methods import METHODS, get_method
 
 def test_original_memorises_and_gold_does_not(digits_models):
     split, original, gold = digits_models
-    assert _acc(original, split.forget) == 1.0
+    assert _acc(original, split.forget) >= 0.99  # memorised (measured: all 144; a sample may flip elsewhere)
     assert _loss(gold, split.forget) > 2 * _loss(original, split.forget)
 
 

@@ -182,7 +182,7 @@ def test_unsir_random_forgetting_moves_forget_loss_and_keeps_retain(run):
 def test_unsir_removes_a_class(class_split, run):
     # (a gold model for a removed class has forget accuracy 0 by construction)
     split, original, gold, out = run("unsir", split=class_split, scenario="class-3")
-    assert _acc(original, split.forget) == 1.0
+    assert _acc(original, split.forget) >= 0.99  # memorised (measured: all of it; a sample may flip elsewhere)
     assert _acc(out, split.forget) <= 0.05
     assert _acc(out, split.retain) >= 0.95
 
