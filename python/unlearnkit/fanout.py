@@ -74,10 +74,7 @@ def _auth_refused(address: str) -> str | None:
         from ray.exceptions import AuthenticationError
     except ImportError:  # a Ray without token authentication (before 2.5x)
         return None
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()  # a dead address would hang the probe
-    except (OSError, ValueError):
+    if not _reachable(address):  # a dead address would hang the probe for 40 s
         return None
     try:
         GcsClient(address=address)  # connects and asks for the cluster id: refused at once without a valid token
@@ -130,17 +127,33 @@ def _check_auth(address: str, argname: str) -> None:
                      f"refused the token from {source} (not the cluster's token?); {AUTH_HELP}")
 
 
-def _running_cluster(ray) -> str | None:
-    """HOST:PORT of the Ray cluster this machine knows of (``RAY_ADDRESS``, the last one started with
-    ``ray start``, or any running one), or None."""
+def _reachable(address: str, timeout: float = 3.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _running_cluster(legacy_auto: bool) -> str | None:
+    """HOST:PORT of the Ray cluster this machine knows of, or None: ``RAY_ADDRESS``, else the last one
+    started with ``ray start`` (Ray's ``ray_current_cluster`` file, when something still listens
+    there); with ``legacy_auto`` (an explicit ``address="auto"``), else any running one, as Ray's
+    own ``"auto"`` does."""
     try:
         from ray._private.services import canonicalize_bootstrap_address
-
-        return canonicalize_bootstrap_address("auto")
+    except ImportError:  # pragma: no cover - a Ray that resolves addresses otherwise: let ray.init find it
+        return "auto" if legacy_auto else None
+    try:
+        found = canonicalize_bootstrap_address("auto" if legacy_auto else None)
     except ConnectionError:  # none found
         return None
-    except Exception:  # noqa: BLE001 - a Ray that resolves addresses otherwise: let ray.init find it
-        return "auto"
+    except Exception:  # noqa: BLE001 - an unreadable address file: as if none
+        return None
+    if found is None or (not legacy_auto and not _reachable(found)):
+        return None  # a stale ray_current_cluster of a cluster that is gone: start one instead
+    return found
 
 
 def start_ray(address: str | None = None, *, num_cpus: int | None = None, argname: str = "ray_address",
@@ -155,10 +168,12 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, argnam
               its own on this machine with ``num_cpus`` CPUs (None: every core), even when another
               Ray cluster runs here; when ``RAY_ADDRESS`` is set, the cluster it names is joined
               instead.
-            - ``"auto"`` in ``local`` joins the cluster this machine knows of (``RAY_ADDRESS``, the
-              last ``ray start``, or any running one) when there is one, else starts one of its own.
-            - Anything else (``"auto"`` not in ``local``, ``"HOST:PORT"``, ``"ray://..."``) joins
-              that running cluster.
+            - ``"auto"`` in ``local`` joins the cluster this machine knows of (``RAY_ADDRESS``, or
+              the last one started with ``ray start`` while it runs) when there is one, else starts
+              one of its own.
+            - Anything else joins that running cluster: ``"auto"`` not in ``local`` (Ray's meaning:
+              ``RAY_ADDRESS``, the last ``ray start``, else any Ray running on the machine),
+              ``"HOST:PORT"``, ``"ray://..."``.
 
             Joining never passes ``num_cpus`` (the cluster has its own). A cluster with token
             authentication is joined with the token found here (``RAY_AUTH_TOKEN``,
@@ -177,15 +192,14 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, argnam
     kwargs = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     join = address
     if address in local:
-        if address == "auto":
-            join = _running_cluster(ray)
-        else:
-            join = os.environ.get("RAY_ADDRESS", "").strip() or None
+        join = os.environ.get("RAY_ADDRESS", "").strip() or None  # named: joined whatever the caller's default
+        if join is None and address == "auto":
+            join = _running_cluster(legacy_auto=False)
     try:
         if join is None:
             ray.init(address="local", num_cpus=num_cpus, **kwargs)  # an instance of its own
         else:
-            target = _running_cluster(ray) if join == "auto" else join
+            target = _running_cluster(legacy_auto=True) if join == "auto" else join
             if target is None:
                 raise ConnectionError("no running Ray cluster was found on this machine (start one with `ray start "
                                       "--head`, or set RAY_ADDRESS)")
