@@ -1,7 +1,9 @@
 """Plots of a report: where a person would rather look than read.
 
 - ``embedding.png``: 2-D UMAP of penultimate features (retain grey, forget red), one panel per
-  model: forget samples of a good method sit where the gold model puts them.
+  model: forget samples of a good method sit where the gold model puts them. Drawn only for units
+  that carry a feature sample: a run with ``features=False`` (``--no-features``) keeps none, so
+  it draws no embedding (the UMAP fit was most of such a run's time).
 - ``loss_hist.png``: per model, the histograms of per-sample loss on forget vs test samples; the
   closer the two, the less a loss-based attack can tell forget samples from unseen ones.
 - ``gaps.png``: average gap to gold per method (mean and std over seeds).
