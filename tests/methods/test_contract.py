@@ -79,6 +79,9 @@ def test_diverged_neggrad_raises_naming_the_method_and_the_learning_rate(digits_
                                             r"input scale \(inputs seen from 0 to 1"):
         get_method("neggrad")(lr=10.0, epochs=3).unlearn(original, split.forget, split.retain)
     assert issubclass(DivergedError, ValueError) and issubclass(DivergedError, FloatingPointError)
+    clone = copy.deepcopy(original)
+    with pytest.raises(DivergedError, match=r"\(inplace=True: the model passed holds these weights now\)"):
+        get_method("neggrad")(lr=10.0, epochs=3).unlearn(clone, split.forget, split.retain, inplace=True)
     # the same method at its recipe's rate returns finite weights, as before
     out = get_method("neggrad")(lr=1e-3, epochs=3).unlearn(original, split.forget, split.retain)
     assert torch.isfinite(_params(out)).all()

@@ -256,7 +256,7 @@ def test_runner_warns_once_for_scenarios_a_paper_did_not_target():
 
     from unlearnkit.bench.runner import warn_untargeted
 
-    assert DLFD.targets == ("random",) and METHODS["tmu"].targets == ("random",)
+    assert DLFD.targets == ("random",) and METHODS["tmu"].targets == ("random", "class_partial")
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         warn_untargeted(("dlfd", "finetune", "dlfd", "tmu"), "class")

@@ -314,9 +314,9 @@ def check_call(model: nn.Module, sources: dict, raw: dict, *, num_classes: int |
     return Probe(x, input_range, unit, classes)
 
 
-def check_result(method: str, model: nn.Module, probe: Probe, lr=None) -> None:
+def check_result(method: str, model: nn.Module, probe: Probe, lr=None, *, inplace: bool = False) -> None:
     """Raises ``DivergedError`` when ``model`` (what ``method`` returned) holds NaN/Inf weights or
-    gives NaN/+Inf outputs on the probe batch."""
+    gives NaN/+Inf outputs on the probe batch (``inplace``: the message says the model passed was changed)."""
     bad = [n for n, t in _tensors(model) if t.device.type != "meta" and not torch.isfinite(t).all()]
     what = None
     if bad:
@@ -333,5 +333,6 @@ def check_result(method: str, model: nn.Module, probe: Probe, lr=None) -> None:
     rate = f"lower the learning rate (lr={lr})" if lr is not None else "lower the step sizes"
     scale = (f"inputs seen from {lo:.4g} to {hi:.4g}" + (", within the model's [0, 1]" if probe.unit_range else
                                                           "; a model trained on [0, 1] images diverges on 0-255 ones"))
-    raise DivergedError(f"model: expected finite weights and outputs after {method} unlearned it, got {what}: the "
-                        f"training diverged; {rate} or fewer epochs, or check the input scale ({scale})")
+    changed = " (inplace=True: the model passed holds these weights now)" if inplace else ""
+    raise DivergedError(f"model: expected finite weights and outputs after {method} unlearned it, got {what}{changed}: "
+                        f"the training diverged; {rate} or fewer epochs, or check the input scale ({scale})")

@@ -278,7 +278,7 @@ class Method(ABC):
         self.last_history = ctx.history
         if compile:  # hand back a plain module (the compiled call wrapper is this call's)
             model._compiled_call_impl = None
-        check_result(self.name, model, probe, getattr(self.params, "lr", None))  # NaN/Inf: DivergedError
+        check_result(self.name, model, probe, getattr(self.params, "lr", None), inplace=inplace)  # NaN/Inf: DivergedError
         model.eval()
         return model.model if wrapped else model  # type: ignore[return-value]
 
