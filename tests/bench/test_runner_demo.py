@@ -235,17 +235,17 @@ def test_bench_audit_columns_come_from_the_audits_pools(tmp_path):
     recipe.write_text('[datasets.digits]\nmodel = "small-cnn"\nmodel_kwargs = { channels = [8, 16] }\n'
                       'train = { epochs = 3, batch_size = 64, lr = 0.05 }\n'
                       '[datasets.digits.methods]\nfinetune = { epochs = 1 }\n')
-    cfg = RunConfig(dataset="digits", scenario="random-10", seeds=(0,), methods=("finetune",), features=False, audit=4)
+    cfg = RunConfig(dataset="digits", scenario="random-10", seeds=(0,), methods=("finetune",), features=False, audit=6)
     result = run(cfg, out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False, recipes=str(recipe))
     rows = {r["model"]: r for r in result["rows"]}
     assert {"original", "gold", "finetune"} <= set(rows)
     for name in ("original", "finetune", "gold"):
-        assert rows[name]["audit_k"] == (2 if name == "gold" else 4) and 0 <= rows[name]["audit_F"] <= 1, rows[name]
+        assert rows[name]["audit_k"] == (3 if name == "gold" else 6) and 0 <= rows[name]["audit_F"] <= 1, rows[name]
     # the oracle: the audit itself, on the same split, pools and hyper-parameters (all cached now)
     split = make_split(load_dataset("digits"), forget="random", fraction=0.1, seed=0, val_fraction=cfg.val_fraction)
     r = dataset_recipe("digits", str(recipe))
     cols, _ = bench_columns(split, model=r["model"], model_kwargs=r.get("model_kwargs", {}),
-                            train=TrainConfig(**r["train"]), k=4, cache_dir=str(tmp_path / "c"), executor="serial",
+                            train=TrainConfig(**r["train"]), k=6, cache_dir=str(tmp_path / "c"), executor="serial",
                             methods={"finetune": method_recipe("digits", "finetune", str(recipe), "random-10")},
                             progress=False)
     for name in ("original", "finetune", "gold"):
@@ -255,7 +255,7 @@ def test_bench_audit_columns_come_from_the_audits_pools(tmp_path):
     from unlearnkit.bench import write_report
     write_report(result, tmp_path / "o", plots=False)
     assert "Per-example audit" in report.read_text()
-    rc = main(["bench", "--audit", "3", "--methods", "finetune", "--out", str(tmp_path / "bad"), "--quiet",
+    rc = main(["bench", "--audit", "4", "--methods", "finetune", "--out", str(tmp_path / "bad"), "--quiet",
                "--cache-dir", str(tmp_path / "bad-cache")])
     assert rc == 2 and not (tmp_path / "bad-cache").exists()  # refused before any training
 

@@ -106,6 +106,7 @@ def validate(config, recipes: str | None = None) -> None:
     check_device(config.device)
     if config.precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision: expected one of ['fp32', 'bf16', 'fp16'], got {config.precision!r}")
-    if isinstance(config.audit, bool) or not isinstance(config.audit, int) or config.audit < 0 or 0 < config.audit < 4:
-        raise ValueError(f"audit: expected 0 (no audit) or a pool size K >= 4 (the retrained floor splits the pool "
-                         f"in halves of at least 2), got {config.audit!r}")
+    if isinstance(config.audit, bool) or not isinstance(config.audit, int) or config.audit < 0 or 0 < config.audit < 6:
+        raise ValueError(f"audit: expected 0 (no audit) or a pool size K >= 6 (the retrained floor splits the pool "
+                         f"in halves, and F needs 3 models per half: with 2 it is 0 by construction), "
+                         f"got {config.audit!r}")

@@ -171,7 +171,7 @@ def add_parser(sub) -> None:
     r.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="training and unlearning precision (autocast; fp16 with a GradScaler); default fp32")
     r.add_argument("--audit", type=int, default=0, metavar="K",
-                   help="add the per-example audit's columns from pools of K >= 4 models (0: no audit)")
+                   help="add the per-example audit's columns from pools of K >= 6 models (0: no audit)")
     r.add_argument("--recipes", type=pathlib.Path, help="recipes file (default: the shipped one), e.g. from tune")
     add_common(r)
     r.add_argument("--force", action="store_true", help="replace the results of a run with other settings in --out")
