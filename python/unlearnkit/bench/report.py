@@ -50,9 +50,9 @@ FEATURES = [
 ]
 AUDIT = [
     ("audit_F", "F (challenge)", 1), ("audit_challenge_score", "challenge score", 1),
-    ("audit_eps_median", "median eps", 1), ("audit_ulira_balanced_accuracy", "U-LiRA bal. acc", 1),
+    ("audit_eps_median", "median eps", 1), ("audit_ulira_balanced_accuracy", "U-LiRA bal. acc →0.5", 1),
     ("audit_ulira_auc", "U-LiRA AUC", 1), ("audit_klom_forget_median", "KLOM forget med", 1),
-    ("audit_klom_forget_p95", "KLOM forget p95", 1), ("audit_rmia_auc", "RMIA AUC", 1),
+    ("audit_klom_forget_p95", "KLOM forget p95", 1), ("audit_rmia_auc", "RMIA AUC →floor", 1),
     ("audit_rmia_tpr_at_1pct_fpr", "RMIA TPR@1%", 1), ("audit_k", "K", 1),
 ]
 COLUMNS = MAIN  # the terminal table
@@ -327,7 +327,9 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
         md += ["## Feature space\n", table(rows, markdown=True, columns=FEATURES) + "\n"]
     if _present(rows, AUDIT):
         md += ["## Per-example audit (pools of K models; the gold row is the retrained floor, K/2 per half: "
-               "compare U-LiRA and RMIA across rows, F/eps/KLOM only between methods and the original)\n",
+               "compare U-LiRA and RMIA across rows, F/eps/KLOM only between methods and the original; →0.5: closer "
+               "to 0.5 is better (chance: the attack cannot tell), not lower; →floor: closer to the retrained "
+               "floor's value is better)\n",
                table(rows, markdown=True, columns=AUDIT) + "\n"]
     if failed:
         md += ["## Failed runs (left out of the tables)\n",
