@@ -620,8 +620,12 @@ mod tests {
     #[test]
     fn moments_assign_and_validation() {
         let (n, d) = (3000, 5);
-        let x = random(n, d, 3);
-        let c = random(4, d, 4);
+        let mut x = random(n, d, 3);
+        let mut c = random(4, d, 4);
+        // an exact duplicate centroid (ties go to the lower index) and rows far from the origin
+        let c1: Vec<f32> = c[d..2 * d].to_vec();
+        c[3 * d..4 * d].copy_from_slice(&c1);
+        x[..100 * d].iter_mut().for_each(|v| *v += 3e4);
         let job = ChunkJob {
             validate: true,
             moments: true,

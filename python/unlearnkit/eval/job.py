@@ -14,6 +14,12 @@ Two streamed passes over each bank (see ``docs/eval.md``):
 
 Shards are runs of whole chunks; partial results are merged in shard order, so the single-
 process and Ray paths (``ray=``) add the same numbers in the same order.
+
+Each chunk of a pass is one call of the Rust engine (``_core.eval_chunk``, see
+``unlearnkit.eval.shards``): the chunk as stored (float16 upcast inside the engine, slab by
+slab), every per-row metric and the k-NN search of all query groups at once, on all cores with
+the GIL released, while a reader thread reads the next chunk. The result's ``timings`` says
+where the time went (per stage wall / CPU seconds, CPU utilisation, reader wait, engine time).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ these functions shard after shard; the Ray path calls the very same functions as
 Every shard returns *partials* (counts, float64 sums, contingency tables, k-NN candidates
 with global row indices) that :mod:`unlearnkit.eval.job` merges in shard order, so the two
 paths add the same numbers in the same order and give the same results.
+
+A chunk is read as stored by a reader thread one chunk ahead (``readers.prefetch``) and handed
+whole to one engine call (``_core.eval_chunk``), which upcasts it slab by slab, checks it,
+and computes every per-row quantity of the pass on all cores (``rust/sweep.rs``).
 """
 
 from __future__ import annotations
