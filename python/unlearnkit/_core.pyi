@@ -125,6 +125,39 @@ def kmeans(
 ) -> tuple[_I64, _Features, float, int]:
     """(labels int64, centroids (k, d) in the dtype of x, inertia, n_iter)."""
     ...
+def eval_chunk(
+    x: npt.NDArray[np.uint16] | _Features,
+    kind: Literal["f16", "bf16", "f32", "f64"],
+    *,
+    validate: bool = True,
+    moments: bool = False,
+    probe: tuple[_Features, _Features, _Features, _Features] | None = None,
+    centroids: _Features | None = None,
+    alignment: tuple[npt.NDArray[np.float64], bool, npt.NDArray[np.float64] | None] | None = None,
+    knn_queries: _Features | None = None,
+    knn_k: int = 5,
+    knn_exclude: _I64 | None = None,
+    knn_offset: int = 0,
+    block_size: int | None = None,
+) -> dict:
+    """One streamed chunk of a feature bank in one engine sweep (``rust/sweep.rs``).
+
+    ``x`` (n, d) as stored: uint16 bits of float16 (``kind="f16"``) or bfloat16 (``"bf16"``),
+    float32 (``"f32"``) or float64 (``"f64"``); upcast slab by slab inside the engine. The models
+    are in the compute dtype (float64 for float64 ``x``, else float32): ``probe`` = (scaler mean
+    (d,), scaler scale (d,), coef (c, d), intercept (c,)), ``centroids`` (kc, d), ``knn_queries``
+    (m, d) with ``knn_exclude`` (m,) the global row each must not match (-1: none) and
+    ``knn_offset`` the chunk's first global row; ``alignment`` = (basis or complement as rows
+    (p, d) float64, complement?, mean (d,) float64 or None).
+
+    Returns {"bad_row": first row with NaN/Inf or None (nothing else computed then),
+    "moments": (n, mean (d,), co-moment (d, d)) float64 or None, "probe_class": (n,) int32 index
+    into the probe's classes, -1 where the top logits are within rounding (ask the model) or None,
+    "assign": (n,) int64 nearest centroid or None, "da_sum": float, "da_zero_rows": int,
+    "knn": (distances (m, w) in the compute dtype, indices (m, w) int64) with w = min(k, n),
+    missing candidates (inf, 2**63 - 1), or None}.
+    """
+    ...
 def num_threads() -> int: ...
 def simd_level() -> Literal["avx512", "avx2", "scalar"]: ...
 def challenge_epsilons(
