@@ -16,6 +16,7 @@ skips it): a test that already fails would "catch" everything.
     python scripts/mutants.py --only sinkhorn-one-sided,fq-larger-k
     python scripts/mutants.py --tests-rev c66af68^  # the tests as they were at a commit (files that
                                                     # did not exist then are left out)
+    python scripts/mutants.py --tests-tree DIR      # the tests of DIR (holding tests/ and pyproject.toml)
     python scripts/mutants.py --list
 
 Run by ``make mutants`` (not part of ``make test``: about 25 minutes on one core).
@@ -210,6 +211,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="comma-separated mutant names")
     ap.add_argument("--tests-rev", help="run the tests as they were at this git revision")
+    ap.add_argument("--tests-tree", help="run the tests of this directory (holding tests/ and pyproject.toml)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the run of the tests on the unmodified copy")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = ap.parse_args(argv)
@@ -227,7 +229,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="unlearnkit-mutants-") as tmp:
         tmp = pathlib.Path(tmp)
         pkg = copy_package(tmp / "site")
-        tree = tests_tree(args.tests_rev, tmp)
+        tree = pathlib.Path(args.tests_tree).resolve() if args.tests_tree else tests_tree(args.tests_rev, tmp)
         env = {**os.environ, "PYTHONPATH": str(tmp / "site"), "PYTHONDONTWRITEBYTECODE": "1"}
         env.setdefault("OMP_NUM_THREADS", "1")
         where = subprocess.run([sys.executable, "-c", "import unlearnkit; print(unlearnkit.__file__)"], cwd=tree,
