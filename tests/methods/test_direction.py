@@ -58,7 +58,7 @@ EXPECT = {
     "scrub": (MOVES, None),
     "ssd": (MOVES, None),
     # These do not move the memorised wrong labels with their digits recipes (closed: bad_teacher
-    # -0.10 to 0.04, boundary_shrink 0.07 to 0.24, fisher -0.07 to 0.24): the recipes were set on
+    # -0.17 to 0.04, boundary_shrink 0.07 to 0.24, fisher -0.07 to 0.24): the recipes were set on
     # random forgetting of clean images, where little has to move. What is true: they keep the retain
     # accuracy (Fisher's noise costs up to 3.4 points) and do not learn the wrong labels more.
     "bad_teacher": ("no-gain", BAND),
@@ -75,7 +75,7 @@ EXPECT = {
     "neggrad": ("no-gain", None),
     "neggrad_plus": ("no-gain", None),
 }
-NO_GAIN = 0.1  # what a method that does not move may add to the original's forget accuracy (7 of 72 samples)
+NO_GAIN = 0.15  # what a method that does not move may add to the original's forget accuracy (11 of 72 samples)
 
 
 def _acc(model, x, y) -> float:
