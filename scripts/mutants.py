@@ -103,10 +103,15 @@ MUTANTS = [
            '"eps_at_clip": float((eps >= 50).mean())', '"eps_at_clip": float((eps > 50).mean())',
            ("tests/audit/test_scores_oracle.py", "tests/audit/test_audit.py"),
            "the share of clipped epsilons counted with > (always 0)"),
-    Mutant("audit-floor-not-excluded", "audit/scores.py",
-           "rmia_targets=r, rmia_refs=r, rmia_exclude=True,", "rmia_targets=r, rmia_refs=r, rmia_exclude=False,",
+    # (Not a mutant: the floor's rmia_exclude=True -> False. At gamma = 1 and offline a = 1, leaving target k
+    # out of its K references maps each likelihood ratio r = p_k / mean(p) to (K - 1) r / (K - r), an
+    # increasing function of r, so every pairwise comparison, hence every RMIA score, is unchanged: an
+    # equivalent mutant, found by this check; the exclusion matters only for a < 1 or gamma != 1.)
+    Mutant("audit-floor-one-half", "audit/scores.py",
+           "first, second = _half(r, slice(0, h)), _half(r, slice(h, 2 * h))",
+           "first, second = _half(r, slice(0, h)), _half(r, slice(0, h))",
            ("tests/audit/test_scores_oracle.py", "tests/audit/test_audit.py"),
-           "the retrained floor's RMIA with each target among its own references"),
+           "the retrained floor scores the first half of the retrained pool against itself"),
     # ---- metrics
     Mutant("ulira-no-leave-one-out", "metrics/per_example.py",
            "s_u = _log_normal(u, mu_u_loo, sd_u_loo) - _log_normal(u, mu_r, sd_r)",
