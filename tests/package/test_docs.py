@@ -23,9 +23,8 @@ def test_there_are_examples():
     assert len(BLOCKS) >= 2
 
 
-# Blocks that do not assert yet: docs/index.md's second block (the clustering one-liner) is kept by the
-# lead as it is; every other example states its claim as an assert, so running it checks it.
-NO_ASSERT_YET = {("index.md", 1)}
+# Blocks that do not assert yet: none; every example states its claim as an assert, so running it checks it.
+NO_ASSERT_YET: set = set()
 
 
 def test_every_example_asserts_what_it_shows():
