@@ -165,7 +165,7 @@ def _acquire(path: pathlib.Path, name: str) -> int:
     try:
         import fcntl
     except ImportError:  # Windows: exclusive creation instead (a killed run leaves the file behind)
-        fcntl = None
+        fcntl = None  # type: ignore[assignment]
     while True:
         if fcntl is None:
             try:
@@ -269,7 +269,7 @@ def claim_out(out_dir, settings: dict, *, force: bool = False, name: str = "--ou
                 raise ValueError(f"{name}: expected a new folder or the results folder of this run, got {out}, which "
                                  f"holds other files ({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}); "
                                  f"pass --force to write into it anyway")
-        elif not where.endswith(CONFIG_NAME):  # a legacy results file: only the run's config is known there
+        elif not str(where).endswith(CONFIG_NAME):  # a legacy results file: only the run's config is known there
             want_known = {"config": want.get("config")}
             if stored != want_known and not force:
                 raise ValueError(f"{name}: expected a new folder or one holding a run with the same settings, got "
