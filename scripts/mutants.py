@@ -19,7 +19,8 @@ skips it): a test that already fails would "catch" everything.
     python scripts/mutants.py --tests-tree DIR      # the tests of DIR (holding tests/ and pyproject.toml)
     python scripts/mutants.py --list
 
-Run by ``make mutants`` (not part of ``make test``: about 25 minutes on one core).
+Run by ``make mutants`` (not part of ``make test``): 23 mutants in 7 minutes on two cores at load ~2
+(the baseline 109 s), 25 minutes at load ~12.
 """
 
 from __future__ import annotations
