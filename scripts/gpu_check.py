@@ -327,7 +327,7 @@ def step_bench(c: Check, precision: str, train_epochs: int, train_size: int | No
     split = make_split(data, forget="random", fraction=0.1, seed=0)
     train = dataset_recipe("fashion-mnist")["train"]
     cfg = TrainConfig(**{**train, "epochs": train_epochs, "batch_size": 256})
-    recipes = {m: method_recipe("fashion-mnist", m, scenario="random") for m in ("finetune", "muda")}
+    recipes = {m: method_recipe("fashion-mnist", m, scenario="random-10") for m in ("finetune", "muda")}
     methods = {m: get_method(m)(**r) for m, r in recipes.items()}
     torch.manual_seed(0)
     model = build_model("resnet18", data)

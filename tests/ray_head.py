@@ -113,6 +113,14 @@ def token_mode_off(auth_mode: str | None) -> None:
         os.environ.pop(name, None)
     if auth_mode is not None:
         os.environ["RAY_AUTH_MODE"] = auth_mode
+    auth_state_from_env()
+
+
+def auth_state_from_env() -> None:
+    """Reloads Ray's in-process authentication state (its config and cached token) from the
+    environment as it is now. Call it after changing ``RAY_AUTH_MODE`` by hand: a Ray config left in
+    token mode while the variable is unset makes ``unlearnkit.fanout`` see the cluster accept its
+    probe, join, and then Ray's own Python-side gRPC clients send no token (the raylet "dies")."""
     try:
         from ray._raylet import AuthenticationTokenLoader, Config
     except ImportError:  # pragma: no cover - a Ray without token authentication

@@ -16,7 +16,7 @@ import torch
 
 from unlearnkit.audit import Member, PoolSetup, run_pools
 from unlearnkit.audit.pools import member_keys
-from unlearnkit.methods.base import METHODS, Method, register
+from unlearnkit.methods.base import METHODS, Method
 from unlearnkit.metrics import epsilon_points
 from unlearnkit.training import TrainConfig
 
@@ -92,20 +92,21 @@ class _SpyParams:
 
 
 _SEEN: list = []
-if "audit_spy" not in METHODS:
-    @register
-    class _Spy(Method):
-        """Records what it is shown and leaves the model as it is."""
-        name = "audit_spy"
-        paper = "test"
-        Params = _SpyParams
-
-        def _unlearn(self, model, data, ctx):
-            _SEEN.append((data.x_test, data.y_test))
-            return model
 
 
-def test_methods_monitor_the_validation_part_never_the_test_part(digits_split, tmp_path):
+class _Spy(Method):
+    """Records what it is shown and leaves the model as it is (registered only for its test)."""
+    name = "audit_spy"
+    paper = "test"
+    Params = _SpyParams
+
+    def _unlearn(self, model, data, ctx):
+        _SEEN.append((data.x_test, data.y_test))
+        return model
+
+
+def test_methods_monitor_the_validation_part_never_the_test_part(digits_split, tmp_path, monkeypatch):
+    monkeypatch.setitem(METHODS, "audit_spy", _Spy)  # not left in the registry for the tests that list it
     _SEEN.clear()
     run_pools(digits_split, _setup(tmp_path), {"audit_spy": {}}, 2, executor="serial", progress=False)
     assert len(_SEEN) == 2

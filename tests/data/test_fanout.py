@@ -52,7 +52,7 @@ def test_a_session_it_starts_is_shut_down():  # first: before the module's sessi
 def test_with_another_cluster_running_it_starts_its_own_and_joins_only_by_name(monkeypatch):
     # Before (issue 24): with a `ray start --head` cluster on the machine, ray.init(num_cpus=...) found it
     # and failed: "When connecting to an existing cluster, num_cpus and num_gpus must not be provided".
-    from ray_head import head_node, token_mode_off
+    from ray_head import auth_state_from_env, head_node, token_mode_off
 
     from unlearnkit.fanout import ray_session, start_ray, stop_ray
 
@@ -63,6 +63,7 @@ def test_with_another_cluster_running_it_starts_its_own_and_joins_only_by_name(m
         monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", head["token_file"])
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
         auth_mode = os.environ.pop("RAY_AUTH_MODE", None)  # put back by token_mode_off
+        auth_state_from_env()
         try:
             # "auto" (eval's --ray auto) joins it, without num_cpus: the head's 2 CPUs
             owned = start_ray("auto", num_cpus=1, local=("auto",))

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 import pytest
-from ray_head import head_node, token_mode_off
+from ray_head import auth_state_from_env, head_node, token_mode_off
 
 from unlearnkit.cli import main
 
@@ -43,9 +43,10 @@ def head():
 def auth_env(monkeypatch):
     """RAY_* as a user's shell would have them (no RAY_AUTH_MODE, no RAY_ADDRESS); afterwards the
     process's own Ray authentication state again (see ``ray_head.token_mode_off``)."""
-    saved = os.environ.pop("RAY_AUTH_MODE", None)
+    saved = os.environ.pop("RAY_AUTH_MODE", None)  # an earlier module's local ray.init sets it
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    auth_state_from_env()  # and Ray's in-process config must agree with the variable's absence
     yield monkeypatch
     if ray.is_initialized():  # pragma: no cover - only when an assertion failed while joined
         ray.shutdown()
