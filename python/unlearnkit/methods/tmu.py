@@ -30,6 +30,8 @@ the same code over a ``TensorSource``.
 from __future__ import annotations
 
 import copy
+import math
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -48,6 +50,13 @@ from ._stop import StopParams
 from .base import Context, Method, _item_shape, register
 
 FEATURES = ("df", "af", "cf")
+#: named feature sets: the paper's three features, and the released code's two (it feeds DF and CF only)
+FEATURE_SETS = {"df_af_cf": ("df", "af", "cf"), "df_cf": ("df", "cf")}
+UNLEARN_MODELS = ("original", "twin")
+FEATURE_SCALINGS = ("auto", "set", "class")
+#: the released code's easy/hard cut: its raw output compared with 0.5 with the sigmoid commented
+#: out, i.e. easy when P(easy) > sigmoid(0.5)
+RELEASED_THRESHOLD = 1 / (1 + math.exp(-0.5))  # 0.6225
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,13 @@ class TMUParams(StopParams):
         twin_epochs, twin_lr, twin_batch_size: SGD fine-tuning of a copy of M_o on
             D_r + D_f + D_twin (momentum and weight decay as below).
     Features:
-        features: which generalisation features the predictor sees, a subset of
-            ("df", "af", "cf") (the paper: all three; its released code: ("df", "cf")).
+        features: which generalisation features the predictor sees: "df_af_cf" (the paper's three),
+            "df_cf" (its released code's two) or a subset of ("df", "af", "cf") (stored as a tuple).
+        feature_scaling: "set" (each feature clipped and min-max scaled over the whole set, the
+            paper's), "class" (first z-scored within each class of the set, so the predictor ranks
+            samples against their own class, not classes against each other: random forgetting mixes
+            classes whose features differ by class) or "auto" (default: "class" when D_twin holds
+            more than one class, else "set"; the same thing for a one-class D_twin).
         k: neighbours of the distance feature DF (5).
         pgd_epsilon: L-infinity radius of the PGD attack of AF in [0, 1] pixel units (4/255).
         pgd_steps: PGD steps (5).
@@ -73,7 +87,19 @@ class TMUParams(StopParams):
     Generalisation-label predictor:
         hidden: widths of the MLP's two hidden layers ((32, 16)).
         predictor_lr, predictor_epochs, predictor_batch_size: Adam 0.01, 200 epochs, batch 128.
-        threshold: a forget sample is predicted hard when P(easy) < threshold (0.5).
+        threshold: a forget sample is predicted hard when P(easy) < threshold (0.5, the paper's;
+            the released code's cut is P(easy) <= sigmoid(0.5) = 0.6225, ``RELEASED_THRESHOLD``).
+            Used when ``hard_fraction`` is None.
+        hard_fraction: instead of a threshold, flag a fixed share of D_f as hard: the
+            round(hard_fraction * n) forget samples with the lowest P(easy) (ties: the earlier
+            position first). "auto": the share is M_o's error rate on D_twin (what the twin labels
+            say a gold model gets wrong on unseen data), matched per class: in each class c of D_f,
+            the round(err_c * n_c) samples of that class with the lowest P(easy), err_c being M_o's
+            error rate on D_twin's class-c samples (its overall rate for a class D_twin lacks).
+            None (default): use ``threshold``.
+    Which model is unlearned:
+        unlearn_model: "original" (M_o, the paper's text; default) or "twin" (M_t, as the released
+            code does: M_o's weights are replaced by the twin's before step 4).
     Unlearning (fine-tuning of M_o):
         epochs, lr, momentum, weight_decay, batch_size: SGD, 5 epochs, 0.01, 0.9, 5e-4, 64.
         noise_std: std of the Gaussian input noise on the predicted-easy forget samples, in pixel
@@ -85,7 +111,9 @@ class TMUParams(StopParams):
     twin_batch_size: int = param(64, ge=1)
     twin_match: bool = True
     twin_tolerance: float = param(0.01, ge=0, le=1)
-    features: tuple[str, ...] = param(FEATURES, choices=FEATURES)
+    features: tuple[str, ...] | str = param(FEATURES, doc='"df_af_cf", "df_cf" or a tuple of distinct names among '
+                                            '("df", "af", "cf")')
+    feature_scaling: str = param("auto", choices=FEATURE_SCALINGS)
     k: int = param(5, ge=1)
     pgd_epsilon: float = param(4 / 255, ge=0)
     pgd_steps: int = param(5, ge=0)
@@ -99,6 +127,8 @@ class TMUParams(StopParams):
     predictor_epochs: int = param(200, ge=1)
     predictor_batch_size: int = param(128, ge=1)
     threshold: float = param(0.5, gt=0, lt=1)
+    hard_fraction: float | str | None = param(None, doc='None, "auto" or a number in [0, 1]')
+    unlearn_model: str = param("original", choices=UNLEARN_MODELS)
     epochs: int = param(5, ge=0, space=integers(1, 10))
     lr: float = param(0.01, gt=0, space=log_uniform(1e-5, 1e-1))
     momentum: float = param(0.9, ge=0, lt=1)
@@ -107,13 +137,24 @@ class TMUParams(StopParams):
     noise_std: float = param(0.05, ge=0, space=log_uniform(1e-3, 0.3))
 
     def __post_init__(self):  # per-field constraints live in the field metadata (checked by Method)
+        if isinstance(self.features, str):
+            if self.features not in FEATURE_SETS:
+                raise ValueError(f"features: expected one of {sorted(FEATURE_SETS)} or a sequence of names among "
+                                 f"{FEATURES}, got {self.features!r}")
+            object.__setattr__(self, "features", FEATURE_SETS[self.features])
+        hf = self.hard_fraction
+        if hf is not None and hf != "auto":
+            if isinstance(hf, bool) or not isinstance(hf, (int, float)) or not 0 <= hf <= 1:
+                raise ValueError(f'hard_fraction: expected None, "auto" or a number in [0, 1], got {hf!r}')
+            object.__setattr__(self, "hard_fraction", float(hf))
         # Recipes (TOML) give lists; store tuples so the dataclass stays hashable.
         for name in ("features", "hidden"):
             value = getattr(self, name)
             if isinstance(value, str) or not hasattr(value, "__iter__"):
                 raise TypeError(f"{name}: expected a sequence, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        if not self.features or len(set(self.features)) != len(self.features):
+        if (not self.features or len(set(self.features)) != len(self.features)
+                or any(f not in FEATURES for f in self.features)):
             raise ValueError(f"features: expected distinct names among {FEATURES}, at least one, got {self.features!r}")
         if not self.hidden:
             raise ValueError(f"hidden: expected at least one hidden layer width, got {self.hidden!r}")
@@ -272,6 +313,59 @@ def robust_minmax(features: torch.Tensor, iqr_factor: float = 1.5) -> torch.Tens
     return ((f - lo) / (hi - lo).clamp_min(1e-12)).float()
 
 
+def classwise_standardise(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(n, d) -> (n, d): each column z-scored within each class of ``labels`` (mean 0, population sd
+    1 per class), so that what is left is where a sample stands within its class. A class with one
+    sample, or a column constant within a class, gives 0 there."""
+    if features.dim() != 2 or len(features) != len(labels):
+        raise ValueError(f"features: expected an (n, d) matrix with one row per label, got {tuple(features.shape)} "
+                         f"for {len(labels)} labels")
+    f = features.double()
+    out = torch.zeros_like(f)
+    for c in torch.unique(labels):
+        rows = labels == c
+        block = f[rows]
+        sd = block.std(0, unbiased=False)
+        out[rows] = torch.where(sd > 1e-12, (block - block.mean(0)) / sd.clamp_min(1e-12), torch.zeros_like(block))
+    return out.float()
+
+
+def least_easy(p_easy: torch.Tensor, k: int) -> torch.Tensor:
+    """(n,) bool mask of the ``k`` samples with the lowest P(easy) (ties: the earlier position first)."""
+    if not 0 <= k <= len(p_easy):
+        raise ValueError(f"k: expected a count in [0, {len(p_easy)}], got {k}")
+    order = np.argsort(p_easy.detach().cpu().double().numpy(), kind="stable")
+    mask = torch.zeros(len(p_easy), dtype=torch.bool)
+    mask[torch.from_numpy(order[:k].copy())] = True
+    return mask
+
+
+def select_hard(p_easy: torch.Tensor, labels: torch.Tensor, *, threshold: float = 0.5,
+                hard_fraction: float | str | None = None, twin_labels: torch.Tensor | None = None,
+                twin_classes: torch.Tensor | None = None) -> torch.Tensor:
+    """The predicted-hard forget samples, D_f^h, as an (n,) bool mask.
+
+    ``hard_fraction`` None: P(easy) < ``threshold``. A number f: the round(f * n) samples with the
+    lowest P(easy). "auto": per class c of ``labels``, the round(err_c * n_c) class-c samples with the
+    lowest P(easy), where err_c is the share of False among ``twin_labels`` (M_o's correctness on
+    D_twin) of twin samples of class c (``twin_classes``), or over all of D_twin for a class it lacks.
+    """
+    if hard_fraction is None:
+        return p_easy < threshold
+    if hard_fraction != "auto":
+        return least_easy(p_easy, int(round(float(hard_fraction) * len(p_easy))))
+    if twin_labels is None or twin_classes is None:
+        raise ValueError('twin_labels: hard_fraction="auto" needs the twin labels and their classes, got None')
+    overall = 1.0 - float(twin_labels.float().mean())
+    hard = torch.zeros(len(p_easy), dtype=torch.bool)
+    for c in torch.unique(labels):
+        rows = torch.nonzero(labels == c).flatten()
+        in_twin = twin_classes == c
+        err = 1.0 - float(twin_labels[in_twin].float().mean()) if bool(in_twin.any()) else overall
+        hard[rows[least_easy(p_easy[rows], int(round(err * len(rows))))]] = True
+    return hard
+
+
 # --- the generalisation-label predictor --------------------------------------------------------------
 
 class GeneralisationPredictor(nn.Module):
@@ -321,6 +415,21 @@ def fit_predictor(features: torch.Tensor, labels: torch.Tensor, *, hidden: tuple
 
 # --- the method ---------------------------------------------------------------------------------------
 
+class _Clock:
+    """Wall seconds between laps (CUDA work synchronised first, so a lap counts its kernels)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = torch.device(device).type == "cuda"
+        self.t = time.perf_counter()
+
+    def lap(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        out, self.t = now - self.t, now
+        return out
+
+
 def _fresh_copy(model: nn.Module) -> nn.Module:
     """The same architecture with re-initialised parameters (input statistics kept)."""
     fresh = copy.deepcopy(model)
@@ -349,16 +458,27 @@ class TMU(Method):
        AF = H(p(x), p(x_adv)), x_adv from ``pgd_steps``-step L-inf PGD of radius ``pgd_epsilon``;
        CF = cross-entropy under one curriculum model trained from scratch for ``curriculum_epochs``
        on D_r + D_f + D_twin (so both query sets were seen by it equally).
-       Each feature is clipped to the Tukey fences and min-max scaled, per set.
+       Each feature is clipped to the Tukey fences and min-max scaled, per set; with
+       ``feature_scaling="class"`` (the default for a D_twin of several classes, i.e. random
+       forgetting) it is first z-scored within each class of the set.
     3. The MLP (``hidden``) trained on (features, g) of D_twin predicts P(easy) on D_f;
-       D_f^h = {P(easy) < threshold}, D_f^e the rest.
-    4. M_o (not M_t) is fine-tuned ``epochs`` with SGD on D_r (true labels) + D_f^e (true labels,
-       input + N(0, noise_std^2) clamped to [0, 1], drawn afresh at each visit) + D_f^h (random wrong
-       labels, drawn once).
+       D_f^h = {P(easy) < threshold}, or (``hard_fraction``) the share of D_f with the lowest P(easy),
+       "auto" matching M_o's error rate on D_twin class by class; D_f^e the rest.
+    4. M_o (``unlearn_model="original"``; or M_t, as the released code does, with "twin") is
+       fine-tuned ``epochs`` with SGD on D_r (true labels) + D_f^e (true labels, input +
+       N(0, noise_std^2) clamped to [0, 1], drawn afresh at each visit) + D_f^h (random wrong labels,
+       drawn once); ``stop="val-match"`` may end it early (``unlearnkit.methods._stop``).
+
+    Class-partial forgetting (the paper's setting, ``class-C-P`` in the bench): the runner's
+    ``heldout`` is then class C's unseen images only (``UnlearningSplit.heldout_classes``), so D_twin,
+    the twin labels and the predictor are class C's. Cost: the phase ``cost`` event (and
+    ``last_details["seconds"]``) gives the wall seconds of the twin, the curriculum model, the
+    features, the predictor and the unlearning fine-tune.
 
     The paper's exact form of the noise-perturbed fine-tuning was not retrievable: additive
     Gaussian input noise on D_f^e is our documented choice. ``last_details`` keeps, after each call,
-    the twin labels, the scaled features of both sets, P(easy) of D_f and the hard mask, for
+    the twin labels and classes, the scaled features of both sets, P(easy) of D_f, the hard masks of
+    D_f and (in-sample) of D_twin, the twin's stopping record and each phase's seconds, for
     inspection (the method itself never evaluates).
     """
 
@@ -387,6 +507,9 @@ class TMU(Method):
         train = _concat([data.retain, data.forget], "train")
         twin_train = _concat([data.retain, data.forget, held], "twin_train")
 
+        seconds: dict[str, float] = {}
+        clock = _Clock(ctx.device)
+
         # 1. the twin problem: M_o plays gold, D_twin plays the forget set.
         twin_labels = _generalisation_labels(model, held, ctx.amp)
         if twin_labels.all() or not twin_labels.any():
@@ -394,6 +517,7 @@ class TMU(Method):
                           f"{len(held)} twin samples correctly, so the predictor sees one generalisation label only "
                           "and cannot tell easy from hard; give a larger held-out set", stacklevel=3)
         twin = self._twin(model, twin_train, data, ctx)
+        seconds["twin"] = clock.lap()
 
         curriculum = None
         if "cf" in p.features:
@@ -402,13 +526,21 @@ class TMU(Method):
                        optimizer=sgd(curriculum, p.curriculum_lr, p.momentum, p.weight_decay), ctx=ctx,
                        phase="curriculum")
             curriculum.eval()
+        seconds["curriculum"] = clock.lap()
 
         # 2. features, per set with that set's model.
-        raw_twin, _ = self._features(twin, held, train, curriculum, ctx)
+        raw_twin, y_twin = self._features(twin, held, train, curriculum, ctx)
         raw_forget, y_forget = self._features(model, data.forget, data.retain, curriculum, ctx)
-        f_twin, f_forget = robust_minmax(raw_twin, p.iqr_factor), robust_minmax(raw_forget, p.iqr_factor)
+        scaling = p.feature_scaling
+        if scaling == "auto":
+            scaling = "class" if len(torch.unique(y_twin)) > 1 else "set"
+        f_twin, f_forget = raw_twin, raw_forget
+        if scaling == "class":
+            f_twin, f_forget = classwise_standardise(raw_twin, y_twin), classwise_standardise(raw_forget, y_forget)
+        f_twin, f_forget = robust_minmax(f_twin, p.iqr_factor), robust_minmax(f_forget, p.iqr_factor)
         for step, (name, raw) in enumerate((("twin", raw_twin), ("forget", raw_forget)), 1):
             ctx.log("features", step, 2, **{f"{f}_{name}": float(raw[:, j].mean()) for j, f in enumerate(p.features)})
+        seconds["features"] = clock.lap()
 
         # 3. the generalisation-label predictor.
         predictor = fit_predictor(f_twin, twin_labels, hidden=p.hidden, lr=p.predictor_lr,
@@ -416,16 +548,29 @@ class TMU(Method):
                                   generator=ctx.generator,
                                   log=lambda e, loss: ctx.log("predictor", e, p.predictor_epochs, bce=loss))
         p_easy = predictor.predict_proba(f_forget)
-        hard = p_easy < p.threshold
-        ctx.log("split", 1, 1, twin_easy=float(twin_labels.float().mean()), twin_train_acc=float(
-            ((predictor.predict_proba(f_twin) >= p.threshold) == twin_labels).float().mean()),
-            forget_hard=int(hard.sum()), forget_hard_fraction=float(hard.float().mean()))
+        hard = select_hard(p_easy, y_forget, threshold=p.threshold, hard_fraction=p.hard_fraction,
+                           twin_labels=twin_labels, twin_classes=y_twin)
+        # the predictor's own split of D_twin (in-sample), read the same way as D_f's
+        twin_hard = select_hard(predictor.predict_proba(f_twin), y_twin, threshold=p.threshold,
+                                hard_fraction=p.hard_fraction, twin_labels=twin_labels, twin_classes=y_twin)
+        twin_acc_easy = float((~twin_hard[twin_labels]).float().mean()) if bool(twin_labels.any()) else float("nan")
+        twin_acc_hard = float(twin_hard[~twin_labels].float().mean()) if bool((~twin_labels).any()) else float("nan")
+        ctx.log("split", 1, 1, twin_easy=float(twin_labels.float().mean()),
+                twin_train_acc=float((~twin_hard == twin_labels).float().mean()), twin_acc_easy=twin_acc_easy,
+                twin_acc_hard=twin_acc_hard, forget_hard=int(hard.sum()), forget_hard_fraction=float(hard.float().mean()))
+        seconds["predictor"] = clock.lap()
 
-        # 4. selective, noise-perturbed fine-tuning of M_o.
+        # 4. selective, noise-perturbed fine-tuning of M_o (or of M_t: unlearn_model="twin").
+        if p.unlearn_model == "twin":
+            model.load_state_dict(twin.state_dict())
         self._finetune(model, data, hard, ctx, y_forget=y_forget, train=train)
-        self.last_details = {"twin_labels": twin_labels, "twin_features": f_twin, "forget_features": f_forget,
-                             "forget_p_easy": p_easy, "forget_hard": hard, "features": p.features,
-                             "twin_check": self.twin_check}
+        seconds["unlearn"] = clock.lap()
+        seconds["total"] = sum(seconds.values())
+        ctx.log("cost", 1, 1, **{f"{k}_s": v for k, v in seconds.items()})
+        self.last_details = {"twin_labels": twin_labels, "twin_classes": y_twin, "twin_features": f_twin,
+                             "forget_features": f_forget, "forget_p_easy": p_easy, "forget_hard": hard,
+                             "twin_hard": twin_hard, "features": p.features, "feature_scaling": scaling,
+                             "twin_check": self.twin_check, "seconds": seconds}
         return model
 
     def _twin(self, model, twin_train: BatchSource, data, ctx) -> nn.Module:
@@ -515,5 +660,6 @@ class TMU(Method):
         model.eval()
 
 
-__all__ = ["TMU", "TMUParams", "GeneralisationPredictor", "adversarial_feature", "curriculum_feature",
-           "distance_feature", "fit_predictor", "generalisation_labels", "pgd_attack", "robust_minmax"]
+__all__ = ["TMU", "TMUParams", "FEATURE_SETS", "RELEASED_THRESHOLD", "GeneralisationPredictor", "adversarial_feature",
+           "classwise_standardise", "curriculum_feature", "distance_feature", "fit_predictor", "generalisation_labels",
+           "least_easy", "pgd_attack", "robust_minmax", "select_hard"]
