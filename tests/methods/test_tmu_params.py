@@ -196,3 +196,25 @@ def test_each_phase_cost_is_logged(splits):
     assert math.isclose(logs["total_s"], sum(logs[f"{k}_s"] for k in phases), rel_tol=1e-9)
     assert logs["total_s"] <= wall
     assert m.last_details["seconds"]["total"] == logs["total_s"]
+
+
+def test_twin_checked_every_few_steps_stops_at_the_first_check_that_reaches_the_target(splits):
+    random, _, original = splits
+    xf, yf = random.forget.tensors
+    target = float((predict(original, xf).argmax(1) == yf).float().mean())
+    n_train = len(random.retain_idx) + len(random.forget_idx) + len(random.heldout_idx)
+    per_epoch = math.ceil(n_train / 64)
+    m = TMU(**dict(FAST, twin_epochs=4, twin_lr=0.05, twin_check_every=5))
+    m.unlearn(original, random.forget, random.retain, heldout=random.heldout)
+    checks = [e for e in m.last_history if e.phase == "twin_check"]
+    twin_steps = [e for e in m.last_history if e.phase == "twin"]
+    tc = m.last_details["twin_check"]
+    assert checks[0].step == 0 and checks[0].logs["orig_acc_forget"] == pytest.approx(target)
+    # checks every 5 steps and at each epoch's end, at the step counts logged
+    assert all(c.step % 5 == 0 or c.step % per_epoch == 0 for c in checks[1:])
+    assert [c.step for c in checks] == sorted({c.step for c in checks})
+    reached = [c.logs["twin_acc_twin"] >= target - 0.01 for c in checks]
+    assert not any(reached[:-1]) and (reached[-1] or tc["steps"] == 4 * per_epoch)
+    # it trained exactly up to its last check, no further
+    assert tc["steps"] == len(twin_steps) == checks[-1].step
+    assert tc["epochs"] == pytest.approx(tc["steps"] / per_epoch)

@@ -69,6 +69,10 @@ class TMUParams(StopParams):
             M_o memorised D_f, the premise of the twin problem); ``twin_epochs`` is then the most.
         twin_epochs, twin_lr, twin_batch_size: SGD fine-tuning of a copy of M_o on
             D_r + D_f + D_twin (momentum and weight decay as below).
+        twin_check_every: check the ``twin_match`` criterion every this many steps (and at each
+            epoch's end), so the twin stops within that many steps of reaching it; None (default):
+            after each epoch only. A check is one inference pass over D_twin and D_f's target is
+            measured once.
     Features:
         features: which generalisation features the predictor sees: "df_af_cf" (the paper's three),
             "df_cf" (its released code's two) or a subset of ("df", "af", "cf") (stored as a tuple).
@@ -111,6 +115,7 @@ class TMUParams(StopParams):
     twin_batch_size: int = param(64, ge=1)
     twin_match: bool = True
     twin_tolerance: float = param(0.01, ge=0, le=1)
+    twin_check_every: int | None = param(None, ge=1)
     features: tuple[str, ...] | str = param(FEATURES, doc='"df_af_cf", "df_cf" or a tuple of distinct names among '
                                             '("df", "af", "cf")')
     feature_scaling: str = param("auto", choices=FEATURE_SCALINGS)
@@ -574,33 +579,58 @@ class TMU(Method):
         return model
 
     def _twin(self, model, twin_train: BatchSource, data, ctx) -> nn.Module:
-        """M_t: M_o fine-tuned on D_r + D_f + D_twin (``twin_train``), one epoch at a time, until
-        (``twin_match``) it memorises D_twin as M_o memorises D_f. Logs phase ``twin_check`` per epoch
-        (twin_acc_twin: M_t on D_twin; orig_acc_forget: M_o on D_f; the target) and warns when the
-        target is not reached."""
+        """M_t: M_o fine-tuned on D_r + D_f + D_twin (``twin_train``) until (``twin_match``) it
+        memorises D_twin as M_o memorises D_f, checked after each epoch or, with
+        ``twin_check_every``, every that many steps. Logs phase ``twin_check`` per check
+        (twin_acc_twin: M_t on D_twin; orig_acc_forget: M_o on D_f, the target; its step is the
+        epoch, or the step count with ``twin_check_every``) and warns when the target is not reached."""
         p = self.params
 
         def _acc(m, source):
             logits, labels = _infer(m, source, predict, ctx.amp)
             return float((logits.argmax(1) == labels).float().mean())
 
+        def _reached(acc):
+            return p.twin_match and acc >= target - p.twin_tolerance
+
         target = _acc(model, data.forget)
         twin = copy.deepcopy(model)
         opt = sgd(twin, p.twin_lr, p.momentum, p.weight_decay)
         acc = _acc(twin, data.heldout)
-        ctx.log("twin_check", 0, p.twin_epochs, twin_acc_twin=acc, orig_acc_forget=target)
-        epoch = 0
-        while epoch < p.twin_epochs and not (p.twin_match and acc >= target - p.twin_tolerance):
-            run_epochs(twin, twin_train, epochs=1, batch_size=p.twin_batch_size, optimizer=opt, ctx=ctx, phase="twin")
+        per_epoch = -(-len(twin_train) // p.twin_batch_size)
+        every = p.twin_check_every
+        total = p.twin_epochs if every is None else p.twin_epochs * per_epoch
+        ctx.log("twin_check", 0, total, twin_acc_twin=acc, orig_acc_forget=target)
+        epoch = steps = 0
+        while epoch < p.twin_epochs and not _reached(acc):
+            if every is None:
+                run_epochs(twin, twin_train, epochs=1, batch_size=p.twin_batch_size, optimizer=opt, ctx=ctx,
+                           phase="twin")
+                steps += per_epoch
+                acc = _acc(twin, data.heldout)
+                ctx.log("twin_check", epoch + 1, total, twin_acc_twin=acc, orig_acc_forget=target)
+            else:
+                twin.train()
+                for i, b in enumerate(ctx.batches(twin_train, p.twin_batch_size, shuffle=True), 1):
+                    with ctx.amp.autocast():
+                        loss = F.cross_entropy(twin(b.x), b.y)
+                    ctx.amp.step(opt, loss)
+                    steps += 1
+                    ctx.log("twin", i, per_epoch, loss=loss.detach())
+                    if steps % every == 0 or i == per_epoch:
+                        acc = _acc(twin, data.heldout)
+                        ctx.log("twin_check", steps, total, twin_acc_twin=acc, orig_acc_forget=target)
+                        twin.train()
+                        if _reached(acc):
+                            break
             epoch += 1
-            acc = _acc(twin, data.heldout)
-            ctx.log("twin_check", epoch, p.twin_epochs, twin_acc_twin=acc, orig_acc_forget=target)
         if acc < target - max(p.twin_tolerance, 0.05):
             warnings.warn(f"twin_epochs: after {epoch} epochs the twin model classifies {acc:.1%} of D_twin, while the "
                           f"original classifies {target:.1%} of the forget set: the twin has not memorised its twin "
                           "set as the original did, so its generalisation labels mislead; fine-tune it longer",
                           stacklevel=4)
-        self.twin_check = {"epochs": epoch, "twin_acc_twin": acc, "orig_acc_forget": target}
+        self.twin_check = {"epochs": epoch if every is None else steps / per_epoch, "steps": steps,
+                           "twin_acc_twin": acc, "orig_acc_forget": target}
         twin.eval()
         return twin
 
