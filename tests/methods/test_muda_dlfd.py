@@ -70,8 +70,9 @@ def test_dlfd_defaults_are_the_papers():
     p = DLFDParams()
     assert (p.batch_size, p.lr, p.momentum, p.weight_decay, p.lambda_f) == (32, 0.008, 0.9, 5e-4, 3.0)
     assert (p.w_start, p.w_end, p.steps, p.alpha) == (0.0, 1.0, 15, 0.4)
-    assert (p.forget_threshold, p.max_forgetting_score, p.epsilon, p.ot_max_iter) == (0.15, 0.09, 0.01, 50)
-    assert (p.layer, p.mode, p.mia_samples, p.mia_splits) == ("logits", "paper", 300, 10)
+    assert (p.forget_threshold, p.max_forgetting_score, p.ot_epsilon, p.ot_max_iter) == (0.15, 0.09, 0.01, 50)
+    # issue 26: the ball (8/255) is not the paper's; the score's subsamples are as large as the sets allow
+    assert (p.layer, p.mode, p.mia_samples, p.mia_splits) == ("logits", "paper", None, 10)
 
 
 @pytest.mark.parametrize("cls,field,value,match", [

@@ -1,0 +1,190 @@
+"""DLFD, issue 26: the synthesis inside an epsilon-ball (PGD), the forgetting score on fixed
+subsamples with its noise measured once, checks every N batches.
+
+The ball is checked on a hand-worked case (a linear model whose loss gradient has the same sign
+at every pixel, so each sign step adds exactly alpha everywhere until the ball or the pixel range
+stops it) and on the digits model against the bound epsilon."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unlearnkit.data.batches import TensorSource
+from unlearnkit.losses import SinkhornLoss
+from unlearnkit.methods import DLFD
+from unlearnkit.methods.dlfd import PAPER_EPSILON, DLFDParams, _Monitor, input_units, score_noise, synthesize
+
+
+def _ot():
+    return SinkhornLoss(epsilon=0.01, cost="cosine", output="cost", scaling=1.0, max_iter=50, tol=0.1)
+
+
+class _Linear(nn.Module):
+    """features = the pixels; logits = (sum x, -sum x): with label 0 the CE falls as any pixel rises,
+    so sign(d(-CE)/dx) = +1 at every pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]]))
+
+    def features(self, x):
+        return x.flatten(1)
+
+    def head(self, z):
+        return self.lin(z)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _hand_case(**kw):
+    model = _Linear()
+    x = torch.tensor([0.1, 0.5, 0.99]).view(1, 1, 1, 3)
+    y = torch.tensor([0])
+    z_f = torch.tensor([[0.3, -0.2]])
+    args = dict(ot=_ot(), w=1.0, lambda_f=0.0, steps=5, alpha=0.03)
+    args.update(kw)
+    x_new, _ = synthesize(model, x, y, z_f, **args)
+    return x, x_new.view(-1)
+
+
+def test_ball_on_a_hand_worked_case():
+    # 5 steps of +0.03: unbounded +0.15; the ball 0.1 stops it at +0.1; 0.99 stops at the pixel range's 1.0
+    _, unbounded = _hand_case(epsilon=None)
+    assert unbounded.tolist() == pytest.approx([0.25, 0.65, 1.0], abs=1e-6)
+    _, bounded = _hand_case(epsilon=0.1)
+    assert bounded.tolist() == pytest.approx([0.2, 0.6, 1.0], abs=1e-6)
+    x, clean = _hand_case(epsilon=0.0)
+    assert torch.equal(clean, x.view(-1))
+    # reference_code mode (OT on the clean batch) follows the same CE ascent and the same ball
+    _, ref = _hand_case(epsilon=0.1, mode="reference_code", lambda_f=3.0)
+    assert ref.tolist() == pytest.approx([0.2, 0.6, 1.0], abs=1e-6)
+
+
+def _synthesis_inputs(digits_models):
+    split, original, _ = digits_models
+    xr, yr = split.retain.tensors
+    xf, _ = split.forget.tensors
+    with torch.no_grad():
+        z_f = original(xf[:32])
+    return original, xr[:32], yr[:32], z_f
+
+
+@pytest.mark.parametrize("mode", ["paper", "reference_code"])
+def test_synthesised_delta_never_leaves_the_ball(digits_models, mode):
+    model, x, y, z_f = _synthesis_inputs(digits_models)
+    eps, alpha, steps = 0.05, 0.02, 10  # unbounded, 10 steps of 0.02 could reach 0.2
+    x_new, history = synthesize(model, x, y, z_f, ot=_ot(), w=0.5, lambda_f=3.0, steps=steps, alpha=alpha,
+                                epsilon=eps, mode=mode)
+    d = (x_new - x).abs()
+    assert float(d.max()) <= eps + 1e-6
+    assert float(d.max()) >= eps - 1e-6  # the projection was active (the steps alone go past it)
+    assert float(x_new.min()) >= 0.0 and float(x_new.max()) <= 1.0
+    assert len(history) == steps
+    x_free, _ = synthesize(model, x, y, z_f, ot=_ot(), w=0.5, lambda_f=3.0, steps=steps, alpha=alpha, mode=mode)
+    assert float((x_free - x).abs().max()) > eps + 0.02  # without the ball it goes past it
+
+
+def test_epsilon_zero_gives_the_clean_batch(digits_models):
+    model, x, y, z_f = _synthesis_inputs(digits_models)
+    x_new, _ = synthesize(model, x, y, z_f, ot=_ot(), w=0.5, lambda_f=3.0, steps=5, alpha=0.1, epsilon=0.0)
+    assert torch.equal(x_new, x)
+
+
+def test_pixel_units_convert_through_the_inputs_normalisation():
+    p = DLFDParams(epsilon=0.1, alpha=0.03, input_mean=(0.5,), input_std=(0.25,))
+    alpha, eps, lo, hi = input_units(p, torch.zeros(()))
+    assert float(alpha) == pytest.approx(0.12) and float(eps) == pytest.approx(0.4)
+    assert (float(lo), float(hi)) == (pytest.approx(-2.0), pytest.approx(2.0))
+    # the hand-worked case on normalised inputs: the same image, the same pixel-unit result
+    x_pix = torch.tensor([0.1, 0.5, 0.99]).view(1, 1, 1, 3)
+    x_norm = (x_pix - 0.5) / 0.25
+    out, _ = synthesize(_Linear(), x_norm, torch.tensor([0]), torch.tensor([[0.3, -0.2]]), ot=_ot(), w=1.0,
+                        lambda_f=0.0, steps=5, alpha=alpha, epsilon=eps, pixel_range=(lo, hi))
+    assert (out * 0.25 + 0.5).view(-1).tolist() == pytest.approx([0.2, 0.6, 1.0], abs=1e-5)
+    # the defaults: the paper's ball in mode "paper", none in the released code's mode
+    assert DLFDParams().ball == PAPER_EPSILON and DLFDParams(mode="reference_code").ball is None
+    with pytest.raises(ValueError, match="input_mean: expected input_mean and input_std together"):
+        DLFD(input_mean=(0.5,))
+    with pytest.raises(ValueError, match="epsilon: expected"):
+        DLFD(epsilon=-0.1)
+
+
+# --- the forgetting score --------------------------------------------------------------------------
+
+def test_score_noise_shrinks_with_the_sample():
+    g = np.random.default_rng(0)
+    a, b = g.exponential(1.0, 2000), g.exponential(1.3, 2000)
+    sd_small, _ = score_noise(a[:60], b[:60], resamples=20, splits=5, seed=0)
+    sd_large, mean_large = score_noise(a, b, resamples=20, splits=5, seed=0)
+    assert 0 < sd_large < sd_small
+    # sd of a proportion over ~0.3 * 2n test samples (and the resampling): of the order of sqrt(.25/n)
+    assert sd_small > 0.5 * math.sqrt(0.25 / 60) * 0.3 and sd_large < 3 * math.sqrt(0.25 / 2000)
+
+
+class _Ctx:
+    def __init__(self):
+        from unlearnkit.training import as_precision
+        self.generator, self.amp, self.seed = torch.Generator().manual_seed(0), as_precision("fp32", "cpu"), 0
+
+
+def test_monitor_samples_are_fixed_and_sized_by_the_sets(digits_models):
+    split, original, _ = digits_models
+
+    class Data:
+        forget, test = TensorSource(*split.forget.tensors, name="forget"), TensorSource(*split.val.tensors, name="val")
+
+    n_f, n_u = len(split.forget), len(split.val)
+    mon = _Monitor(DLFDParams(), Data, _Ctx())
+    assert mon.n == min(n_f, n_u, 2000)
+    assert len(mon.unseen.y) == max(mon.n, min(2000, n_u))
+    a, b = mon(original, 0)[:2], mon(original, 0)[:2]
+    assert a == b  # the same samples and splits: two checks of one model agree exactly
+    assert _Monitor(DLFDParams(mia_cap=20), Data, _Ctx()).n == 20
+    with pytest.raises(ValueError, match="mia_samples: expected at most"):
+        _Monitor(DLFDParams(mia_samples=n_f + n_u), Data, _Ctx())
+
+
+def _run_dlfd(digits_models, **kw):
+    split, original, _ = digits_models
+    events = []
+    hp = dict(epochs=1, batch_size=64, steps=1, alpha=0.01, noise_resamples=5, mia_splits=3)
+    hp.update(kw)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DLFD(**hp).unlearn(original, split.forget, split.retain, test=split.val, seed=0, callbacks=[events.append])
+    return split, events, [str(w.message) for w in caught]
+
+
+def test_noise_is_measured_once_and_a_threshold_inside_it_is_raised(digits_models):
+    split, events, msgs = _run_dlfd(digits_models, epochs=0, forget_threshold=0.001, max_forgetting_score=0.0005)
+    noise = [e for e in events if e.phase == "noise"]
+    assert len(noise) == 1
+    sd = noise[0].logs["fs_sd"]
+    assert sd > 0.001 and noise[0].logs["samples"] == min(len(split.forget), len(split.val))
+    # both thresholds were inside the noise: raised to it, with a warning naming the first
+    assert noise[0].logs["forget_threshold"] == pytest.approx(sd)
+    assert noise[0].logs["max_forgetting_score"] == pytest.approx(sd)
+    assert any(m.startswith("forget_threshold: the forgetting score's noise") for m in msgs), msgs
+    # thresholds above the noise, and 0 ("always synthesise"), are left as given, without that warning
+    _, events, msgs = _run_dlfd(digits_models, epochs=0, forget_threshold=0.0, max_forgetting_score=0.5)
+    logs = [e for e in events if e.phase == "noise"][0].logs
+    assert (logs["forget_threshold"], logs["max_forgetting_score"]) == (0.0, 0.5)
+    assert not any("noise" in m for m in msgs), msgs
+
+
+def test_checks_every_n_batches(digits_models):
+    split, events, _ = _run_dlfd(digits_models, check_every=5, forget_threshold=0.0, max_forgetting_score=0.5)
+    total = math.ceil(len(split.retain) / 64)
+    steps = [e.step for e in events if e.phase == "monitor"]
+    assert steps == [0] + [s for s in range(1, total + 1) if s % 5 == 0 or s == total]
+    synth = [e for e in events if e.phase == "synthesis"]
+    assert len(synth) == total  # threshold 0: every batch synthesised
