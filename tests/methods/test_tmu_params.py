@@ -183,7 +183,7 @@ def test_each_phase_cost_is_logged(splits):
     import time
 
     random, _, original = splits
-    m = TMU(**dict(FAST, epochs=1))
+    m = TMU(**dict(FAST, epochs=1, twin_match=False))
     t0 = time.perf_counter()
     m.unlearn(original, random.forget, random.retain, heldout=random.heldout)
     wall = time.perf_counter() - t0
@@ -191,7 +191,14 @@ def test_each_phase_cost_is_logged(splits):
     assert len(cost) == 1
     logs = cost[0].logs
     phases = ("twin", "curriculum", "features", "predictor", "unlearn")
-    assert set(logs) == {f"{k}_s" for k in (*phases, "total")}
+    assert set(logs) == {f"{k}_s" for k in (*phases, "total")} | {
+        f"{k}_samples" for k in ("twin", "curriculum", "features", "unlearn", "total")}
+    # samples through a backward pass: one twin epoch over D_r + D_f + D_twin, one curriculum epoch
+    # over the same, 5 PGD steps per D_twin and D_f sample (AF), one unlearning epoch over D_r + D_f
+    n_f, n_r, n_h = len(random.forget_idx), len(random.retain_idx), len(random.heldout_idx)
+    assert (logs["twin_samples"], logs["curriculum_samples"], logs["features_samples"], logs["unlearn_samples"]) == (
+        n_r + n_f + n_h, 0, 5 * (n_h + n_f), n_r + n_f)
+    assert m.last_details["samples"]["total"] == logs["total_samples"] == 2 * (n_r + n_f) + n_h + 5 * (n_h + n_f)
     assert all(logs[f"{k}_s"] >= 0 for k in phases) and logs["unlearn_s"] > 0 and logs["twin_s"] > 0
     assert math.isclose(logs["total_s"], sum(logs[f"{k}_s"] for k in phases), rel_tol=1e-9)
     assert logs["total_s"] <= wall
@@ -218,3 +225,4 @@ def test_twin_checked_every_few_steps_stops_at_the_first_check_that_reaches_the_
     # it trained exactly up to its last check, no further
     assert tc["steps"] == len(twin_steps) == checks[-1].step
     assert tc["epochs"] == pytest.approx(tc["steps"] / per_epoch)
+    assert tc["samples"] == min(tc["steps"] * 64, tc["steps"] // per_epoch * n_train + tc["steps"] % per_epoch * 64)

@@ -478,7 +478,9 @@ class TMU(Method):
     ``heldout`` is then class C's unseen images only (``UnlearningSplit.heldout_classes``), so D_twin,
     the twin labels and the predictor are class C's. Cost: the phase ``cost`` event (and
     ``last_details["seconds"]``) gives the wall seconds of the twin, the curriculum model, the
-    features, the predictor and the unlearning fine-tune.
+    features, the predictor and the unlearning fine-tune, and (``_samples``, ``last_details["samples"]``)
+    how many training samples each phase sent through a backward pass, a cost measure free of the
+    machine's load.
 
     The paper's exact form of the noise-perturbed fine-tuning was not retrievable: additive
     Gaussian input noise on D_f^e is our documented choice. ``last_details`` keeps, after each call,
@@ -571,11 +573,18 @@ class TMU(Method):
         self._finetune(model, data, hard, ctx, y_forget=y_forget, train=train)
         seconds["unlearn"] = clock.lap()
         seconds["total"] = sum(seconds.values())
-        ctx.log("cost", 1, 1, **{f"{k}_s": v for k, v in seconds.items()})
+        # training samples through a backward pass, per phase (load-free cost; PGD: one per sample and step)
+        samples = {"twin": self.twin_check["samples"],
+                   "curriculum": p.curriculum_epochs * len(twin_train) if curriculum is not None else 0,
+                   "features": p.pgd_steps * (len(held) + len(data.forget)) if "af" in p.features else 0,
+                   "unlearn": self._unlearn_samples}
+        samples["total"] = sum(samples.values())
+        ctx.log("cost", 1, 1, **{f"{k}_s": v for k, v in seconds.items()},
+                **{f"{k}_samples": v for k, v in samples.items()})
         self.last_details = {"twin_labels": twin_labels, "twin_classes": y_twin, "twin_features": f_twin,
                              "forget_features": f_forget, "forget_p_easy": p_easy, "forget_hard": hard,
                              "twin_hard": twin_hard, "features": p.features, "feature_scaling": scaling,
-                             "twin_check": self.twin_check, "seconds": seconds}
+                             "twin_check": self.twin_check, "seconds": seconds, "samples": samples}
         return model
 
     def _twin(self, model, twin_train: BatchSource, data, ctx) -> nn.Module:
@@ -601,12 +610,13 @@ class TMU(Method):
         every = p.twin_check_every
         total = p.twin_epochs if every is None else p.twin_epochs * per_epoch
         ctx.log("twin_check", 0, total, twin_acc_twin=acc, orig_acc_forget=target)
-        epoch = steps = 0
+        epoch = steps = samples = 0
         while epoch < p.twin_epochs and not _reached(acc):
             if every is None:
                 run_epochs(twin, twin_train, epochs=1, batch_size=p.twin_batch_size, optimizer=opt, ctx=ctx,
                            phase="twin")
                 steps += per_epoch
+                samples += len(twin_train)
                 acc = _acc(twin, data.heldout)
                 ctx.log("twin_check", epoch + 1, total, twin_acc_twin=acc, orig_acc_forget=target)
             else:
@@ -616,6 +626,7 @@ class TMU(Method):
                         loss = F.cross_entropy(twin(b.x), b.y)
                     ctx.amp.step(opt, loss)
                     steps += 1
+                    samples += len(b.y)
                     ctx.log("twin", i, per_epoch, loss=loss.detach())
                     if steps % every == 0 or i == per_epoch:
                         acc = _acc(twin, data.heldout)
@@ -630,7 +641,7 @@ class TMU(Method):
                           "set as the original did, so its generalisation labels mislead; fine-tune it longer",
                           stacklevel=4)
         self.twin_check = {"epochs": epoch if every is None else steps / per_epoch, "steps": steps,
-                           "twin_acc_twin": acc, "orig_acc_forget": target}
+                           "samples": samples, "twin_acc_twin": acc, "orig_acc_forget": target}
         twin.eval()
         return twin
 
@@ -657,6 +668,7 @@ class TMU(Method):
         (read from ``data.forget`` when not given)."""
         p = self.params
         n_r = len(data.retain)
+        self._unlearn_samples = 0
         if train is None:
             train = _concat([data.retain, data.forget], "train")
         y_forget = (y_forget if y_forget is not None else data.forget.all_labels()).clone()
@@ -683,6 +695,7 @@ class TMU(Method):
                     loss = F.cross_entropy(model(xb), yb)
                 ctx.amp.step(opt, loss)
                 step += 1
+                self._unlearn_samples += len(yb)
                 ctx.log("unlearn", step, total, loss=loss.detach())
                 if ctx.stop_check(model):
                     model.eval()
