@@ -23,7 +23,9 @@ from ._loops import frozen_copy
 from ._stop import StopParams
 from .base import Method, register
 
-FORGET_LOSSES = ("neg_ce", "none")
+FORGET_LOSSES = ("neg_ce", "entropy", "match_val", "none")
+DA_VARIANTS = ("projection", "subspace")
+RECOVER_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,28 @@ class MUDAParams(StopParams):
     the covariance; refresh: forget steps between recomputations of the retain eigenspace;
     bank_size: retain samples in the feature bank the eigenspace is computed from;
     recover_ratio: retain batches per forget batch seen in the preceding forget phase;
-    forget_loss: the forget phase's class-evidence term: "neg_ce" (-min(CE, ce_cap), our reading of
-    the spec) or "none" (the DA regulariser alone, the reading that injects no wrong supervision);
+    forget_loss: the forget phase's term aimed at D_f, DA always its regulariser: "neg_ce"
+    (-min(CE, ce_cap), the spec's reading), "entropy" (cross-entropy to the uniform distribution:
+    the class evidence of D_f is removed without naming a wrong class), "match_val" (per class, the
+    mean of D_f's features projected on the retain eigenspace pulled toward that of unseen
+    validation samples, MUDA's observation that a retrained model's forget features behave like
+    unseen ones; needs ``test=`` validation data) or "none" (the DA regulariser alone);
+    recover_passes: when set, each round's recovery runs this many passes over D_r (in retain
+    samples: 1.0 = every retain sample once per round) instead of ``recover_ratio``;
+    forget_lr: the forget phase's step size (default: ``lr``; setting it gives each phase its own
+    optimiser, as ``phase_optimizers``);
+    recover_schedule: "constant" (``lr`` throughout) or "cosine" (recovery's step size follows one
+    cosine from ``lr`` to 0 over all rounds' recovery steps: the last round consolidates the retain
+    set at small steps, as a training schedule ends, where SGD at a constant step leaves retain
+    accuracy a few points under the original's; measured in docs/benchmarks.md);
+    phase_optimizers: each phase has its own SGD state (the forget phase's momentum never carries
+    into recovery, nor recovery's into the next forget phase) instead of one shared optimiser;
+    da_variant: "projection" (the mean share of each forget feature's energy in U_k) or "subspace"
+    (principal angles between the batch's own top-k directions and U_k);
     probe_every: forget/recover steps between linear-probe checks LP(D_r), LP(D_f) logged in the
-    history (0: none); probe_samples: samples per set in each check (a fixed subsample).
+    history (0: none; the probe also runs after every round and logs DA of D_f, D_r and validation
+    samples on the current eigenspace: the paper's stability curves); probe_samples: samples per set
+    in each check (a fixed subsample).
     """
 
     epochs: int = param(5, ge=0, space=integers(1, 5))
@@ -62,6 +82,11 @@ class MUDAParams(StopParams):
     # "none" by measurement (docs/benchmarks.md, fashion-mnist-10k random-10): the best MUDA setting found
     # there forgets through the DA term alone; the capped ascent at the same settings did no better
     forget_loss: str = param("none", choices=FORGET_LOSSES, space=categorical(*FORGET_LOSSES))
+    recover_passes: float | None = param(None, gt=0)
+    forget_lr: float | None = param(None, gt=0)
+    recover_schedule: str = param("constant", choices=RECOVER_SCHEDULES, space=categorical(*RECOVER_SCHEDULES))
+    phase_optimizers: bool = param(False, space=categorical(False, True))
+    da_variant: str = param("projection", choices=DA_VARIANTS)
     probe_every: int = param(10, ge=0)
     probe_samples: int = param(500, ge=2)
 
@@ -100,35 +125,54 @@ class MUDA(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
+        if p.forget_loss == "match_val" and data.test is None:
+            raise ValueError("test: expected validation samples (UnlearningSplit.val) for forget_loss='match_val' "
+                             "(it pulls D_f's features toward those of unseen samples), got None")
         teacher = frozen_copy(model)
-        da_loss = DimensionalAlignmentLoss(k=p.k, energy=p.energy, center=p.center)
+        da_loss = DimensionalAlignmentLoss(k=p.k, energy=p.energy, center=p.center, variant=p.da_variant)
         sd_loss = SelfDistillationLoss(temperature=p.temperature)
-        opt = sgd(model, p.lr, p.momentum, p.weight_decay)
+        opt_f = sgd(model, p.forget_lr if p.forget_lr is not None else p.lr, p.momentum, p.weight_decay)
+        if p.phase_optimizers or p.forget_lr is not None:  # a forget step size of its own needs its own optimiser
+            opt_r = sgd(model, p.lr, p.momentum, p.weight_decay)
+        else:
+            opt_r = opt_f
         n_f, n_r = len(data.forget), len(data.retain)
         bank_idx = torch.randperm(n_r, generator=ctx.generator)[: p.bank_size]
         # the bank's images are read once (bank_size samples, kept on the CPU); their features are
         # recomputed at every refresh
         bank_x = data.retain.take(bank_idx).x
+        val_bank = _val_bank(data, p, ctx) if p.forget_loss == "match_val" else None
         forget_steps = math.ceil(n_f / p.batch_size)
-        recover_steps = math.ceil(p.recover_ratio * forget_steps)
+        if p.recover_passes is not None:
+            recover_steps = math.ceil(p.recover_passes * n_r / p.batch_size)
+        else:
+            recover_steps = math.ceil(p.recover_ratio * forget_steps)
         retain_batches = ctx.cycle(data.retain, p.batch_size)
         dev = ctx.device
         probe = _Probe(data, p.probe_samples, ctx) if p.probe_every else None
         n_probe = 0
+        val_means = None
 
-        def maybe_probe(phase, step, force=False):
+        def maybe_probe(phase, step, force=False, **extra):
             nonlocal n_probe
             if probe is not None and (force or step % p.probe_every == 0):
                 n_probe += 1
-                ctx.log("probe", n_probe, None, after=phase, at_step=step, **probe(model))
+                ctx.log("probe", n_probe, None, after=phase, at_step=step, **extra, **probe(model, da_loss))
 
+        da_loss.refresh(extract_features(model, bank_x, precision=ctx.amp).to(dev))
         maybe_probe("start", 0, force=True)
         step_f = step_r = 0
         for epoch in range(p.epochs):
             # forget phase
+            if opt_f is opt_r:
+                for g in opt_f.param_groups:
+                    g["lr"] = p.lr
             for b in ctx.batches(data.forget, p.batch_size):
                 if step_f % p.refresh == 0:
-                    da_loss.refresh(extract_features(model, bank_x, precision=ctx.amp).to(dev))
+                    space = da_loss.refresh(extract_features(model, bank_x, precision=ctx.amp).to(dev))
+                    if val_bank is not None:
+                        val_means = _class_means(extract_features(model, val_bank[0], precision=ctx.amp).to(dev),
+                                                 val_bank[1].to(dev), space, data.num_classes)
                 model.train()
                 with ctx.amp.autocast():
                     z = model.features(b.x)
@@ -137,7 +181,11 @@ class MUDA(Method):
                     loss = p.lambda_da * l_da
                     if p.forget_loss == "neg_ce":
                         loss = loss - ce.clamp(max=p.ce_cap)
-                ctx.amp.step(opt, loss)
+                    elif p.forget_loss == "entropy":
+                        loss = loss + _to_uniform(model.head(z))
+                    elif p.forget_loss == "match_val":
+                        loss = loss + _match_means(z, b.y, da_loss.eigenspace, val_means)
+                ctx.amp.step(opt_f, loss)
                 step_f += 1
                 ctx.log("forget", step_f, p.epochs * forget_steps, loss=loss.detach(), ce=ce.detach(),
                         da=1.0 - float(l_da.detach()), epoch=epoch + 1)
@@ -146,6 +194,10 @@ class MUDA(Method):
             # recover phase
             model.train()
             for _ in range(recover_steps):
+                if p.recover_schedule == "cosine":
+                    total = max(p.epochs * recover_steps, 1)
+                    for g in opt_r.param_groups:
+                        g["lr"] = 0.5 * p.lr * (1.0 + math.cos(math.pi * step_r / total))
                 b = next(retain_batches)
                 with ctx.amp.autocast():
                     out = model(b.x)
@@ -154,7 +206,7 @@ class MUDA(Method):
                     ce = F.cross_entropy(out, b.y)
                     sd = sd_loss(out, t_out)
                     loss = ce + p.lambda_sd * sd
-                ctx.amp.step(opt, loss)
+                ctx.amp.step(opt_r, loss)
                 step_r += 1
                 ctx.log("recover", step_r, p.epochs * recover_steps, loss=loss.detach(), ce=ce.detach(),
                         sd=sd.detach(), epoch=epoch + 1)
@@ -164,9 +216,55 @@ class MUDA(Method):
                     maybe_probe("end", step_f + step_r, force=True)
                     model.eval()
                     return model
-        maybe_probe("end", step_f + step_r, force=True)
+            last = epoch == p.epochs - 1  # after each round (the last one is the "end" probe)
+            maybe_probe("end" if last else "round", step_f + step_r, force=True, round=epoch + 1)
+        if p.epochs == 0:
+            maybe_probe("end", 0, force=True)
         model.eval()
         return model
+
+
+def _to_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the softmax against the uniform distribution minus its minimum log C:
+    KL(u || p) >= 0, 0 exactly at uniform predictions; it removes class evidence without naming a
+    wrong class (unlike an ascent on the true label's CE, it is bounded below)."""
+    logp = F.log_softmax(logits.float(), dim=1)
+    return -logp.mean(1).mean() - math.log(logits.shape[1])
+
+
+def _val_bank(data, p, ctx):
+    """A fixed validation subsample (at most ``bank_size`` samples; images and labels on the CPU)."""
+    n = len(data.test)
+    g = torch.Generator().manual_seed(ctx.seed + 11)
+    b = data.test.take(torch.randperm(n, generator=g)[: p.bank_size])
+    return b.x, b.y
+
+
+def _class_means(z: torch.Tensor, y: torch.Tensor, space, num_classes: int) -> torch.Tensor:
+    """(C, k) per-class means of the features projected on the eigenspace (NaN rows: absent classes)."""
+    proj = _project(z.float(), space)
+    out = torch.full((num_classes, proj.shape[1]), float("nan"), device=z.device)
+    for c in y.unique().tolist():
+        out[c] = proj[y == c].mean(0)
+    return out
+
+
+def _project(z: torch.Tensor, space) -> torch.Tensor:
+    u = space.vectors.to(device=z.device, dtype=torch.float32)
+    zc = z - space.mean.to(device=z.device, dtype=torch.float32) if space.mean is not None else z
+    return zc @ u
+
+
+def _match_means(z: torch.Tensor, y: torch.Tensor, space, val_means: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch's classes of ||mean_c(U^T z_f) - mean_c(U^T z_val)||^2 / ||mean_c(U^T z_val)||^2."""
+    proj = _project(z.float(), space)
+    terms = []
+    for c in y.unique().tolist():
+        target = val_means[c]
+        if torch.isnan(target).any():
+            continue
+        terms.append((proj[y == c].mean(0) - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12))
+    return torch.stack(terms).mean() if terms else z.sum() * 0.0
 
 
 class _Probe:
@@ -182,18 +280,26 @@ class _Probe:
             eval_i = fit_i
         f_i = torch.randperm(len(data.forget), generator=g)[:n]
         # the subsamples are read once (at most 3n samples, on the CPU)
-        self.sets = [(b.x, b.y.numpy()) for b in (data.retain.take(fit_i), data.retain.take(eval_i),
-                                                   data.forget.take(f_i))]
+        parts = [data.retain.take(fit_i), data.retain.take(eval_i), data.forget.take(f_i)]
+        if data.test is not None:  # validation samples: DA only, never a probe fit
+            parts.append(data.test.take(torch.randperm(len(data.test), generator=g)[:n]))
+        self.sets = [(b.x, b.y.numpy()) for b in parts]
         self.amp = ctx.amp
 
-    def __call__(self, model) -> dict:
+    def __call__(self, model, da_loss=None) -> dict:
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        (x_fit, y_fit), (x_r, y_r), (x_f, y_f) = self.sets
-        z = [extract_features(model, x, precision=self.amp).cpu().numpy() for x in (x_fit, x_r, x_f)]
+        (x_fit, y_fit), (x_r, y_r), (x_f, y_f) = self.sets[:3]
+        feats = [extract_features(model, x, precision=self.amp) for x, _ in self.sets]
+        out = {}
+        if da_loss is not None and da_loss.eigenspace is not None:  # DA of each set on the current eigenspace
+            with torch.no_grad():
+                for name, z in zip(("da_retain", "da_forget", "da_val"), feats[1:]):
+                    out[name] = 1.0 - float(da_loss(z.to(da_loss.eigenspace.vectors.device)))
+        z = [f.cpu().numpy() for f in feats[:3]]
         if len(set(y_fit.tolist())) < 2:
-            return {}
+            return out
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(z[0], y_fit)
-        return {"lp_retain": float(clf.score(z[1], y_r)), "lp_forget": float(clf.score(z[2], y_f))}
+        return {**out, "lp_retain": float(clf.score(z[1], y_r)), "lp_forget": float(clf.score(z[2], y_f))}

@@ -1,0 +1,136 @@
+"""MUDA's forget objectives, its recovery budget and optimiser state, its DA variants and the
+per-round stability log (issue 25): each term against a hand-worked value or a torch oracle, the
+schedule against a count made by hand, and the error for a missing validation set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from unlearnkit.losses import DimensionalAlignmentLoss
+from unlearnkit.methods import MUDA
+from unlearnkit.methods import muda as muda_mod
+
+FAST = dict(epochs=2, batch_size=64, lr=0.005, probe_every=0)
+
+
+def _events(split, model, **params):
+    events = []
+    MUDA(**{**FAST, **params}).unlearn(model, split.forget, split.retain, test=split.val, seed=0,
+                                       callbacks=[events.append])
+    return events
+
+
+def test_to_uniform_is_kl_from_the_uniform_distribution():
+    torch.manual_seed(0)
+    logits = torch.randn(7, 5) * 3
+    u = torch.full((7, 5), 1 / 5)
+    oracle = F.kl_div(F.log_softmax(logits, 1), u, reduction="batchmean")  # KL(u || p), per row, averaged
+    assert torch.allclose(muda_mod._to_uniform(logits), oracle, atol=1e-6)
+    assert abs(float(muda_mod._to_uniform(torch.zeros(3, 4)))) < 1e-7  # uniform predictions: 0
+
+
+def test_match_means_hand_worked():
+    class Space:  # the eigenspace: the first two coordinates of R^3, not centred
+        vectors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+        mean = None
+
+    z = torch.tensor([[1.0, 0.0, 9.0], [3.0, 0.0, -9.0], [0.0, 2.0, 5.0]])
+    y = torch.tensor([0, 0, 1])
+    val = torch.tensor([[2.0, 0.0], [0.0, 1.0], [float("nan"), float("nan")]])
+    # class 0: forget mean (2, 0) = val's: 0; class 1: (0, 2) vs (0, 1): 1 / 1; mean over classes: 0.5
+    assert float(muda_mod._match_means(z, y, Space, val)) == pytest.approx(0.5)
+    means = muda_mod._class_means(z, y, Space, 3)
+    assert torch.equal(means[:2], torch.tensor([[2.0, 0.0], [0.0, 2.0]])) and torch.isnan(means[2]).all()
+    # a class validation has no sample of contributes nothing
+    assert float(muda_mod._match_means(z, torch.tensor([2, 2, 2]), Space, val)) == 0.0
+
+
+def test_recover_passes_counts_retain_samples(digits_models):
+    split, original, _ = digits_models
+    n_r = len(split.retain)
+    ev = _events(split, original, recover_passes=0.5)
+    per_round = math.ceil(0.5 * n_r / FAST["batch_size"])
+    assert sum(e.phase == "recover" for e in ev) == FAST["epochs"] * per_round
+    ev = _events(split, original, recover_ratio=2.0)  # the ratio to forget batches, as before
+    forget_steps = math.ceil(len(split.forget) / FAST["batch_size"])
+    assert sum(e.phase == "recover" for e in ev) == FAST["epochs"] * math.ceil(2.0 * forget_steps)
+
+
+@pytest.mark.parametrize("separate,expected", [(False, 1), (True, 2)])
+def test_phase_optimizers_give_each_phase_its_own_state(digits_models, monkeypatch, separate, expected):
+    split, original, _ = digits_models
+    made = []
+    real = muda_mod.sgd
+    monkeypatch.setattr(muda_mod, "sgd", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    _events(split, original, phase_optimizers=separate, epochs=1)
+    assert len(made) == expected
+
+
+@pytest.mark.parametrize("forget_loss", ["entropy", "match_val"])
+def test_forget_objectives_lower_the_forget_evidence(digits_models, forget_loss):
+    """Each new term, with DA as its regulariser and no recovery, moves the forget set the way it
+    says: less confident (entropy) or its features toward the validation class means (match_val)."""
+    split, original, _ = digits_models
+    x_f, y_f = split.forget.tensors
+    params = dict(forget_loss=forget_loss, recover_passes=1e-9, lambda_da=0.1, epochs=3, lr=0.01)
+    out = MUDA(**{**FAST, **params}).unlearn(original, split.forget, split.retain, test=split.val, seed=0)
+    with torch.no_grad():
+        if forget_loss == "entropy":
+            before, after = (muda_mod._to_uniform(m(x_f)) for m in (original.eval(), out))
+            assert after < 0.9 * before
+        else:
+            x_v, y_v = split.val.tensors
+            bank = split.retain.tensors[0][:1024]
+            da = DimensionalAlignmentLoss()
+
+            def gap(m):
+                space = da.refresh(m.features(bank))
+                return muda_mod._match_means(m.features(x_f), y_f, space,
+                                             muda_mod._class_means(m.features(x_v), y_v, space, 10))
+
+            assert gap(out) < gap(original.eval())
+
+
+def test_match_val_needs_validation_samples(digits_models):
+    split, original, _ = digits_models
+    with pytest.raises(ValueError, match=r"^test: expected validation samples .*match_val.*got None"):
+        MUDA(forget_loss="match_val").unlearn(original, split.forget, split.retain, seed=0)
+
+
+@pytest.mark.parametrize("variant", ["projection", "subspace"])
+def test_each_round_logs_da_of_forget_retain_and_validation(digits_models, variant):
+    split, original, _ = digits_models
+    ev = _events(split, original, probe_every=1000, da_variant=variant)
+    rounds = [e for e in ev if e.phase == "probe" and "round" in e.logs]
+    assert [e.logs["round"] for e in rounds] == [1, 2] and rounds[-1].logs["after"] == "end"
+    for e in rounds:
+        for key in ("da_forget", "da_retain", "da_val", "lp_retain", "lp_forget"):
+            assert 0.0 <= e.logs[key] <= 1.0 + 1e-6, (key, e.logs)
+
+
+def test_cosine_recovery_anneals_from_lr_to_zero_and_forget_lr_is_its_own(digits_models, monkeypatch):
+    split, original, _ = digits_models
+    made = []
+    real = muda_mod.sgd
+    monkeypatch.setattr(muda_mod, "sgd", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    seen = {"forget": [], "recover": []}
+
+    def record(e):
+        if e.phase in seen:  # the step size the optimiser of that phase holds after the step
+            seen[e.phase].append(made[0 if e.phase == "forget" else 1].param_groups[0]["lr"])
+
+    MUDA(**{**FAST, "recover_schedule": "cosine", "forget_lr": 0.002, "lr": 0.01}).unlearn(
+        original, split.forget, split.retain, seed=0, callbacks=[record])
+    assert len(made) == 2  # a forget step size of its own: an optimiser of its own
+    assert set(seen["forget"]) == {0.002}
+    lrs = seen["recover"]
+    total = len(lrs)
+    expected = [0.5 * 0.01 * (1 + math.cos(math.pi * t / total)) for t in range(total)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[0] == pytest.approx(0.01) and lrs[-1] < 0.1 * 0.01  # ends near 0
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # never rises, across rounds too
