@@ -100,7 +100,7 @@ class DLFDParams(StopParams):
     mia_samples: int | None = param(None, ge=2)
     mia_cap: int = param(2000, ge=2)
     mia_splits: int = param(10, ge=1)
-    noise_resamples: int = param(20, ge=2)
+    noise_resamples: int = param(10, ge=2)
     check_every: int = param(1, ge=1)
     val_samples: int = param(2000, ge=1)
 
