@@ -181,10 +181,15 @@ def test_noise_is_measured_once_and_a_threshold_inside_it_is_raised(digits_model
     assert not any("noise" in m for m in msgs), msgs
 
 
-def test_checks_every_n_batches(digits_models):
-    split, events, _ = _run_dlfd(digits_models, check_every=5, forget_threshold=0.0, max_forgetting_score=0.5)
+def test_checks_every_n_batches_and_the_ot_weight_schedule(digits_models):
+    split, events, _ = _run_dlfd(digits_models, check_every=5, forget_threshold=0.0, max_forgetting_score=0.5,
+                                 lambda_f=3.0, lambda_f_end=0.0)
     total = math.ceil(len(split.retain) / 64)
     steps = [e.step for e in events if e.phase == "monitor"]
     assert steps == [0] + [s for s in range(1, total + 1) if s % 5 == 0 or s == total]
     synth = [e for e in events if e.phase == "synthesis"]
     assert len(synth) == total  # threshold 0: every batch synthesised
+    # the OT weight ramps linearly from lambda_f to lambda_f_end over the pass, as w does
+    lam = [e.logs["lambda_f"] for e in synth]
+    assert lam == pytest.approx([3.0 * (1 - k / (total - 1)) for k in range(total)])
+    assert [e.logs["w"] for e in synth] == pytest.approx([k / (total - 1) for k in range(total)])

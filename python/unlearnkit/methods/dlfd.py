@@ -54,6 +54,8 @@ class DLFDParams(StopParams):
 
     epochs: passes over the retain set (the paper: one); batch_size: retain (and forget) batch;
     lr, momentum, weight_decay: SGD; lambda_f: weight of the OT term in the synthesis;
+    lambda_f_end: the OT weight's schedule: it ramps linearly from lambda_f to it over the pass, as
+    w_t does (None: constant lambda_f, the paper);
     w_start, w_end: the classification weight w_t ramps linearly between them over the pass;
     steps: S, sign-gradient steps of the synthesis; alpha: step size, in pixel units of the
     *unnormalised* image (unlearnkit's datasets are [0, 1] images and its models normalise
@@ -82,6 +84,7 @@ class DLFDParams(StopParams):
     momentum: float = param(0.9, ge=0, lt=1)
     weight_decay: float = param(5e-4, ge=0)
     lambda_f: float = param(3.0, ge=0, space=log_uniform(0.1, 10.0))
+    lambda_f_end: float | None = param(None, ge=0)
     w_start: float = param(0.0, ge=0)
     w_end: float = param(1.0, ge=0)
     steps: int = param(15, ge=0, space=integers(1, 20))
@@ -307,7 +310,7 @@ class DLFD(Method):
     paper targets random-sample forgetting (``targets``): the runner warns on other scenarios.
 
     Logged: phase ``noise`` (step 0: fs_sd, fs_mean, samples, resamples and the thresholds in
-    use); per step, phase ``synthesis`` (loss, ot_first, ot_last, w) or ``finetune`` (loss);
+    use); per step, phase ``synthesis`` (loss, ot_first, ot_last, w, lambda_f) or ``finetune`` (loss);
     phase ``monitor``: fs, mia, val_acc.
 
     Implementation choices (documented differences): the synthesis runs the model in eval mode
@@ -378,7 +381,9 @@ class DLFD(Method):
         for _ in range(p.epochs):
             for b in ctx.batches(data.retain, p.batch_size):
                 x, y = b.x, b.y
-                w = p.w_start + (p.w_end - p.w_start) * (step / max(total - 1, 1))
+                t = step / max(total - 1, 1)
+                w = p.w_start + (p.w_end - p.w_start) * t
+                lam = p.lambda_f if p.lambda_f_end is None else p.lambda_f + (p.lambda_f_end - p.lambda_f) * t
                 if fs >= forget_threshold:
                     fb = next(forget_batches)
                     model.eval()
@@ -387,11 +392,12 @@ class DLFD(Method):
                     if isinstance(lo, torch.Tensor):
                         alpha, eps, lo, hi = (v.to(x.device) if isinstance(v, torch.Tensor) else v
                                               for v in (alpha, eps, lo, hi))
-                    x, hist = synthesize(model, x, y, z_f, ot=ot, w=w, lambda_f=p.lambda_f, steps=p.steps,
+                    x, hist = synthesize(model, x, y, z_f, ot=ot, w=w, lambda_f=lam, steps=p.steps,
                                          alpha=alpha, pixel_range=(lo, hi), layer=p.layer, mode=p.mode,
                                          amp=ctx.amp, epsilon=eps)
                     phase, extra = "synthesis", {"ot_first": hist[0] if hist else 0.0,
-                                                 "ot_last": hist[-1] if hist else 0.0, "w": w}
+                                                 "ot_last": hist[-1] if hist else 0.0, "w": w,
+                                                 "lambda_f": lam}
                 else:
                     phase, extra = "finetune", {}
                 model.train()
