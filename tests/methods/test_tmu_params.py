@@ -226,3 +226,34 @@ def test_twin_checked_every_few_steps_stops_at_the_first_check_that_reaches_the_
     assert tc["steps"] == len(twin_steps) == checks[-1].step
     assert tc["epochs"] == pytest.approx(tc["steps"] / per_epoch)
     assert tc["samples"] == min(tc["steps"] * 64, tc["steps"] // per_epoch * n_train + tc["steps"] % per_epoch * 64)
+
+
+def test_twin_others_fine_tunes_on_d_twin_and_a_fresh_draw_of_the_rest(splits, monkeypatch):
+    """Each twin epoch: every D_twin sample once, plus round(r * |D_twin|) other training samples,
+    drawn afresh (different ones each epoch)."""
+    from unlearnkit.data.batches import TensorSource
+
+    random, _, original = splits
+    n_h = len(random.heldout_idx)
+    n_train = len(random.retain_idx) + len(random.forget_idx)
+    picked = []
+    subset = TensorSource.subset
+
+    def spy(self, idx):
+        if self.name == "twin_train":
+            picked.append(torch.as_tensor(idx).clone())
+        return subset(self, idx)
+
+    monkeypatch.setattr(TensorSource, "subset", spy)
+    m = TMU(**dict(FAST, twin_epochs=3, twin_match=False, twin_others=1.5))
+    m.unlearn(original, random.forget, random.retain, heldout=random.heldout)
+    monkeypatch.undo()
+    assert len(picked) == 3
+    for idx in picked:
+        assert len(idx) == n_h + round(1.5 * n_h) and len(torch.unique(idx)) == len(idx)
+        assert torch.equal(idx[:n_h], torch.arange(n_train, n_train + n_h))  # all of D_twin (placed last)
+        assert bool((idx[n_h:] < n_train).all())
+    assert not torch.equal(picked[0][n_h:], picked[1][n_h:])
+    tc = m.last_details["twin_check"]
+    assert tc["epochs"] == 3 and tc["samples"] == 3 * (n_h + round(1.5 * n_h))
+    assert [e.step for e in m.last_history if e.phase == "twin_check"] == [0, 1, 2, 3]

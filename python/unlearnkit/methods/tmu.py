@@ -73,6 +73,11 @@ class TMUParams(StopParams):
             epoch's end), so the twin stops within that many steps of reaching it; None (default):
             after each epoch only. A check is one inference pass over D_twin and D_f's target is
             measured once.
+        twin_others: None (default): each twin epoch is a pass over D_r + D_f + D_twin. A number r:
+            each twin epoch is D_twin plus round(r * |D_twin|) samples of D_r + D_f drawn afresh
+            (all of them at most), so the twin's steps go mostly to what it must memorise and an
+            epoch costs (1 + r) |D_twin| samples instead of |D_r + D_f + D_twin| (the cheaper twin:
+            with a small D_twin, a tenth of the cost per pass over it or less).
     Features:
         features: which generalisation features the predictor sees: "df_af_cf" (the paper's three),
             "df_cf" (its released code's two) or a subset of ("df", "af", "cf") (stored as a tuple).
@@ -116,6 +121,7 @@ class TMUParams(StopParams):
     twin_match: bool = True
     twin_tolerance: float = param(0.01, ge=0, le=1)
     twin_check_every: int | None = param(None, ge=1)
+    twin_others: float | None = param(None, ge=0)
     features: tuple[str, ...] | str = param(FEATURES, doc='"df_af_cf", "df_cf" or a tuple of distinct names among '
                                             '("df", "af", "cf")')
     feature_scaling: str = param("auto", choices=FEATURE_SCALINGS)
@@ -606,13 +612,16 @@ class TMU(Method):
         twin = copy.deepcopy(model)
         opt = sgd(twin, p.twin_lr, p.momentum, p.weight_decay)
         acc = _acc(twin, data.heldout)
-        per_epoch = -(-len(twin_train) // p.twin_batch_size)
+        n_h = len(data.heldout)
+        n_train = len(twin_train) - n_h  # D_r + D_f come first in twin_train, D_twin last
+        n_epoch = len(twin_train) if p.twin_others is None else n_h + min(n_train, round(p.twin_others * n_h))
+        per_epoch = -(-n_epoch // p.twin_batch_size)
         every = p.twin_check_every
         total = p.twin_epochs if every is None else p.twin_epochs * per_epoch
         ctx.log("twin_check", 0, total, twin_acc_twin=acc, orig_acc_forget=target)
         epoch = steps = samples = 0
         while epoch < p.twin_epochs and not _reached(acc):
-            if every is None:
+            if every is None and p.twin_others is None:
                 run_epochs(twin, twin_train, epochs=1, batch_size=p.twin_batch_size, optimizer=opt, ctx=ctx,
                            phase="twin")
                 steps += per_epoch
@@ -620,17 +629,22 @@ class TMU(Method):
                 acc = _acc(twin, data.heldout)
                 ctx.log("twin_check", epoch + 1, total, twin_acc_twin=acc, orig_acc_forget=target)
             else:
+                source = twin_train
+                if p.twin_others is not None:  # this epoch: D_twin and a fresh draw of the other samples
+                    others = torch.randperm(n_train, generator=ctx.generator)[:n_epoch - n_h]
+                    source = twin_train.subset(torch.cat([torch.arange(n_train, n_train + n_h), others]))
                 twin.train()
-                for i, b in enumerate(ctx.batches(twin_train, p.twin_batch_size, shuffle=True), 1):
+                for i, b in enumerate(ctx.batches(source, p.twin_batch_size, shuffle=True), 1):
                     with ctx.amp.autocast():
                         loss = F.cross_entropy(twin(b.x), b.y)
                     ctx.amp.step(opt, loss)
                     steps += 1
                     samples += len(b.y)
                     ctx.log("twin", i, per_epoch, loss=loss.detach())
-                    if steps % every == 0 or i == per_epoch:
+                    if (every is not None and steps % every == 0) or i == per_epoch:
                         acc = _acc(twin, data.heldout)
-                        ctx.log("twin_check", steps, total, twin_acc_twin=acc, orig_acc_forget=target)
+                        ctx.log("twin_check", steps if every is not None else epoch + 1, total, twin_acc_twin=acc,
+                                orig_acc_forget=target)
                         twin.train()
                         if _reached(acc):
                             break
