@@ -71,10 +71,11 @@ def test_phase_optimizers_give_each_phase_its_own_state(digits_models, monkeypat
     assert len(made) == expected
 
 
-@pytest.mark.parametrize("forget_loss", ["entropy", "match_val"])
+@pytest.mark.parametrize("forget_loss", ["entropy", "val_features", "val_losses"])
 def test_forget_objectives_lower_the_forget_evidence(digits_models, forget_loss):
     """Each new term, with DA as its regulariser and no recovery, moves the forget set the way it
-    says: less confident (entropy) or its features toward the validation class means (match_val)."""
+    says: less confident (entropy), its features toward the validation class means (val_features),
+    its loss distribution toward validation's (val_losses, in W2 between the two)."""
     split, original, _ = digits_models
     x_f, y_f = split.forget.tensors
     params = dict(forget_loss=forget_loss, recover_passes=1e-9, lambda_da=0.1, epochs=3, lr=0.01)
@@ -83,6 +84,16 @@ def test_forget_objectives_lower_the_forget_evidence(digits_models, forget_loss)
         if forget_loss == "entropy":
             before, after = (muda_mod._to_uniform(m(x_f)) for m in (original.eval(), out))
             assert after < 0.9 * before
+        elif forget_loss == "val_losses":
+            x_v, y_v = split.val.tensors
+
+            def w2(m):
+                return muda_mod._match_quantiles(F.cross_entropy(m(x_f), y_f, reduction="none"),
+                                                 F.cross_entropy(m(x_v), y_v, reduction="none").sort().values)
+
+            # digits' original barely memorises (W2 ~2e-6 nats^2 between forget and validation losses): lower
+            # is all there is to see; the memorising regime's numbers are in docs/benchmarks.md
+            assert w2(out) < w2(original.eval())
         else:
             x_v, y_v = split.val.tensors
             bank = split.retain.tensors[0][:1024]
@@ -96,10 +107,27 @@ def test_forget_objectives_lower_the_forget_evidence(digits_models, forget_loss)
             assert gap(out) < gap(original.eval())
 
 
-def test_match_val_needs_validation_samples(digits_models):
+@pytest.mark.parametrize("forget_loss", ["val_features", "val_losses"])
+def test_val_terms_need_validation_samples(digits_models, forget_loss):
     split, original, _ = digits_models
-    with pytest.raises(ValueError, match=r"^test: expected validation samples .*match_val.*got None"):
-        MUDA(forget_loss="match_val").unlearn(original, split.forget, split.retain, seed=0)
+    with pytest.raises(ValueError, match=rf"^test: expected validation samples .*{forget_loss}.*got None"):
+        MUDA(forget_loss=forget_loss).unlearn(original, split.forget, split.retain, seed=0)
+
+
+def test_match_quantiles_is_w2_between_equal_size_samples():
+    """For two samples of the same size n, the target's quantiles at (i + 1/2)/n under linear
+    interpolation are not the sorted values themselves; the oracle here is the definition with
+    numpy's quantile, and the zero case is a sample matched against itself at odd n with m = n."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = rng.exponential(size=9), np.sort(rng.exponential(size=40))
+    q = np.quantile(b, (np.arange(9) + 0.5) / 9)
+    expected = np.mean((np.sort(a) - q) ** 2)
+    got = float(muda_mod._match_quantiles(torch.tensor(a), torch.tensor(b)))
+    assert got == pytest.approx(expected, rel=1e-5)
+    same = torch.tensor(np.sort(a))
+    assert float(muda_mod._match_quantiles(same, same)) < float(muda_mod._match_quantiles(same + 1, same))
 
 
 @pytest.mark.parametrize("variant", ["projection", "subspace"])

@@ -18,12 +18,13 @@ from torch.nn import functional as F
 
 from .._validation import categorical, integers, log_uniform, param, uniform
 from ..losses import DimensionalAlignmentLoss, SelfDistillationLoss
-from ..training import extract_features, sgd
+from ..training import extract_features, predict, sgd
 from ._loops import frozen_copy
 from ._stop import StopParams
 from .base import Method, register
 
-FORGET_LOSSES = ("neg_ce", "entropy", "match_val", "none")
+FORGET_LOSSES = ("neg_ce", "entropy", "val_losses", "val_features", "none")
+NEEDS_VAL = ("val_losses", "val_features")
 DA_VARIANTS = ("projection", "subspace")
 RECOVER_SCHEDULES = ("constant", "cosine")
 
@@ -42,10 +43,16 @@ class MUDAParams(StopParams):
     recover_ratio: retain batches per forget batch seen in the preceding forget phase;
     forget_loss: the forget phase's term aimed at D_f, DA always its regulariser: "neg_ce"
     (-min(CE, ce_cap), the spec's reading), "entropy" (cross-entropy to the uniform distribution:
-    the class evidence of D_f is removed without naming a wrong class), "match_val" (per class, the
-    mean of D_f's features projected on the retain eigenspace pulled toward that of unseen
-    validation samples, MUDA's observation that a retrained model's forget features behave like
-    unseen ones; needs ``test=`` validation data) or "none" (the DA regulariser alone);
+    the class evidence of D_f is removed without naming a wrong class), "val_losses" (the sorted
+    per-sample cross-entropies of each forget batch pulled toward the same quantiles of unseen
+    validation samples' under the model as given (fixed: a target that followed the model would
+    rise with any damage and be chased), a 1-D optimal transport in loss space: memorised
+    samples are pushed up to where unseen samples sit, the hardest ones to where unseen ones are
+    misclassified, and a sample already as uncertain as unseen data is left alone; MUDA's
+    observation that a retrained model treats forget samples as unseen ones, on its outputs),
+    "val_features" (per class, the mean of D_f's features projected on the retain eigenspace pulled
+    toward that of validation samples, the same observation on features) or "none" (the DA
+    regulariser alone); the two "val_" terms need ``test=`` validation data;
     recover_passes: when set, each round's recovery runs this many passes over D_r (in retain
     samples: 1.0 = every retain sample once per round) instead of ``recover_ratio``;
     forget_lr: the forget phase's step size (default: ``lr``; setting it gives each phase its own
@@ -125,9 +132,9 @@ class MUDA(Method):
 
     def _unlearn(self, model, data, ctx):
         p = self.params
-        if p.forget_loss == "match_val" and data.test is None:
-            raise ValueError("test: expected validation samples (UnlearningSplit.val) for forget_loss='match_val' "
-                             "(it pulls D_f's features toward those of unseen samples), got None")
+        if p.forget_loss in NEEDS_VAL and data.test is None:
+            raise ValueError(f"test: expected validation samples (UnlearningSplit.val) for forget_loss={p.forget_loss!r} "
+                             "(it pulls D_f toward unseen samples), got None")
         teacher = frozen_copy(model)
         da_loss = DimensionalAlignmentLoss(k=p.k, energy=p.energy, center=p.center, variant=p.da_variant)
         sd_loss = SelfDistillationLoss(temperature=p.temperature)
@@ -141,7 +148,7 @@ class MUDA(Method):
         # the bank's images are read once (bank_size samples, kept on the CPU); their features are
         # recomputed at every refresh
         bank_x = data.retain.take(bank_idx).x
-        val_bank = _val_bank(data, p, ctx) if p.forget_loss == "match_val" else None
+        val_bank = _val_bank(data, p, ctx) if p.forget_loss in NEEDS_VAL else None
         forget_steps = math.ceil(n_f / p.batch_size)
         if p.recover_passes is not None:
             recover_steps = math.ceil(p.recover_passes * n_r / p.batch_size)
@@ -160,6 +167,8 @@ class MUDA(Method):
                 ctx.log("probe", n_probe, None, after=phase, at_step=step, **extra, **probe(model, da_loss))
 
         da_loss.refresh(extract_features(model, bank_x, precision=ctx.amp).to(dev))
+        if p.forget_loss == "val_losses":  # the target: unseen samples' losses under the model as given, fixed (a
+            val_means = _sorted_losses(model, val_bank, ctx.amp, dev)  # target that followed the model would chase it)
         maybe_probe("start", 0, force=True)
         step_f = step_r = 0
         for epoch in range(p.epochs):
@@ -170,7 +179,7 @@ class MUDA(Method):
             for b in ctx.batches(data.forget, p.batch_size):
                 if step_f % p.refresh == 0:
                     space = da_loss.refresh(extract_features(model, bank_x, precision=ctx.amp).to(dev))
-                    if val_bank is not None:
+                    if val_bank is not None and p.forget_loss == "val_features":
                         val_means = _class_means(extract_features(model, val_bank[0], precision=ctx.amp).to(dev),
                                                  val_bank[1].to(dev), space, data.num_classes)
                 model.train()
@@ -183,8 +192,11 @@ class MUDA(Method):
                         loss = loss - ce.clamp(max=p.ce_cap)
                     elif p.forget_loss == "entropy":
                         loss = loss + _to_uniform(model.head(z))
-                    elif p.forget_loss == "match_val":
+                    elif p.forget_loss == "val_features":
                         loss = loss + _match_means(z, b.y, da_loss.eigenspace, val_means)
+                    elif p.forget_loss == "val_losses":
+                        loss = loss + _match_quantiles(F.cross_entropy(model.head(z), b.y, reduction="none"),
+                                                       val_means)
                 ctx.amp.step(opt_f, loss)
                 step_f += 1
                 ctx.log("forget", step_f, p.epochs * forget_steps, loss=loss.detach(), ce=ce.detach(),
@@ -230,6 +242,23 @@ def _to_uniform(logits: torch.Tensor) -> torch.Tensor:
     wrong class (unlike an ascent on the true label's CE, it is bounded below)."""
     logp = F.log_softmax(logits.float(), dim=1)
     return -logp.mean(1).mean() - math.log(logits.shape[1])
+
+
+def _sorted_losses(model, val_bank, amp, dev) -> torch.Tensor:
+    """Sorted per-sample cross-entropies (nats) of the validation bank under the current model."""
+    x, y = val_bank
+    logits = predict(model, x, precision=amp).float()
+    return F.cross_entropy(logits, y.to(logits.device), reduction="none").sort().values.to(dev)
+
+
+def _match_quantiles(ce: torch.Tensor, target_sorted: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between the sorted batch losses (n,) and the target distribution's
+    quantiles at the same ranks (i + 1/2) / n: the 1-D optimal transport (W2^2) between the two
+    empirical distributions, in nats^2. 0 when the batch's losses are the target's quantiles."""
+    n, m = ce.shape[0], target_sorted.shape[0]
+    ranks = (torch.arange(n, device=ce.device, dtype=torch.float32) + 0.5) / n
+    q = torch.quantile(target_sorted.float(), ranks) if m > 1 else target_sorted.float().expand(n)
+    return (ce.float().sort().values - q).pow(2).mean()
 
 
 def _val_bank(data, p, ctx):
