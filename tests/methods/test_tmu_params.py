@@ -30,8 +30,9 @@ FAST = dict(twin_epochs=1, curriculum_epochs=1, predictor_epochs=2, epochs=0, fe
 # --- parameters -------------------------------------------------------------------------------------------
 
 def test_feature_sets_threshold_and_model_settings():
-    assert TMUParams(features="df_cf").features == ("df", "cf") == FEATURE_SETS["df_cf"]
-    assert TMUParams(features="df_af_cf").features == ("df", "af", "cf") == TMUParams().features
+    assert TMU(feature_set="df_cf").params.features == ("df", "cf") == FEATURE_SETS["df_cf"]
+    assert TMU(feature_set="df_af_cf").params.features == ("df", "af", "cf") == TMUParams().features
+    assert TMU(feature_set="df_cf", features=("df", "cf")).params.features == ("df", "cf")
     assert TMU(features=["af", "df"]).params.features == ("af", "df")
     # the released code compares the raw output with 0.5, its sigmoid commented out
     assert math.isclose(RELEASED_THRESHOLD, 1 / (1 + math.exp(-0.5))) and 0.622 < RELEASED_THRESHOLD < 0.623
@@ -43,12 +44,17 @@ def test_feature_sets_threshold_and_model_settings():
 
 @pytest.mark.parametrize("field, value", [
     ("hard_fraction", "most"), ("hard_fraction", 1.5), ("hard_fraction", -0.1), ("hard_fraction", True),
-    ("unlearn_model", "gold"), ("feature_scaling", "global"), ("features", "df_af"), ("features", ("df", "zf")),
+    ("unlearn_model", "gold"), ("feature_scaling", "global"), ("feature_set", "df_af"), ("features", ("df", "zf")), ("features", "df_cf"),
     ("features", ("df", "df")),
 ])
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises((ValueError, TypeError), match=field):
         TMU(**{field: value})
+
+
+def test_a_named_feature_set_and_other_features_conflict():
+    with pytest.raises(ValueError, match="feature_set: 'df_cf' names the features"):
+        TMU(feature_set="df_cf", features=("af",))
 
 
 # --- the easy/hard cut ------------------------------------------------------------------------------------

@@ -79,8 +79,10 @@ class TMUParams(StopParams):
             epoch costs (1 + r) |D_twin| samples instead of |D_r + D_f + D_twin| (the cheaper twin:
             with a small D_twin, a tenth of the cost per pass over it or less).
     Features:
-        features: which generalisation features the predictor sees: "df_af_cf" (the paper's three),
-            "df_cf" (its released code's two) or a subset of ("df", "af", "cf") (stored as a tuple).
+        features: which generalisation features the predictor sees, a subset of
+            ("df", "af", "cf") (the paper: all three; its released code: ("df", "cf")).
+        feature_set: None, or a named set that sets ``features``: "df_af_cf" (the paper's three)
+            or "df_cf" (the released code's two).
         feature_scaling: "set" (each feature clipped and min-max scaled over the whole set, the
             paper's), "class" (first z-scored within each class of the set, so the predictor ranks
             samples against their own class, not classes against each other: random forgetting mixes
@@ -122,8 +124,8 @@ class TMUParams(StopParams):
     twin_tolerance: float = param(0.01, ge=0, le=1)
     twin_check_every: int | None = param(None, ge=1)
     twin_others: float | None = param(None, ge=0)
-    features: tuple[str, ...] | str = param(FEATURES, doc='"df_af_cf", "df_cf" or a tuple of distinct names among '
-                                            '("df", "af", "cf")')
+    features: tuple[str, ...] = param(FEATURES, choices=FEATURES)
+    feature_set: str | None = param(None, choices=tuple(FEATURE_SETS))
     feature_scaling: str = param("auto", choices=FEATURE_SCALINGS)
     k: int = param(5, ge=1)
     pgd_epsilon: float = param(4 / 255, ge=0)
@@ -148,11 +150,12 @@ class TMUParams(StopParams):
     noise_std: float = param(0.05, ge=0, space=log_uniform(1e-3, 0.3))
 
     def __post_init__(self):  # per-field constraints live in the field metadata (checked by Method)
-        if isinstance(self.features, str):
-            if self.features not in FEATURE_SETS:
-                raise ValueError(f"features: expected one of {sorted(FEATURE_SETS)} or a sequence of names among "
-                                 f"{FEATURES}, got {self.features!r}")
-            object.__setattr__(self, "features", FEATURE_SETS[self.features])
+        if self.feature_set is not None:  # a named set stands for its features
+            if tuple(self.features) not in (FEATURES, FEATURE_SETS[self.feature_set]):
+                raise ValueError(f"feature_set: {self.feature_set!r} names the features "
+                                 f"{FEATURE_SETS[self.feature_set]}, got features={tuple(self.features)!r} too; "
+                                 "give one of the two")
+            object.__setattr__(self, "features", FEATURE_SETS[self.feature_set])
         hf = self.hard_fraction
         if hf is not None and hf != "auto":
             if isinstance(hf, bool) or not isinstance(hf, (int, float)) or not 0 <= hf <= 1:
@@ -164,8 +167,7 @@ class TMUParams(StopParams):
             if isinstance(value, str) or not hasattr(value, "__iter__"):
                 raise TypeError(f"{name}: expected a sequence, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        if (not self.features or len(set(self.features)) != len(self.features)
-                or any(f not in FEATURES for f in self.features)):
+        if not self.features or len(set(self.features)) != len(self.features):
             raise ValueError(f"features: expected distinct names among {FEATURES}, at least one, got {self.features!r}")
         if not self.hidden:
             raise ValueError(f"hidden: expected at least one hidden layer width, got {self.hidden!r}")
