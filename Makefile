@@ -49,12 +49,15 @@ setup-py310:
 
 test: setup setup-py310 fashion-data lint test-rust test-python
 
-# Gates: ruff (lint + import order), rustfmt, clippy; then a type check of the public API.
+# Gates: ruff (lint + import order), rustfmt, clippy; then a type check of the public API and of
+# the compiled engine against its hand-written stub (mypy.stubtest: a function added to or changed in
+# rust/bindings.rs without _core.pyi fails here).
 lint: $(DEPS)
 	$(BIN)/ruff check python tests scripts benchmarks docs
 	cargo fmt --check
 	cargo clippy --quiet --all-targets -- -D warnings
 	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest unlearnkit._core
 
 test-rust:
 	cargo test --quiet

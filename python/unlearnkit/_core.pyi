@@ -10,6 +10,10 @@ from typing import Literal, final
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["Scores", "Matching", "normalized_mutual_info", "adjusted_mutual_info", "contingency_cells",
+           "clustering_scores", "scores_from_cells", "kneighbors", "kmeans", "eval_chunk", "num_threads",
+           "simd_level", "challenge_epsilons"]
+
 _Labels = npt.NDArray[np.int64] | npt.NDArray[np.int32]
 _Features = npt.NDArray[np.float32] | npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]
