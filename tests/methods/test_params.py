@@ -79,6 +79,9 @@ def test_search_spaces_round_trip_from_metadata():
         for field, s in space.items():
             assert isinstance(s, Space)
             default = getattr(params(), field)
+            if (name, field) == ("dlfd", "epsilon"):  # None: the mode's ball (8/255 in the default paper mode)
+                assert default is None and params().ball == pytest.approx(8 / 255)
+                default = params().ball
             assert s.contains(default), (name, field, default, s)
             # a value drawn from each end of the range passes the field's own constraints
             ends = s.choices if s.kind == "choice" else (s.low, s.high)
