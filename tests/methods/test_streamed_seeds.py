@@ -96,8 +96,12 @@ def test_streamed_is_bit_identical_to_tensors_and_never_materialised(setup, name
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert any(not torch.equal(a[k], orig[k]) for k in a)  # the method did change the model
-    # the same steps with the same logged values (losses, OT, forgetting scores, probes)
-    assert [(e.phase, e.step, e.logs) for e in fast_history] == [(e.phase, e.step, e.logs) for e in streamed_history]
+    # the same steps with the same logged values (losses, OT, forgetting scores, probes); wall-clock
+    # seconds (TMU's cost event: keys ending in _s) are the one thing two runs cannot share
+    def untimed(history):
+        return [(e.phase, e.step, {k: v for k, v in e.logs.items() if not k.endswith("_s")}) for e in history]
+
+    assert untimed(fast_history) == untimed(streamed_history)
 
 
 def test_muda_reads_exactly_its_passes_bank_and_probe(setup):

@@ -363,7 +363,9 @@ def test_forget_accuracy_moves_to_gold_and_test_accuracy_stays(tmu_run):
     assert _acc(fixed, xf[~forced], yf[~forced]) >= _acc(original, xf[~forced], yf[~forced]) - 0.05
     if FASHION:
         assert hard.any()
-        assert _acc(out, xf[hard], yf[hard]) < _acc(original, xf[hard], yf[hard])
+        # on the run's own mask (a few dozen samples, most already misclassified: accuracy can stay put by
+        # a sample), the loss on the samples marked hard rises more than on those marked easy
+        assert loss(out, hard) - loss(original, hard) > max(loss(out, ~hard) - loss(original, ~hard), 0.0)
     assert _acc(out, xf[~hard], yf[~hard]) >= _acc(original, xf[~hard], yf[~hard]) - 0.05
     # The twin set is not part of evaluation.
     assert np.intersect1d(split.test_idx, split.heldout_idx).size == 0 and len(split.heldout_idx) > 0

@@ -46,7 +46,9 @@ def test_the_objective_is_the_mean_over_the_tuning_seeds(problems):
     assert row["objectives"] == pytest.approx([r["objective"] for r in each], abs=1e-12)
     assert row["objective"] == pytest.approx((each[0]["objective"] + each[1]["objective"]) / 2, abs=1e-12)
     assert row["acc_forget"] == pytest.approx((each[0]["acc_forget"] + each[1]["acc_forget"]) / 2)
-    assert row["rte_max"] == pytest.approx(max(r["rte"] for r in each), rel=0.5)
+    # times: the largest of the seeds' is at least their mean (the runs are timed again, so their values
+    # depend on the machine's load: only the relation is asserted)
+    assert row["rte_max"] >= row["rte"] > 0
     # one seed failing fails the point (and says which seed)
     bad = score_seeds(problems, "finetune", {"lr": 1e6, "epochs": 1})
     assert bad["status"] == "failed" and "tuning seed 100" in bad["error"]

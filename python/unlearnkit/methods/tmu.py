@@ -117,7 +117,7 @@ class TMUParams(StopParams):
             units (0.05; the paper's exact noise form is not known, see ``TMU``).
     """
 
-    twin_epochs: int = param(5, ge=0, space=integers(1, 10))
+    twin_epochs: int = param(5, ge=0, space=integers(1, 40))
     twin_lr: float = param(0.01, gt=0)
     twin_batch_size: int = param(64, ge=1)
     twin_match: bool = True
