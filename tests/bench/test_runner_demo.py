@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import unlearnkit.bench.runner as runner_mod
+import unlearnkit.experiment.reference as reference_mod
 from unlearnkit.bench import RunConfig, run, table, write_report
 from unlearnkit.bench.evaluate import GAP_METRICS
 
@@ -41,13 +41,13 @@ def test_demo_cli_end_to_end(tmp_path):
 
 def test_gold_never_sees_a_forget_sample(tmp_path, monkeypatch):
     seen = []
-    real_fit = runner_mod.fit
+    real_fit = reference_mod.fit  # the reference models are trained in the experiment layer
 
     def spy(model, x, y, cfg, **kw):
         seen.append((kw["source"], x.clone()))
         return real_fit(model, x, y, cfg, **kw)
 
-    monkeypatch.setattr(runner_mod, "fit", spy)
+    monkeypatch.setattr(reference_mod, "fit", spy)
     cfg = RunConfig(methods=("finetune",), features=False)
     run(cfg, out_dir=tmp_path / "o", cache_dir=tmp_path / "c", progress=False)
     from unlearnkit.data import load_digits, make_split

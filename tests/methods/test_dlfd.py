@@ -70,12 +70,10 @@ def test_ball_on_a_hand_worked_case():
 
 
 def _synthesis_inputs(digits_models):
-    split, original, _ = digits_models
-    xr, yr = split.retain.tensors
-    xf, _ = split.forget.tensors
-    with torch.no_grad():
-        z_f = original(xf[:32])
-    return original, xr[:32], yr[:32], z_f
+    """(original, x_retain, y_retain, forget logits): ``test_muda_dlfd``'s inputs without its OT loss."""
+    from test_muda_dlfd import _synthesis_inputs as with_ot
+
+    return with_ot(digits_models)[:4]
 
 
 @pytest.mark.parametrize("mode", ["paper", "reference_code"])

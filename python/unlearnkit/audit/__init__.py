@@ -9,11 +9,11 @@ example with the NeurIPS 2023 challenge's epsilon, U-LiRA, KLOM and RMIA
 Ray is confined to :mod:`.pools`; everything else is plain numpy.
 """
 
-from .engine import audit_split, bench_columns
-from .pools import Member, PoolSetup, pool_members, run_pools
+from ..experiment.engine import audit_split, bench_columns
+from ..experiment.pools import Member, PoolSetup, pool_members, run_pools
+from ..experiment.scores import BENCH_COLUMNS, FLOOR, MIN_POOL, ORIGINAL, audit_columns, check_pool, score_pair, score_pools
 from .report import LEGEND, table, write_audit
 from .run import AuditConfig, estimate_pools, prepare_audit, resolve_methods, run_audit
-from .scores import BENCH_COLUMNS, FLOOR, MIN_POOL, ORIGINAL, audit_columns, check_pool, score_pair, score_pools
 
 __all__ = ["AuditConfig", "BENCH_COLUMNS", "FLOOR", "LEGEND", "MIN_POOL", "Member", "ORIGINAL", "PoolSetup", "audit_columns",
            "audit_split", "bench_columns", "check_pool", "estimate_pools", "pool_members", "prepare_audit",

@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 
 from .. import io
-from .scores import FLOOR, ORIGINAL
+from ..experiment.scores import FLOOR, ORIGINAL
 
 __all__ = ["LEGEND", "table", "write_audit"]
 

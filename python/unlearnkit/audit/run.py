@@ -17,12 +17,12 @@ import torch
 
 from ..checkpoints import checkpoint_path, default_cache_dir
 from ..data import group_classes, load_dataset, make_split
+from ..experiment.engine import audit_split
+from ..experiment.pools import Member, PoolSetup, member_keys, monitor_set, pool_members, run_member
+from ..experiment.scores import check_pool
 from ..methods import METHODS, get_method
 from ..models import build_model
 from ..training import TrainConfig
-from .engine import audit_split
-from .pools import Member, PoolSetup, member_keys, monitor_set, pool_members, run_member
-from .scores import check_pool
 
 __all__ = ["AuditConfig", "estimate_pools", "prepare_audit", "resolve_methods", "run_audit"]
 
@@ -72,8 +72,8 @@ def resolve_methods(spec: str) -> tuple[str, ...]:
 def prepare_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = None, recipes: str | None = None):
     """(split, :class:`~unlearnkit.audit.pools.PoolSetup`, ``{method: hyper-parameters}``) of ``config``:
     the data loaded, the forget set chosen, the recipes read; nothing trained."""
-    from ..bench.recipes import dataset_recipe, method_recipe
-    from ..bench.runner import parse_scenario
+    from ..experiment.recipes import dataset_recipe, method_recipe
+    from ..experiment.reference import parse_scenario
 
     check_pool(config.pool)
     recipe = dataset_recipe(config.dataset, recipes)
@@ -158,7 +158,7 @@ def run_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = None
     CLI prints it and refuses a long run without ``--yes`` by raising); None skips the estimate.
     ``config.pool`` must be at least :data:`~unlearnkit.audit.scores.MIN_POOL` (the retrained floor).
     """
-    from ..bench.runner import environment
+    from ..experiment.reference import environment
 
     t0 = time.perf_counter()
     split, setup, methods = prepare_audit(config, cache_dir=cache_dir, recipes=recipes)

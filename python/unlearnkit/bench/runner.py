@@ -10,7 +10,6 @@ started again with the same arguments resumes after its last finished unit.
 from __future__ import annotations
 
 import pathlib
-import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -18,28 +17,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .. import __version__
-from ..checkpoints import cache_key, cached_train, default_cache_dir
+from ..checkpoints import cache_key, default_cache_dir
 from ..data import group_classes, load_dataset, make_split
 from ..data.forget import UnlearningSplit
+from ..experiment.reference import _train_reference, environment, parse_scenario  # noqa: F401 - re-exported
 from ..methods import get_method
-from ..models import build_model
 from ..progress import ProgressBars
-from ..training import TrainConfig, extract_features, fit
+from ..training import TrainConfig, extract_features
 from .config import SCENARIO_HELP, check_scenario, validate  # noqa: F401 - SCENARIO_HELP re-exported
 from .evaluate import add_closed, add_gaps, evaluate_model
 from .recipes import dataset_recipe, method_recipe
 from .units import prepare_out, read_unit, write_unit
 
 DEFAULT_METHODS = ("finetune", "neggrad", "random_labels")
-
-
-def parse_scenario(scenario: str) -> dict:
-    """``"random-10"`` -> {"forget": "random", "fraction": 0.1}; ``"class-3"`` -> {"forget": "class",
-    "forget_class": 3}; ``"class-3-10"`` -> {"forget": "class_partial", "forget_class": 3, "fraction":
-    0.1} (10% of class 3); ``"subclass-5"`` (grouped dataset); ``"backdoor-10"`` (10% poisoned).
-    The syntax and its checks are ``_validation.check_scenario``'s (one parser)."""
-    return check_scenario(scenario, "scenario", parsed=True)
 
 
 @dataclass(frozen=True)
@@ -81,43 +71,12 @@ class RunConfig:
         parse_scenario(self.scenario)
 
 
-def environment(device: str) -> dict:
-    """What every report carries: versions and the device."""
-    dev = device
-    if device.startswith("cuda") and torch.cuda.is_available():
-        dev = f"{device} ({torch.cuda.get_device_name()})"
-    return {"unlearnkit": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "device": dev, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
-
-
-def _train_reference(kind: str, split: UnlearningSplit, model_name: str, model_kwargs: dict, train_cfg: TrainConfig,
-                     seed: int, cache_dir: pathlib.Path, device: str, bars, precision: str = "fp32"
-                     ) -> tuple[torch.nn.Module, dict]:
-    """Trains (or loads) the original model (``kind="original"``, whole training set) or the gold
-    model (``kind="gold"``, retain set only: it never sees a forget sample)."""
-    data = split.data
-    idx = np.arange(len(data.y_train)) if kind == "original" else split.retain_idx
-    if kind == "gold":
-        assert np.intersect1d(idx, split.forget_idx).size == 0, "the gold model must never see a forget sample"
-    forget = cache_key(forget_idx=split.forget_idx.tolist()) if kind == "gold" else None
-    # fp32 keys stay as they were (existing caches and the audit's pools share them)
-    extra = {} if precision == "fp32" else {"precision": precision}
-    key = cache_key(kind=kind, data=data.fingerprint(), forget=forget,
-                    model=model_name, model_kwargs=model_kwargs, train=train_cfg.to_dict(), seed=seed, **extra)
-    torch.manual_seed(seed)
-    model = build_model(model_name, data, **model_kwargs).to(device)
-    x, y = data.x_train[torch.from_numpy(idx)], data.y_train[torch.from_numpy(idx)]
-    return cached_train(model, lambda m: fit(m, x, y, train_cfg, seed=seed, callbacks=[bars], source=kind,
-                                             precision=precision),
-                        cache_dir=cache_dir, key=key, name=f"{data.name}-{kind}")
-
-
 def _add_audit(rows: list[dict], split: UnlearningSplit, recipe: dict, train_cfg: TrainConfig, config: RunConfig,
                recipes: str | None, cache_dir: pathlib.Path, progress: bool) -> None:
     """Adds the per-example audit's ``audit_*`` columns to this seed's rows (``--audit K``): pools of
     K original, retrained and unlearned models, content-keyed checkpoints shared with the bench and
     with ``unlearnkit audit`` (pool seeds 1..K), scored as in ``unlearnkit.audit``."""
-    from ..audit.engine import bench_columns
+    from ..experiment.engine import bench_columns
 
     methods = {m: {**method_recipe(config.dataset, m, recipes, config.scenario), **config.overrides.get(m, {})}
                for m in config.methods}

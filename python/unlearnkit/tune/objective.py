@@ -35,13 +35,13 @@ import torch
 
 from .. import metrics as M
 from .._validation import check_choice
-from ..bench.evaluate import MIN_GAP_POINTS
-from ..bench.evaluate import mean_closed as _bench_mean_closed
-from ..bench.recipes import dataset_recipe, method_recipe
-from ..bench.runner import _train_reference, parse_scenario
 from ..checkpoints import default_cache_dir
 from ..data import group_classes, load_dataset, make_split
 from ..data.types import ImageDataset
+from ..experiment.evaluate import MIN_GAP_POINTS
+from ..experiment.evaluate import mean_closed as _bench_mean_closed
+from ..experiment.recipes import dataset_recipe, method_recipe
+from ..experiment.reference import _train_reference, parse_scenario
 from ..methods import get_method
 from ..metrics.membership import confidence, membership_attack
 from ..models import build_model

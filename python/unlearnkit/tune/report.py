@@ -16,8 +16,8 @@ import math
 import pathlib
 
 from .. import io
-from ..bench.recipes import load_recipes
-from ..bench.runner import parse_scenario
+from ..experiment.recipes import load_recipes
+from ..experiment.reference import parse_scenario
 
 #: the scenario whose tuned values are the dataset's plain ``methods`` recipes
 DEFAULT_SCENARIO = "random-10"

@@ -115,7 +115,7 @@ def monitor_set(split):
 
 def reference_key(kind: str, split, setup: PoolSetup, seed: int, data_fingerprint: str) -> str:
     """The bench's cache key of an original (``kind="original"``) or retrained (``"gold"``) model
-    (``unlearnkit.bench.runner._train_reference``: the same fields, so both share checkpoints)."""
+    (``unlearnkit.experiment.reference.train_reference``: the same fields, so both share checkpoints)."""
     forget = cache_key(forget_idx=split.forget_idx.tolist()) if kind == "gold" else None
     return cache_key(kind=kind, data=data_fingerprint, forget=forget, model=setup.model,
                      model_kwargs=setup.model_kwargs, train=setup.train.to_dict(), seed=seed)
