@@ -155,11 +155,12 @@ class MUDA(Method):
             recover_steps = math.ceil(p.recover_passes * n_r / p.batch_size)
         else:
             recover_steps = math.ceil(p.recover_ratio * forget_steps)
+        total_recover = max(p.epochs * recover_steps, 1)
         retain_batches = ctx.cycle(data.retain, p.batch_size)
         dev = ctx.device
         probe = _Probe(data, p.probe_samples, ctx) if p.probe_every else None
         n_probe = 0
-        val_means = None
+        val_target = None  # val_features: per-class means; val_losses: sorted losses
 
         def maybe_probe(phase, step, force=False, **extra):
             nonlocal n_probe
@@ -169,7 +170,7 @@ class MUDA(Method):
 
         da_loss.refresh(extract_features(model, bank_x, precision=ctx.amp).to(dev))
         if p.forget_loss == "val_losses":  # the target: unseen samples' losses under the model as given, fixed (a
-            val_means = _sorted_losses(model, val_bank, ctx.amp, dev)  # target that followed the model would chase it)
+            val_target = _sorted_losses(model, val_bank, ctx.amp, dev)  # target that followed the model would chase it)
         maybe_probe("start", 0, force=True)
         step_f = step_r = 0
         for epoch in range(p.epochs):
@@ -181,7 +182,7 @@ class MUDA(Method):
                 if step_f % p.refresh == 0:
                     space = da_loss.refresh(extract_features(model, bank_x, precision=ctx.amp).to(dev))
                     if val_bank is not None and p.forget_loss == "val_features":
-                        val_means = _class_means(extract_features(model, val_bank[0], precision=ctx.amp).to(dev),
+                        val_target = _class_means(extract_features(model, val_bank[0], precision=ctx.amp).to(dev),
                                                  val_bank[1].to(dev), space, data.num_classes)
                 model.train()
                 with ctx.amp.autocast():
@@ -194,10 +195,10 @@ class MUDA(Method):
                     elif p.forget_loss == "entropy":
                         loss = loss + _to_uniform(model.head(z))
                     elif p.forget_loss == "val_features":
-                        loss = loss + _match_means(z, b.y, da_loss.eigenspace, val_means)
+                        loss = loss + _match_means(z, b.y, da_loss.eigenspace, val_target)
                     elif p.forget_loss == "val_losses":
                         loss = loss + _match_quantiles(F.cross_entropy(model.head(z), b.y, reduction="none"),
-                                                       val_means)
+                                                       val_target)
                 ctx.amp.step(opt_f, loss)
                 step_f += 1
                 ctx.log("forget", step_f, p.epochs * forget_steps, loss=loss.detach(), ce=ce.detach(),
@@ -208,9 +209,8 @@ class MUDA(Method):
             model.train()
             for _ in range(recover_steps):
                 if p.recover_schedule == "cosine":
-                    total = max(p.epochs * recover_steps, 1)
                     for g in opt_r.param_groups:
-                        g["lr"] = 0.5 * p.lr * (1.0 + math.cos(math.pi * step_r / total))
+                        g["lr"] = 0.5 * p.lr * (1.0 + math.cos(math.pi * step_r / total_recover))
                 b = next(retain_batches)
                 with ctx.amp.autocast():
                     out = model(b.x)
