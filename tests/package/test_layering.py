@@ -10,7 +10,8 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "python" / "unlearnkit"
 LAYERS = [["_validation", "io", "progress"], ["fanout"], ["data"], ["models", "training", "checkpoints"], ["kernels"],
-          ["losses"], ["metrics"], ["methods"], ["eval", "bench", "audit", "tune"], ["cli"]]
+          ["losses"], ["metrics"], ["methods"], ["experiment"], ["eval", "bench", "audit", "tune"], ["cli"]]
+FRONT_ENDS = {"eval", "bench", "audit", "tune"}  # side by side over the experiment layer
 RANK = {name: i for i, group in enumerate(LAYERS) for name in group}
 
 
@@ -54,6 +55,14 @@ def test_every_top_level_module_has_a_layer():
 def test_imports_only_go_downwards():
     bad = [f"{m} imports {d}" for m, deps in graph().items() for d in deps
            if _rank(m) is not None and _rank(d) is not None and _rank(d) > _rank(m)]
+    assert not bad, bad
+
+
+def test_front_ends_never_import_one_another():
+    # what two of them share lives in the experiment layer below them
+    bad = [f"{m} imports {d}" for m, deps in graph().items() for d in deps
+           if len(m.split(".")) > 1 and len(d.split(".")) > 1 and m.split(".")[1] in FRONT_ENDS
+           and d.split(".")[1] in FRONT_ENDS and m.split(".")[1] != d.split(".")[1]]
     assert not bad, bad
 
 
