@@ -14,22 +14,31 @@ import numpy as np
 
 from .. import io
 from ..experiment.scores import FLOOR, ORIGINAL
+from ..metrics import registry
 
 __all__ = ["LEGEND", "table", "write_audit"]
 
-# (header, key, format); formats take a float. Marks (LEGEND): ↑ higher is better, ↓ lower is
-# better, →0.5 closer to 0.5 is better (an attacker no better than a coin; below 0.5 is not better),
-# →floor closer to the retrained floor's value; no mark: context.
-_COLUMNS = [("K", "k", "{:.0f}"), ("F ↑", "F", "{:.3f}"), ("score ↑", "challenge_score", "{:.3f}"),
-            ("eps med ↓", "eps_median", "{:.2f}"), ("eps=50 ↓", "eps_at_clip", "{:.2f}"),
-            ("U-LiRA bacc →0.5", "ulira_balanced_accuracy", "{:.3f}"), ("U-LiRA AUC →0.5", "ulira_auc", "{:.3f}"),
-            ("U-LiRA TPR@1% →0.01", "ulira_tpr_at_1pct_fpr", "{:.3f}"),
-            ("KLOM forget med/p95 ↓", ("klom_forget_median", "klom_forget_p95"), "{:.2f}"),
-            ("KLOM retain med/p95 ↓", ("klom_retain_median", "klom_retain_p95"), "{:.2f}"),
-            ("KLOM test med/p95 ↓", ("klom_test_median", "klom_test_p95"), "{:.2f}"),
-            ("RMIA AUC →floor", "rmia_auc", "{:.3f}"), ("RMIA TPR@1% →floor", "rmia_tpr_at_1pct_fpr", "{:.3f}"),
-            ("retain acc", "retain_acc", "{:.3f}"), ("test acc", "test_acc", "{:.3f}"),
-            ("s/model", "pool_seconds_mean", "{:.1f}")]
+# (header, key, format); formats take a float. Headers: the metric's short name in the registry
+# and its direction mark (LEGEND): ↑ higher is better, ↓ lower is better, →0.5 closer to 0.5 is
+# better (an attacker no better than a coin; below 0.5 is not better), →floor closer to the
+# retrained floor's value; no mark: context.
+
+
+def _head(*keys: str) -> str:
+    specs = [registry.get(f"audit_{k}") for k in keys]
+    name = specs[0].name if len(specs) == 1 else specs[0].label.rsplit(" ", 1)[0] + " med/p95"
+    return f"{name} {registry.mark(specs[0].key)}".rstrip()
+
+
+_COLUMNS = [(_head(k), k, f) for k, f in (
+    ("k", "{:.0f}"), ("F", "{:.3f}"), ("challenge_score", "{:.3f}"), ("eps_median", "{:.2f}"),
+    ("eps_at_clip", "{:.2f}"), ("ulira_balanced_accuracy", "{:.3f}"), ("ulira_auc", "{:.3f}"),
+    ("ulira_tpr_at_1pct_fpr", "{:.3f}"))]
+_COLUMNS += [(_head(f"klom_{s}_median", f"klom_{s}_p95"), (f"klom_{s}_median", f"klom_{s}_p95"), "{:.2f}")
+             for s in ("forget", "retain", "test")]
+_COLUMNS += [(_head(k), k, f) for k, f in (
+    ("rmia_auc", "{:.3f}"), ("rmia_tpr_at_1pct_fpr", "{:.3f}"), ("retain_acc", "{:.3f}"), ("test_acc", "{:.3f}"),
+    ("pool_seconds_mean", "{:.1f}"))]
 
 #: What the marks in the headers mean (printed under the table).
 LEGEND = ("↑ higher is better; ↓ lower is better; →0.5 closer to 0.5 is better (U-LiRA: 0.5 is an attacker no "

@@ -16,46 +16,28 @@ import pathlib
 import numpy as np
 
 from .. import io
+from ..metrics import registry
 
-# (key in a row, column header, scale for display). Accuracies, MIA and gaps in percent.
-MAIN = [
-    ("acc_forget", "forget acc", 100), ("acc_retain", "retain acc", 100), ("acc_test", "test acc", 100),
-    ("mia", "MIA", 100), ("gap_acc_forget", "|Δforget|", 100), ("gap_acc_retain", "|Δretain|", 100),
-    ("gap_acc_test", "|Δtest|", 100), ("gap_mia", "|ΔMIA|", 100), ("avg_gap", "avg gap", 100),
-    ("closed_acc_forget", "closed forget", 1), ("closed_acc_retain", "closed retain", 1),
-    ("closed_acc_test", "closed test", 1), ("closed_mia", "closed MIA", 1), ("damage", "damage", 1),
-    ("mean_closed", "mean closed", 1), ("selectivity", "selectivity", 1),
-    ("act_dist", "act dist", 1), ("seconds", "time s", 1), ("rte", "time/retrain", 1),
-]
+# (key in a row, column header, scale for display), read from the metric registry: a metric
+# registered with a view appears in that table. Accuracies, MIA and gaps in percent.
+MAIN = registry.columns("main")
 #: the demo's compact table: the headline accuracies, selectivity and closed share, the cost
 DEMO_COLUMNS = [c for c in MAIN if c[0] in ("acc_forget", "acc_retain", "acc_test", "mia", "selectivity", "damage",
                                             "mean_closed", "rte")]
 BELOW_ORIGINAL = " ⚠ below original"
 UNIFORM_DAMAGE = " ⚠ uniform damage"
 DID_NOTHING = " (did nothing)"
-_HEADLINE = {"acc_forget": "forget acc", "acc_retain": "retain acc", "acc_test": "test acc", "mia": "MIA"}
-MIA = [
-    ("mia", "logistic p_y (headline)", 100), ("mia_svc_correctness", "SVC correct", 100),
-    ("mia_svc_confidence", "SVC conf", 100), ("mia_svc_entropy", "SVC entropy", 100),
-    ("mia_svc_m_entropy", "SVC m-entropy", 100), ("mia_svc_prob", "SVC prob", 100),
-    ("mia_loss_threshold", "loss threshold", 100), ("mia_forget_vs_test", "forget-vs-test acc", 100),
-    ("nomus", "NoMUS", 100), ("js", "JS to gold", 1), ("asr", "backdoor ASR", 100),
-    ("delta_easy", "Δ easy (gold right)", 100), ("delta_hard", "Δ hard (gold wrong)", 100),
-]
-FEATURES = [
-    ("da_forget", "DA forget", 100), ("da_test", "DA test", 100), ("lp_forget", "probe forget", 100),
-    ("lp_retain", "probe retain", 100), ("lp_test", "probe test", 100), ("nmi_forget", "NMI forget", 100),
-    ("nmi_test", "NMI test", 100), ("pair_f1_forget", "pair-F1 forget", 100), ("pair_f1_test", "pair-F1 test", 100),
-    ("gap_da_forget", "|ΔDA forget|", 100), ("gap_nmi_forget", "|ΔNMI forget|", 100),
-]
-AUDIT = [
-    ("audit_F", "F (challenge)", 1), ("audit_challenge_score", "challenge score", 1),
-    ("audit_eps_median", "median eps", 1), ("audit_ulira_balanced_accuracy", "U-LiRA bal. acc →0.5", 1),
-    ("audit_ulira_auc", "U-LiRA AUC", 1), ("audit_klom_forget_median", "KLOM forget med", 1),
-    ("audit_klom_forget_p95", "KLOM forget p95", 1), ("audit_rmia_auc", "RMIA AUC →floor", 1),
-    ("audit_rmia_tpr_at_1pct_fpr", "RMIA TPR@1%", 1), ("audit_k", "K", 1),
-]
+MIA = registry.columns("membership")
+FEATURES = registry.columns("features")
+AUDIT = registry.columns("audit")
 COLUMNS = MAIN  # the terminal table
+
+
+def _spec(key: str):
+    try:
+        return registry.get(key)
+    except KeyError:  # a column a caller made up
+        return None
 
 
 def _models_in_order(rows):
@@ -71,13 +53,14 @@ def failures(rows: list[dict]) -> list[dict]:
     return [r for r in rows if "error" in r]
 
 
-def summarize(rows: list[dict], columns=MAIN) -> list[dict]:
+def summarize(rows: list[dict], columns=None) -> list[dict]:
     """One entry per model: {"model", "n_seeds", key: (mean, std) or None, "na": {key: reason}} for
     every column key present, ranked (``rank``). A value that is undefined (None/NaN, e.g. ``closed``
     where the original is within a point of gold) is left out of the mean; a key undefined in every
     seed is None (shown as n/a). Failed runs (rows with an ``error``) are left out; ``n_seeds``
     counts the runs that finished."""
     rows = [r for r in rows if "error" not in r]
+    columns = registry.columns("main") if columns is None else columns
     out = []
     for model in _models_in_order(rows):
         rs = [r for r in rows if r["model"] == model]
@@ -137,10 +120,11 @@ def marks(entry: dict) -> str:
             + (UNIFORM_DAMAGE if entry.get("uniform_damage") else ""))
 
 
-def table(rows: list[dict], *, markdown: bool = False, columns=MAIN) -> str:
+def table(rows: list[dict], *, markdown: bool = False, columns=None) -> str:
     """Rows = models, columns = ``columns``. In Markdown, the best value among the methods of each
     gap / closed column is in bold, only when every method ran on more than one seed (a best on
     one seed is noise until its spread is shown) and never for a row that did nothing."""
+    columns = registry.columns("main") if columns is None else columns
     columns = [c for c in columns if any(c[0] in r or c[0] in (r.get("na") or {}) for r in rows)]
     summary = summarize(rows, columns)
     methods = [s for s in summary if s["model"] not in ("original", "gold") and not s.get("did_nothing")]
@@ -149,10 +133,9 @@ def table(rows: list[dict], *, markdown: bool = False, columns=MAIN) -> str:
     best = {}
     for k, _, _ in columns:
         vals = [s[k][0] for s in methods if s.get(k) is not None]
-        if vals and (k.startswith("gap_") or k == "avg_gap"):
-            best[k] = min(vals)
-        elif vals and (k.startswith("closed_") or k == "mean_closed"):
-            best[k] = max(vals)
+        spec = _spec(k)
+        if vals and spec is not None and spec.best and spec.direction in ("lower", "higher"):
+            best[k] = min(vals) if spec.direction == "lower" else max(vals)
     header = ["model"] + [h for _, h, _ in columns]
     body = []
     for s in summary:
@@ -232,7 +215,7 @@ def regime_notes(rows: list[dict]) -> list[str]:
     notes = []
     near = [m for m in CLOSED_METRICS if m in o and m in g and abs(o[m][0] - g[m][0]) * 100 < MIN_GAP_POINTS]
     if near:
-        names = ", ".join(f"{_HEADLINE[m]} ({100 * o[m][0]:.1f} vs gold {100 * g[m][0]:.1f})" for m in near)
+        names = ", ".join(f"{registry.get(m).label} ({100 * o[m][0]:.1f} vs gold {100 * g[m][0]:.1f})" for m in near)
         if len(near) == len(CLOSED_METRICS):
             notes.append(f"**This regime cannot rank methods**: the original model, which forgot nothing, is within "
                          f"{MIN_GAP_POINTS:g} point of gold on every headline metric ({names}); closed is n/a.")
@@ -247,7 +230,7 @@ def regime_notes(rows: list[dict]) -> list[str]:
             k = f"gap_{m}"
             if k in o and o[k][0] * 100 >= MIN_GAP_POINTS and all(e.get(k) is None or e[k][0] >= o[k][0]
                                                                    for e in methods):
-                notes.append(f"No method moves {_HEADLINE[m]} toward gold (original {100 * o[m][0]:.1f}, gold "
+                notes.append(f"No method moves {registry.get(m).label} toward gold (original {100 * o[m][0]:.1f}, gold "
                              f"{100 * g[m][0]:.1f}): every method is at least as far from gold there as doing nothing.")
         best = closest_to_gold(rows)
         e = summary.get(best) if best else None
@@ -320,17 +303,17 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
           + (f" {best}" if best else "") + "\n",
           *[f"- {n}" for n in notes], *([""] if notes else []),
           *[f"- n/a in {k}: {reason}" for k, reason in sorted(na.items())], *([""] if na else []),
-          "## Output space\n", table(rows, markdown=True, columns=MAIN) + "\n",
+          "## Output space\n", table(rows, markdown=True, columns=registry.columns("main")) + "\n",
           "## Membership inference (fraction of forget samples called non-members) and distances to gold\n",
-          table(rows, markdown=True, columns=MIA) + "\n"]
-    if _present(rows, FEATURES):
-        md += ["## Feature space\n", table(rows, markdown=True, columns=FEATURES) + "\n"]
-    if _present(rows, AUDIT):
+          table(rows, markdown=True, columns=registry.columns("membership")) + "\n"]
+    if _present(rows, registry.columns("features")):
+        md += ["## Feature space\n", table(rows, markdown=True, columns=registry.columns("features")) + "\n"]
+    if _present(rows, registry.columns("audit")):
         md += ["## Per-example audit (pools of K models; the gold row is the retrained floor, K/2 per half: "
                "compare U-LiRA and RMIA across rows, F/eps/KLOM only between methods and the original; →0.5: closer "
                "to 0.5 is better (chance: the attack cannot tell), not lower; →floor: closer to the retrained "
                "floor's value is better)\n",
-               table(rows, markdown=True, columns=AUDIT) + "\n"]
+               table(rows, markdown=True, columns=registry.columns("audit")) + "\n"]
     if failed:
         md += ["## Failed runs (left out of the tables)\n",
                "\n".join(f"- {r['model']}, seed {r['seed']}: `{r['error']}`" for r in failed) + "\n"]

@@ -622,12 +622,21 @@ def run(forget=None, retain=None, test=None, *, config: EvalConfig | None = None
 
 
 def format_table(result: dict) -> str:
-    """A plain-text table: one row per metric, columns value / gold / |gap|."""
+    """A plain-text table: one row per metric (its key, then its name and direction mark from the
+    metric registry), columns value / gold / |gap|."""
+    from ..metrics import registry
+
+    def name(key):
+        try:
+            return f"{registry.get(key).label} {registry.mark(key)}"
+        except KeyError:
+            return ""
+
     m, g = result["metrics"], result.get("gold")
-    lines = [f"{'metric':<22} {'value':>10}" + (f" {'gold':>10} {'|gap|':>10}" if g else "")]
+    lines = [f"{'metric':<22} {'name':<24} {'value':>10}" + (f" {'gold':>10} {'|gap|':>10}" if g else "")]
     lines.append("-" * len(lines[0]))
     for key, v in m.items():
-        row = f"{key:<22} {v:>10.4f}"
+        row = f"{key:<22} {name(key):<24} {v:>10.4f}"
         if g and key in g:
             row += f" {g[key]:>10.4f} {abs(v - g[key]):>10.4f}"
         lines.append(row)

@@ -1,4 +1,8 @@
-"""Evaluating one model on the forget, retain and test sets of a split.
+"""Layer: experiment. Evaluating one model on the forget, retain and test sets of a split.
+
+Which metrics exist, their names, directions and which get a gap to gold are declared once in
+:mod:`unlearnkit.metrics.registry`; this module computes the ones measured in bulk (the MIA suite,
+the feature metrics) and runs every registered ``compute`` (UA, NoMUS, and any metric a user adds).
 
 Output space: accuracy (and UA), every MIA variant, activation distance and JS divergence to
 the gold model, NoMUS, attack success rate (backdoor). Feature space: dimensional alignment,
@@ -12,16 +16,14 @@ import torch
 
 from .. import metrics as M
 from ..data.forget import UnlearningSplit
+from ..metrics import registry
 from ..metrics.backdoor import attack_success_rate
 from ..training import predict, predict_with_features
 
-# The four quantities the average gap is taken over (UA's gap equals acc_forget's).
-GAP_METRICS = ("acc_forget", "acc_retain", "acc_test", "mia")
-# Every scalar that also gets a |gap to gold| column.
-GAP_ALL = GAP_METRICS + ("mia_svc_correctness", "mia_svc_confidence", "mia_svc_entropy", "mia_svc_m_entropy",
-                         "mia_svc_prob", "mia_loss_threshold", "mia_forget_vs_test", "nomus", "asr",
-                         "da_forget", "da_test", "lp_forget", "lp_test", "nmi_forget", "nmi_test",
-                         "pair_f1_forget", "pair_f1_test")
+# The headline quantities the average gap is taken over (UA's gap equals acc_forget's), and every
+# scalar that also gets a |gap to gold|: both read from the registry when this module is imported.
+GAP_METRICS = registry.headline()
+GAP_ALL = registry.gap_keys()
 
 _MAX_BANK = 5000  # rows per set for the feature metrics (k-means, probe): plenty for a score, bounded time
 
@@ -65,10 +67,10 @@ def evaluate_model(model: torch.nn.Module, split: UnlearningSplit, *, seed: int 
             logits = predict(model, x[i])
         out[f"acc_{name}"] = M.accuracy(labels[name], logits)
         probs[name] = M.softmax(logits)
-    out["ua"] = 1.0 - out["acc_forget"]
     out.update(M.mia_suite(probs["retain"], labels["retain"], probs["test"], labels["test"], probs["forget"],
                            labels["forget"], seed=seed))
-    out["nomus"] = M.nomus(out["acc_test"], out["mia_forget_vs_test"])
+    registry.compute_all(registry.ModelOutputs(probs=probs, labels=labels, features=feats if features else None,
+                                               num_classes=d.num_classes, seed=seed), out)
     if split.trigger is not None:
         out["asr"] = attack_success_rate(model, d.x_test[torch.from_numpy(unseen_idx)],
                                          d.y_test[torch.from_numpy(unseen_idx)], split.trigger)
@@ -145,10 +147,10 @@ def add_gaps(row: dict, gold: dict) -> dict:
     """Adds ``gap_<metric>`` = |row - gold| for every metric both have, ``avg_gap`` = mean gap over
     UA/RA/TA/MIA, and the distances of this model's forget-set outputs to the gold model's
     (``act_dist``: mean L2 between probability vectors; ``js``: mean Jensen-Shannon divergence)."""
-    for k in GAP_ALL:
+    for k in registry.gap_keys():  # read now: a metric registered after import gets its gap too
         if k in row and k in gold:
             row[f"gap_{k}"] = abs(row[k] - gold[k])
-    row["avg_gap"] = float(np.mean([row[f"gap_{k}"] for k in GAP_METRICS]))
+    row["avg_gap"] = float(np.mean([row[f"gap_{k}"] for k in registry.headline()]))
     row["act_dist"] = M.activation_distance(row["_probs_forget"], gold["_probs_forget"])
     if "_y_forget" in row and "_y_forget" in gold:
         row.update(easy_hard_deltas(row["_probs_forget"], gold["_probs_forget"], gold["_y_forget"]))

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from ..metrics import registry
 from ..metrics.per_example import (
     challenge_score,
     epsilon_points,
@@ -156,9 +157,8 @@ def score_pools(result: dict, *, delta: float = 1e-5) -> dict:
     return {"rows": rows, "arrays": arrays, "order": list(rows)}
 
 
-#: The columns ``audit_columns`` gives the bench's table.
-BENCH_COLUMNS = ("F", "challenge_score", "eps_median", "ulira_balanced_accuracy", "ulira_auc", "klom_forget_median",
-                 "klom_forget_p95", "rmia_auc", "rmia_tpr_at_1pct_fpr")
+#: The columns ``audit_columns`` gives the bench's table: the registry's "audit" view, less K.
+BENCH_COLUMNS = tuple(k.removeprefix("audit_") for k, _, _ in registry.columns("audit") if k != "audit_k")
 
 
 def audit_columns(scored: dict, *, prefix: str = "audit_") -> dict[str, dict]:

@@ -43,6 +43,7 @@ from ..experiment.evaluate import mean_closed as _bench_mean_closed
 from ..experiment.recipes import dataset_recipe, method_recipe
 from ..experiment.reference import _train_reference, parse_scenario
 from ..methods import get_method
+from ..metrics import registry
 from ..metrics.membership import confidence, membership_attack
 from ..models import build_model
 from ..progress import ProgressBars, StepEvent
@@ -54,8 +55,9 @@ REPORTED_SEEDS = range(0, 10)
 DEFAULT_SEED = 100
 DEFAULT_MAX_RTE = 0.2
 DEFAULT_VAL_FRACTION = 0.2
-#: The four headline metrics the objective averages ``closed`` over (TA on validation data).
-OBJECTIVE_METRICS = ("acc_forget", "acc_retain", "acc_val", "mia")
+#: The headline metrics the objective averages ``closed`` over, as the registry declares them, under
+#: their tuning names (TA on validation data: ``acc_val``).
+OBJECTIVE_METRICS = registry.headline(tuning=True)
 FAILED_SCORE = -2.0
 INFEASIBLE_SCORE = -1.5
 _MIA_MAX_PER_SET = 2000  # as bench.evaluate's mia_suite

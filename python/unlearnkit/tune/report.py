@@ -18,12 +18,16 @@ import pathlib
 from .. import io
 from ..experiment.recipes import load_recipes
 from ..experiment.reference import parse_scenario
+from ..metrics import registry
+
+OBJECTIVE_METRICS = registry.headline(tuning=True)
 
 #: the scenario whose tuned values are the dataset's plain ``methods`` recipes
 DEFAULT_SCENARIO = "random-10"
-CSV_FIELDS = ("method", "trial", "status", "objective", "score", "seconds", "rte", "params", "acc_forget",
-              "acc_retain", "acc_val", "mia", "closed_acc_forget", "closed_acc_retain", "closed_acc_val",
-              "closed_mia", "objectives", "objective_sd", "error")
+#: trials.csv's columns: the trial's facts, the objective's metrics (read from the registry, under their
+#: tuning names) and their closed shares.
+CSV_FIELDS = ("method", "trial", "status", "objective", "score", "seconds", "rte", "params",
+              *OBJECTIVE_METRICS, *(f"closed_{k}" for k in OBJECTIVE_METRICS), "objectives", "objective_sd", "error")
 
 
 def write_trials_csv(rows: list[dict], path: str | pathlib.Path) -> None:
