@@ -170,16 +170,14 @@ def get(key: str) -> Metric:
     """The spec of ``key``; the derived ``gap_<k>``/``closed_<k>`` get a spec built from ``k``'s."""
     if key in _REGISTRY:
         return _REGISTRY[key]
-    for prefix, direction, scale_of in (("gap_", "lower", None), ("closed_", "higher", 1)):
-        base = key[len(prefix):] if key.startswith(prefix) else None
-        if base in _REGISTRY:
-            m = _REGISTRY[base]
-            label = f"|Δ{m.name}|" if prefix == "gap_" else f"closed {m.name}"
-            return Metric(key=key, label=label, direction=direction,
-                          scale=m.scale if scale_of is None else scale_of,
-                          bounds=(0.0, None) if prefix == "gap_" else (None, 1.0), best=True,
-                          doc=(f"|{base} - gold's {base}|" if prefix == "gap_" else
-                               f"share of the original's distance to gold closed on {base}"))
+    if key.startswith("gap_") and key[4:] in _REGISTRY:
+        m = _REGISTRY[key[4:]]
+        return Metric(key=key, label=f"|Δ{m.name}|", direction="lower", scale=m.scale, bounds=(0.0, None), best=True,
+                      doc=f"|{m.key} - gold's {m.key}|")
+    if key.startswith("closed_") and key[7:] in _REGISTRY:
+        m = _REGISTRY[key[7:]]
+        return Metric(key=key, label=f"closed {m.name}", direction="higher", scale=1, bounds=(None, 1.0), best=True,
+                      doc=f"share of the original's distance to gold closed on {m.key}")
     raise KeyError(f"metric: no metric {key!r} is registered (known: {', '.join(_REGISTRY)})")
 
 
