@@ -4,7 +4,7 @@
 Steps, each printed as rows of one table, under ~8 minutes on one GPU:
 
 1. kernels: the Triton kernels *compiled* (TRITON_INTERPRET unset, production block sizes) on
-   CUDA tensors, on the cases of ``tests/losses/test_kernels_triton.py`` (shapes that are not a
+   CUDA tensors, on the cases of ``tests/kernels/test_kernels_triton.py`` (shapes that are not a
    multiple of any block, both Sinkhorn memory paths), against the torch path at the tests'
    tolerances. (That test file runs under the interpreter only; these are its cases on the GPU.)
 2. sinkhorn: the debiased Sinkhorn divergence, n = m = 4096 and 16384, d = 256, fp32 / bf16:
