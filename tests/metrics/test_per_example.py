@@ -1,4 +1,4 @@
-"""Per-example unlearning scores against independent computations: the NeurIPS 2023 challenge's
+"""Layer: metrics (tests). Per-example unlearning scores against independent computations: the NeurIPS 2023 challenge's
 epsilon against a brute-force loop over every rule (numpy.linspace grids, every value compared
 with every rule, no sorting), hand-worked cases, synthetic pools whose answer is known
 (identical, shifted, one spiky, deterministic); U-LiRA against a loop with scipy's normal

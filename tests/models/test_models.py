@@ -1,3 +1,6 @@
+"""Layer: models (tests). The built-in models (``unlearnkit.models``): features and head compose to the
+forward pass, the CIFAR ResNet-18 stem and size, normalisation with the dataset's statistics."""
+
 import pytest
 import torch
 
