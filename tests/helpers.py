@@ -20,3 +20,8 @@ def loss_on(model, ds) -> float:
 
     x, y = ds.tensors
     return float(F.cross_entropy(predict(model, x), y))
+
+
+def state_copy(model) -> dict:
+    """A detached copy of ``model``'s state dict (to compare parameters before and after a run)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

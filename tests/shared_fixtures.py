@@ -101,6 +101,102 @@ def fashion_models():
     return get
 
 
+# --- the method tests' runs: the per-method files (tests/methods/test_<method>.py) and the files of
+# tests across methods (test_recipes_digits.py, test_muda_dlfd.py) look at the same runs; each module
+# names the one it uses ``run`` (a one-line module fixture returning one of these).
+
+@pytest.fixture(scope="session")
+def class_split(digits_models):
+    """The digits split with class 3 forgotten."""
+    from unlearnkit.data import make_split
+
+    split, _, _ = digits_models
+    return make_split(split.data, forget="class", forget_class=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_recipe_runs(digits_models):
+    """A function ``run(name, **extra)`` returning (split, original, gold, unlearned, events) for
+    ``name`` with its digits recipe; each run is made once per session so several tests (in several
+    files) can look at it."""
+    from unlearnkit.bench.recipes import method_recipe
+    from unlearnkit.methods import get_method
+
+    runs: dict = {}
+
+    def get(name, **extra):
+        key = (name, tuple(sorted(extra.items())))
+        if key not in runs:
+            split, original, gold = digits_models
+            events = []
+            out = get_method(name)(**{**method_recipe("digits", name), **extra}).unlearn(
+                original, split.forget, split.retain, test=split.val, seed=0, callbacks=[events.append])
+            runs[key] = (split, original, gold, out, events)
+        return runs[key]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def digits_scenario_runs(digits_models):
+    """A function ``run(name, split=None, retain_n=None, scenario=None, **extra)`` returning (split,
+    original, gold, unlearned) for ``name`` with its digits recipe for ``scenario`` (each run made once
+    per module); ``retain_n``: hand the method only that many retain samples (to keep a slow method's
+    test short)."""
+    from unlearnkit.bench.recipes import method_recipe
+    from unlearnkit.methods import get_method
+
+    runs: dict = {}
+
+    def get(name, split=None, retain_n=None, scenario=None, **extra):
+        key = (name, split is not None, retain_n, scenario, tuple(sorted(extra.items())))
+        if key not in runs:
+            s, original, gold = digits_models
+            split = split or s
+            x, y = split.retain.tensors
+            retain = (x[:retain_n], y[:retain_n]) if retain_n else split.retain
+            out = get_method(name)(**{**method_recipe("digits", name, scenario=scenario), **extra}).unlearn(
+                original, split.forget, retain, seed=0)
+            runs[key] = (split, original, gold, out)
+        return runs[key]
+
+    return get
+
+
+# MUDA's and DLFD's behaviour subset: fewer images, more epochs, so the original memorises its forget
+# set (forget acc ~0.98 vs the gold model's ~0.83) as the large models of the papers do.
+MEMORISING_SUBSET = dict(n_train=3000, epochs=25)
+
+
+@pytest.fixture(scope="session")
+def subset_recipe_runs(request):
+    """A function ``run(name)`` returning (split, original, gold, unlearned, events) for ``name`` with
+    its recipe on the Fashion-MNIST subset ``MEMORISING_SUBSET`` (on digits without Fashion-MNIST);
+    each run is made once per session."""
+    from unlearnkit.bench.recipes import method_recipe
+    from unlearnkit.data import fashion_mnist_available
+    from unlearnkit.methods import METHODS
+
+    fashion = fashion_mnist_available()
+    dataset = "fashion-mnist" if fashion else "digits"
+    models = (request.getfixturevalue("fashion_models")(**MEMORISING_SUBSET) if fashion
+              else request.getfixturevalue("digits_models"))
+    runs: dict = {}
+
+    def get(name):
+        if name not in runs:
+            split, original, gold = models
+            method = METHODS[name](**method_recipe(dataset, name))
+            events = []
+            # validation data only, as the runner does: the test split is what the result is scored on
+            out = method.unlearn(original, split.forget, split.retain, test=split.val, seed=0,
+                                 callbacks=[events.append])
+            runs[name] = (split, original, gold, out, events)
+        return runs[name]
+
+    return get
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A local 2-CPU Ray for the module (started unless one is running; shut down after the module)."""

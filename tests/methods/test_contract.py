@@ -445,3 +445,19 @@ def test_subset_indices_out_of_range_are_named(small, ds, how):
     with pytest.raises(ValueError, match=rf"forget: expected Subset indices in \[0, {n}\) \(the length of the dataset "
                                          rf"it draws from\), got 1 out of range, e.g. {bad}"):
         _quick().unlearn(model, forget, Subset(ds, list(range(100, 300))))
+
+
+def test_bad_inputs_name_the_argument(digits_models):
+    split, original, _ = digits_models
+    m = get_method("finetune")(epochs=1)
+    x, y = split.forget.tensors
+    with pytest.raises(ValueError, match="forget: expected labels in \\[0, 10\\)"):
+        m.unlearn(original, (x, y + 10), split.retain)
+    with pytest.raises(ValueError, match="forget: expected finite"):
+        m.unlearn(original, (x * float("nan"), y), split.retain)
+    with pytest.raises(ValueError, match="retain: expected as many labels"):
+        m.unlearn(original, split.forget, (x, y[:-1]))
+    with pytest.raises(TypeError, match="model"):
+        m.unlearn("not a model", split.forget, split.retain)
+    with pytest.raises(ValueError, match="forget: expected a non-empty"):
+        m.unlearn(original, (x[:0], y[:0]), split.retain)

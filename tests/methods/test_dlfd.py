@@ -3,7 +3,11 @@ subsamples with its noise measured once, checks every N batches.
 
 The ball is checked on a hand-worked case (a linear model whose loss gradient has the same sign
 at every pixel, so each sign step adds exactly alpha everywhere until the ball or the pixel range
-stops it) and on the digits model against the bound epsilon."""
+stops it) and on the digits model against the bound epsilon. Also: its defaults (the paper's), the
+need for unseen validation data, the synthesis raising the OT distance to the forget outputs (and
+ignoring it in reference-code mode), the forgetting score as the loss attack's distance from chance,
+and the monitor and synthesis logged by its recipe run on the memorising Fashion-MNIST subset
+(shared with ``test_muda_dlfd.py``)."""
 
 from __future__ import annotations
 
@@ -14,11 +18,28 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from unlearnkit.data.batches import TensorSource
 from unlearnkit.losses import SinkhornLoss
 from unlearnkit.methods import DLFD
-from unlearnkit.methods.dlfd import PAPER_EPSILON, DLFDParams, _Monitor, input_units, score_noise, synthesize
+from unlearnkit.methods.dlfd import (
+    PAPER_EPSILON,
+    DLFDParams,
+    _Monitor,
+    forgetting_score,
+    input_units,
+    score_noise,
+    synthesize,
+)
+
+
+@pytest.fixture(scope="module")
+def run(subset_recipe_runs):
+    """``run(name)``: MUDA's or DLFD's recipe run on the memorising Fashion-MNIST subset (digits without
+    it), made once per session and shared with ``test_muda_dlfd.py`` (``subset_recipe_runs`` in
+    ``shared_fixtures.py``)."""
+    return subset_recipe_runs
 
 
 def _ot():
@@ -70,15 +91,19 @@ def test_ball_on_a_hand_worked_case():
 
 
 def _synthesis_inputs(digits_models):
-    """(original, x_retain, y_retain, forget logits): ``test_muda_dlfd``'s inputs without its OT loss."""
-    from test_muda_dlfd import _synthesis_inputs as with_ot
-
-    return with_ot(digits_models)[:4]
+    """(original, x_retain, y_retain, forget logits, OT loss) on digits; the ball's tests take the first four."""
+    split, original, _ = digits_models
+    xr, yr = split.retain.tensors
+    xf, _ = split.forget.tensors
+    with torch.no_grad():
+        z_f = original(xf[:32])
+    ot = SinkhornLoss(epsilon=0.01, cost="cosine", output="cost", scaling=1.0, max_iter=50, tol=0.1)
+    return original, xr[:32], yr[:32], z_f, ot
 
 
 @pytest.mark.parametrize("mode", ["paper", "reference_code"])
 def test_synthesised_delta_never_leaves_the_ball(digits_models, mode):
-    model, x, y, z_f = _synthesis_inputs(digits_models)
+    model, x, y, z_f = _synthesis_inputs(digits_models)[:4]
     eps, alpha, steps = 0.05, 0.02, 10  # unbounded, 10 steps of 0.02 could reach 0.2
     x_new, history = synthesize(model, x, y, z_f, ot=_ot(), w=0.5, lambda_f=3.0, steps=steps, alpha=alpha,
                                 epsilon=eps, mode=mode)
@@ -92,7 +117,7 @@ def test_synthesised_delta_never_leaves_the_ball(digits_models, mode):
 
 
 def test_epsilon_zero_gives_the_clean_batch(digits_models):
-    model, x, y, z_f = _synthesis_inputs(digits_models)
+    model, x, y, z_f = _synthesis_inputs(digits_models)[:4]
     x_new, _ = synthesize(model, x, y, z_f, ot=_ot(), w=0.5, lambda_f=3.0, steps=5, alpha=0.1, epsilon=0.0)
     assert torch.equal(x_new, x)
 
@@ -191,3 +216,76 @@ def test_checks_every_n_batches_and_the_ot_weight_schedule(digits_models):
     lam = [e.logs["lambda_f"] for e in synth]
     assert lam == pytest.approx([3.0 * (1 - k / (total - 1)) for k in range(total)])
     assert [e.logs["w"] for e in synth] == pytest.approx([k / (total - 1) for k in range(total)])
+
+
+# --- defaults, validation data, the synthesis and the score, the recipe run's logs (from test_muda_dlfd.py)
+
+def test_dlfd_defaults_are_the_papers():
+    p = DLFDParams()
+    assert (p.batch_size, p.lr, p.momentum, p.weight_decay, p.lambda_f) == (32, 0.008, 0.9, 5e-4, 3.0)
+    assert (p.w_start, p.w_end, p.steps, p.alpha) == (0.0, 1.0, 15, 0.4)
+    assert (p.forget_threshold, p.max_forgetting_score, p.ot_epsilon, p.ot_max_iter) == (0.15, 0.09, 0.01, 50)
+    # issue 26: the ball (8/255) is not the paper's; the score's subsamples are as large as the sets allow
+    assert (p.layer, p.mode, p.mia_samples, p.mia_splits) == ("logits", "paper", None, 10)
+
+
+def test_dlfd_needs_unseen_samples(digits_models):
+    split, original, _ = digits_models
+    with pytest.raises(ValueError, match="test: DLFD needs unseen validation samples"):
+        DLFD(epochs=1).unlearn(original, split.forget, split.retain)
+
+
+def test_synthesis_increases_the_ot_distance_to_the_forget_outputs(digits_models):
+    model, x, y, z_f, ot = _synthesis_inputs(digits_models)
+    before = float(ot(model(x).detach(), z_f))
+    x_new, history = synthesize(model, x, y, z_f, ot=ot, w=0.0, lambda_f=3.0, steps=10, alpha=0.01)
+    assert len(history) == 10
+    assert history[-1] > before * 1.2, (before, history)
+    # mostly monotone: each step is a sign-ascent step on the OT term
+    rises = sum(b > a for a, b in zip([before] + history, history))
+    assert rises >= 8, history
+    assert float((x_new - x).abs().max()) <= 10 * 0.01 + 1e-6  # S * alpha bounds the perturbation
+    assert float(x_new.min()) >= 0.0 and float(x_new.max()) <= 1.0
+    assert all(q.requires_grad for q in model.parameters())  # parameters restored
+
+
+def test_synthesis_in_reference_code_mode_ignores_ot(digits_models):
+    # As released: the OT term is computed on the clean batch, so with w = 0 nothing moves.
+    model, x, y, z_f, ot = _synthesis_inputs(digits_models)
+    x_new, history = synthesize(model, x, y, z_f, ot=ot, w=0.0, lambda_f=3.0, steps=5, alpha=0.01,
+                                mode="reference_code")
+    assert torch.equal(x_new, x)
+    assert len(set(round(h, 9) for h in history)) == 1
+    # with w > 0 it lowers the classification loss only
+    x_ce, _ = synthesize(model, x, y, z_f, ot=ot, w=1.0, lambda_f=3.0, steps=5, alpha=0.01, mode="reference_code")
+    with torch.no_grad():
+        assert float(F.cross_entropy(model(x_ce), y)) <= float(F.cross_entropy(model(x), y)) + 1e-6
+
+
+def test_forgetting_score_is_distance_of_the_loss_attack_from_chance(digits_models):
+    split, original, gold = digits_models
+    xf, yf = split.forget.tensors
+    xt, yt = split.test.tensors
+    fs, mia = forgetting_score(original, xf, yf, xt, yt, samples=100, splits=5, seed=0)
+    assert fs == pytest.approx(abs(mia - 0.5)) and 0.0 <= fs <= 0.5
+    # the same set on both sides: the attacker can do no better than chance (up to noise)
+    fs_same, _ = forgetting_score(original, xt, yt, xt, yt, samples=100, splits=5, seed=0)
+    assert fs_same < 0.12
+
+
+def test_dlfd_logs_forgetting_score_and_synthesis(run):
+    _, _, _, _, events = run("dlfd")
+    monitors = [e for e in events if e.phase == "monitor"]
+    assert monitors and all(0.0 <= e.logs["fs"] <= 0.5 for e in monitors)
+    synth = [e for e in events if e.phase == "synthesis"]
+    assert synth, "the recipe's forget_threshold should trigger the synthesis on this data"
+    assert all(e.logs["ot_last"] >= e.logs["ot_first"] - 1e-6 for e in synth)
+
+
+def test_dlfd_needs_validation_data_and_warns_when_the_attack_is_at_chance(digits_models):
+    split, original, _ = digits_models
+    with pytest.raises(ValueError, match="test: DLFD needs unseen validation samples"):
+        DLFD(epochs=0).unlearn(original, split.forget, split.retain)
+    # forget_threshold 0.5: no score reaches it, so the switch would never synthesise
+    with pytest.warns(UserWarning, match="forget_threshold"):
+        DLFD(epochs=0, forget_threshold=0.5).unlearn(original, split.forget, split.retain, test=split.val)

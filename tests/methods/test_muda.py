@@ -1,6 +1,9 @@
 """MUDA's forget objectives, its recovery budget and optimiser state, its DA variants and the
 per-round stability log (issue 25): each term against a hand-worked value or a torch oracle, the
-schedule against a count made by hand, and the error for a missing validation set.
+schedule against a count made by hand, and the error for a missing validation set. Its defaults (the
+spec's), the forget phase's loss as ``forget_loss`` says, the probe curves' schedule (issue 12), and
+the phases and DA logged by its recipe run on the memorising Fashion-MNIST subset (shared with
+``test_muda_dlfd.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +17,17 @@ from torch.nn import functional as F
 from unlearnkit.losses import DimensionalAlignmentLoss
 from unlearnkit.methods import MUDA
 from unlearnkit.methods import muda as muda_mod
+from unlearnkit.methods.muda import MUDAParams
 
 FAST = dict(epochs=2, batch_size=64, lr=0.005, probe_every=0)
+
+
+@pytest.fixture(scope="module")
+def run(subset_recipe_runs):
+    """``run(name)``: MUDA's or DLFD's recipe run on the memorising Fashion-MNIST subset (digits without
+    it), made once per session and shared with ``test_muda_dlfd.py`` (``subset_recipe_runs`` in
+    ``shared_fixtures.py``)."""
+    return subset_recipe_runs
 
 
 def _events(split, model, **params):
@@ -162,3 +174,53 @@ def test_cosine_recovery_anneals_from_lr_to_zero_and_forget_lr_is_its_own(digits
     assert lrs == pytest.approx(expected)
     assert lrs[0] == pytest.approx(0.01) and lrs[-1] < 0.1 * 0.01  # ends near 0
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # never rises, across rounds too
+
+
+# --- defaults, the recipe run's logs, the forget phase's loss and the probe curves (from test_muda_dlfd.py)
+
+def test_muda_defaults_are_the_specs():
+    p = MUDAParams()
+    assert (p.epochs, p.lr, p.momentum, p.weight_decay, p.batch_size) == (5, 0.01, 0.9, 5e-4, 128)
+    assert (p.lambda_da, p.lambda_sd, p.temperature, p.ce_cap, p.energy) == (1.0, 1.0, 4.0, 10.0, 0.9)
+    assert p.forget_loss == "neg_ce"  # the spec's, and the tuning seeds' choice (docs/benchmarks.md, issue 25)
+
+
+def test_muda_logs_da_and_both_phases(run):
+    _, _, _, _, events = run("muda")
+    phases = {e.phase for e in events}
+    assert {"forget", "recover"} <= phases
+    das = [e.logs["da"] for e in events if e.phase == "forget"]
+    assert das and all(0.0 <= d <= 1.0 for d in das)
+    assert all("sd" in e.logs for e in events if e.phase == "recover")
+
+
+@pytest.mark.parametrize("forget_loss", ["neg_ce", "none"])
+def test_muda_forget_phase_loss_is_what_forget_loss_says(forget_loss, digits_models):
+    split, original, _ = digits_models
+    m = MUDA(epochs=1, forget_loss=forget_loss, ce_cap=1.5, lambda_da=2.0, probe_every=4, probe_samples=100)
+    m.unlearn(original, split.forget, split.retain, test=split.val, seed=0)
+    forget = [e.logs for e in m.last_history if e.phase == "forget"]
+    assert forget
+    for lg in forget:  # the logged parts, recombined by hand
+        expected = 2.0 * (1.0 - lg["da"]) - (min(lg["ce"], 1.5) if forget_loss == "neg_ce" else 0.0)
+        assert lg["loss"] == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(ValueError, match="forget_loss"):
+        MUDA(forget_loss="ce")
+
+
+def test_muda_logs_probe_curves_on_a_schedule(digits_models):
+    split, original, _ = digits_models
+    m = MUDA(epochs=1, probe_every=3, probe_samples=200, recover_ratio=2)
+    m.unlearn(original, split.forget, split.retain, test=split.val, seed=0)
+    h = m.last_history
+    n_f = sum(e.phase == "forget" for e in h)
+    n_r = sum(e.phase == "recover" for e in h)
+    probes = [e.logs for e in h if e.phase == "probe"]
+    assert len(probes) == 2 + n_f // 3 + n_r // 3  # start, end, and every third step of each phase
+    assert probes[0]["after"] == "start" and probes[-1]["after"] == "end"
+    assert all(0.0 <= p["lp_retain"] <= 1.0 and 0.0 <= p["lp_forget"] <= 1.0 for p in probes)
+    # on the original (memorised) digits model a probe on retain features separates the classes
+    assert probes[0]["lp_retain"] > 0.85 and probes[0]["lp_forget"] > 0.85
+    off = MUDA(epochs=1, probe_every=0)
+    off.unlearn(original, split.forget, split.retain, seed=0)
+    assert not [e for e in off.last_history if e.phase == "probe"]

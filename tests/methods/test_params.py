@@ -1,16 +1,23 @@
 """The one parameter schema: every method's Params declares its constraints (and tuning ranges)
-in field metadata, and ``Method.__init__`` validates them in one place."""
+in field metadata, and ``Method.__init__`` validates them in one place. The registry: an unknown
+method or hyper-parameter is named; the five baselines of the seed papers' tables (CF-k, EU-k, UNSIR,
+Fisher forgetting, SISA) registered with a citation, their digits recipes valid, a bad value of each
+named by its field (and SISA's ensemble trainer naming its arguments)."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from unlearnkit._validation import Space, check_params, constraints, search_space
+from unlearnkit.bench.recipes import method_recipe
 from unlearnkit.methods import METHODS, get_method
+from unlearnkit.methods.sisa import train_sisa
 
 NAMES = sorted(METHODS)
+NEW = ("cf_k", "eu_k", "unsir", "fisher", "sisa")  # the five baselines of the seed papers' tables
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -92,3 +99,43 @@ def test_search_spaces_round_trip_from_metadata():
             assert "lr" in space, name
     ft = search_space(get_method("finetune").Params)
     assert ft["lr"] == Space("log", 1e-5, 1e-1) and ft["epochs"] == Space("int", 1, 10)
+
+
+def test_registry_and_bad_hyperparameters():
+    assert {"finetune", "neggrad", "random_labels", "retrain"} <= set(METHODS)
+    with pytest.raises(ValueError, match="method"):
+        get_method("nope")
+    with pytest.raises(TypeError, match="hparams.*lrr"):
+        get_method("finetune")(lrr=0.1)
+
+
+def test_registered_with_citations_and_recipes():
+    for name in NEW:
+        cls = METHODS[name]
+        assert cls.paper and cls.name == name
+        get_method(name)(**method_recipe("digits", name))  # the recipe passes validation
+
+
+def test_bad_hyperparameters_name_the_field(digits_models):
+    with pytest.raises(ValueError, match=r"^cf_k\.k: expected an int >= 1, got 0$"):
+        get_method("cf_k")(k=0)
+    with pytest.raises(ValueError, match=r"^eu_k\.lr: expected a number > 0"):
+        get_method("eu_k")(lr=0.0)
+    with pytest.raises(ValueError, match=r"^unsir\.mode: expected one of \['auto', 'class', 'sample'\], got 'x'$"):
+        get_method("unsir")(mode="x")
+    with pytest.raises(TypeError, match=r"^unsir\.noise_batch: expected an int"):
+        get_method("unsir")(noise_batch=2.5)
+    with pytest.raises(ValueError, match=r"^fisher\.alpha: expected a number > 0, got -1"):
+        get_method("fisher")(alpha=-1.0)
+    with pytest.raises(ValueError, match=r"^sisa\.shards: expected an int >= 1, got 0$"):
+        get_method("sisa")(shards=0)
+    with pytest.raises(ValueError, match=r"^sisa\.aggregation: expected one of \['mean', 'vote'\]"):
+        get_method("sisa")(aggregation="median")
+    split, original, _ = digits_models
+    x, y = split.forget.tensors
+    with pytest.raises(ValueError, match=r"^shards, slices: expected at most 10 slices in all"):
+        train_sisa(original, x[:10], y[:10], shards=4, slices=3)
+    with pytest.raises(ValueError, match=r"^assignment: expected shape \(10, 2\)"):
+        train_sisa(original, x[:10], y[:10], assignment=np.zeros((9, 2)))
+    with pytest.raises(ValueError, match=r"^executor: expected one of"):
+        train_sisa(original, x[:10], y[:10], shards=2, slices=1, epochs=0, executor="dask")
