@@ -10,63 +10,22 @@ from __future__ import annotations
 import os
 import pathlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Callable
 
 import torch
 
 from ..checkpoints import checkpoint_path, default_cache_dir
 from ..data import group_classes, load_dataset, make_split
+from ..experiment.config import AuditConfig, check_recipes, resolve_methods
 from ..experiment.engine import audit_split
 from ..experiment.pools import Member, PoolSetup, member_keys, monitor_set, pool_members, run_member
 from ..experiment.scores import check_pool
-from ..methods import METHODS, get_method
+from ..methods import get_method
 from ..models import build_model
 from ..training import TrainConfig
 
 __all__ = ["AuditConfig", "estimate_pools", "prepare_audit", "resolve_methods", "run_audit"]
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    """What one audit compares.
-
-    Attributes:
-        dataset: a name from ``unlearnkit.data.DATASETS``.
-        scenario: ``random-<percent>``, ``class-<label>``, ``subclass-<fine label>`` or
-            ``backdoor-<percent>``.
-        methods: registry names (each gets one unlearned pool).
-        pool: K, models per pool (>= 6 = ``MIN_POOL``, what the retrained floor needs; 16 is the
-            CPU default).
-        seed: chooses the forget set (the pools use seeds 1..K).
-        overrides: ``{method: {field: value}}`` on top of the recipe.
-        device: torch device of each task.
-        threads: torch threads per task.
-        heldout_fraction: share of the test split held out for methods that train on unseen
-            data (TMU), as the bench does.
-    """
-
-    dataset: str = "digits"
-    scenario: str = "random-10"
-    methods: tuple[str, ...] = ("finetune", "neggrad")
-    pool: int = 16
-    seed: int = 0
-    overrides: dict = field(default_factory=dict)
-    device: str = "cpu"
-    threads: int = 1
-    heldout_fraction: float = 0.2
-
-
-def resolve_methods(spec: str) -> tuple[str, ...]:
-    """``"all"`` -> every registered method but ``retrain``; ``"a,b"`` -> ("a", "b")."""
-    if spec == "all":
-        return tuple(m for m in METHODS if m != "retrain")
-    names = tuple(m.strip() for m in str(spec).split(",") if m.strip())
-    if not names:
-        raise ValueError(f"methods: expected comma-separated method names or 'all', got {spec!r}")
-    for m in names:
-        get_method(m)
-    return names
 
 
 def prepare_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = None, recipes: str | None = None):
@@ -77,8 +36,7 @@ def prepare_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = 
 
     check_pool(config.pool)
     recipe = dataset_recipe(config.dataset, recipes)
-    for m in config.methods:
-        get_method(m)
+    check_recipes(config.methods, config.overrides, config.dataset, config.scenario, recipes)
     scenario = parse_scenario(config.scenario)
     data = load_dataset(config.dataset)
     if scenario["forget"] == "subclass":

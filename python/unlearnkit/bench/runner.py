@@ -12,7 +12,7 @@ from __future__ import annotations
 import pathlib
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ import torch
 from ..checkpoints import cache_key, default_cache_dir
 from ..data import group_classes, load_dataset, make_split
 from ..data.forget import UnlearningSplit
+from ..experiment.config import DEFAULT_METHODS, RunConfig  # noqa: F401 - re-exported (bench.RunConfig)
 from ..experiment.reference import _train_reference, environment, parse_scenario  # noqa: F401 - re-exported
 from ..methods import get_method
 from ..progress import ProgressBars
@@ -28,47 +29,6 @@ from .config import SCENARIO_HELP, check_scenario, validate  # noqa: F401 - SCEN
 from .evaluate import add_closed, add_gaps, evaluate_model
 from .recipes import dataset_recipe, method_recipe
 from .units import prepare_out, read_unit, write_unit
-
-DEFAULT_METHODS = ("finetune", "neggrad", "random_labels")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What one run compares.
-
-    Attributes:
-        dataset: a name from ``unlearnkit.data.DATASETS``.
-        scenario: see ``parse_scenario`` (e.g. ``"random-10"``, ``"class-3"``, ``"backdoor-10"``).
-        seeds: one full experiment per seed (forget set, initialisation, data order).
-        methods: registry names of the methods to run.
-        overrides: ``{method: {field: value}}`` on top of the recipe.
-        device: torch device for training and unlearning.
-        features: compute the feature-space metrics (DA, linear probe, clustering) too.
-        heldout_fraction: share of the test split held out (and not evaluated) when a method needs
-            unseen data to train on (TMU); every model is then evaluated on the same remaining part.
-        val_fraction: share of the test split set aside as validation data: what methods receive as
-            ``test=`` (to monitor and select on); never evaluated on. The evaluated test part is
-            never shown to a method.
-        precision: "fp32", "bf16" or "fp16" (autocast; a GradScaler for fp16) for training the
-            reference models and for unlearning.
-        audit: K > 0 adds the per-example audit's columns (``unlearnkit.audit``: challenge F and
-            score, U-LiRA, KLOM, RMIA) from pools of K models per row; 0 (default) skips it.
-    """
-
-    dataset: str = "digits"
-    scenario: str = "random-10"
-    seeds: tuple[int, ...] = (0,)
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    overrides: dict = field(default_factory=dict)
-    device: str = "cpu"
-    features: bool = True
-    heldout_fraction: float = 0.2
-    val_fraction: float = 0.2
-    precision: str = "fp32"
-    audit: int = 0
-
-    def __post_init__(self):
-        parse_scenario(self.scenario)
 
 
 def _add_audit(rows: list[dict], split: UnlearningSplit, recipe: dict, train_cfg: TrainConfig, config: RunConfig,

@@ -29,3 +29,61 @@ def add_common(sp) -> None:
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+
+
+def add_config_arguments(parser, config_cls, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """One flag per option field of ``config_cls`` (``unlearnkit.experiment.config.option``): the
+    field's help, default and choices; ``heldout_fraction`` -> ``--heldout-fraction``; a bool whose
+    default is True -> ``--no-<name>``. Returns ``{field: flag}`` for :func:`config_from_args`.
+    Torch-free, as the parser must be."""
+    import dataclasses
+
+    from .._validation import constraints
+    from ..experiment.config import CLI_META
+
+    cons = constraints(config_cls)
+    flags = {}
+    for f in dataclasses.fields(config_cls):
+        meta = f.metadata.get(CLI_META)
+        if meta is None or not meta["cli"] or f.name in skip:
+            continue
+        default = f.default
+        if isinstance(default, bool):
+            flag = meta["flag"] or ("--no-" if default else "--") + f.name.replace("_", "-")
+            parser.add_argument(flag, dest=f.name, action="store_false" if default else "store_true", help=meta["help"])
+        else:
+            flag = meta["flag"] or "--" + f.name.replace("_", "-")
+            # the default stays the field's own value (a tuple is not re-parsed from text); a value
+            # typed on the command line is text that ``parse`` (or the type) turns into the value
+            kind = str if meta["parse"] is not None or isinstance(default, (tuple, str)) else type(default)
+            parser.add_argument(flag, dest=f.name, type=kind, default=default, metavar=meta["metavar"],
+                                choices=cons[f.name].choices, help=meta["help"])
+        flags[f.name] = flag
+    return flags
+
+
+def config_from_args(config_cls, args, flags: dict[str, str], values: dict | None = None,
+                     value_flags: dict[str, str] | None = None):
+    """``config_cls`` made from the parsed ``args`` of :func:`add_config_arguments` plus ``values``
+    (fields the command line spells its own way, e.g. ``seeds`` from ``--seeds N``); an error about
+    a field is re-worded with its flag (``pool: ...`` -> ``--pool: ...``; ``value_flags`` names the
+    flags of ``values``, e.g. ``{"overrides": "--set"}``)."""
+    import dataclasses
+
+    from ..experiment.config import CLI_META
+
+    names = {**flags, **(value_flags or {})}
+    kwargs = dict(values or {})
+    metas = {f.name: f.metadata[CLI_META] for f in dataclasses.fields(config_cls) if CLI_META in f.metadata}
+    try:
+        for name in flags:
+            v = getattr(args, name)
+            parse = metas[name]["parse"]
+            kwargs[name] = parse(v) if parse is not None and isinstance(v, str) else v
+        return config_cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        for name, flag in names.items():
+            if text.startswith(f"{name}:"):
+                raise type(exc)(flag + text[len(name):]) from None
+        raise

@@ -14,7 +14,7 @@ import math
 import os
 import time
 
-from ._common import SCENARIO_HELP, add_common, default_out
+from ._common import add_common, add_config_arguments, config_from_args, default_out
 
 #: an estimated wall time above this (seconds) needs --yes
 CONFIRM_SECONDS = 3600.0
@@ -72,20 +72,21 @@ def _confirm(args, cache_dir):
 def cmd_audit(args) -> int:
     from dataclasses import asdict
 
-    from ..audit import AuditConfig, check_pool, resolve_methods, run_audit, table, write_audit
+    from ..audit import AuditConfig, run_audit, table, write_audit
     from ..audit.report import LEGEND
-    from ..audit.scores import FLOOR
     from ..checkpoints import default_cache_dir
+    from ..experiment.config import check_device, check_recipes
+    from ..experiment.scores import FLOOR
     from ..io import claim_out
     from .bench import _parse_set
 
     t0 = time.perf_counter()
-    check_pool(args.pool, "--pool")
-    config = AuditConfig(dataset=args.dataset, scenario=args.scenario, methods=resolve_methods(args.methods),
-                         pool=args.pool, seed=args.seed, overrides=_parse_set(args.set), device=args.device,
-                         threads=args.threads)
-    args.resolved_out = args.out or default_out(f"audit-{args.dataset}-{args.scenario}")  # for the Ctrl-C message
+    config = config_from_args(AuditConfig, args, args.config_flags, {"overrides": _parse_set(args.set)},
+                              {"overrides": "--set"})
     recipes = str(args.recipes) if args.recipes else None
+    check_recipes(config.methods, config.overrides, config.dataset, config.scenario, recipes)  # before any work
+    check_device(config.device, "--device")
+    args.resolved_out = args.out or default_out(f"audit-{config.dataset}-{config.scenario}")  # for the Ctrl-C message
     settings = {"command": "audit", "config": asdict(config), "recipes": recipes}
     cache_dir = args.cache_dir or default_cache_dir()
     # one run at a time; not a file, another run's results or another audit's settings; before any work
@@ -113,16 +114,12 @@ def cmd_audit(args) -> int:
 def add_parser(sub) -> None:
     a = sub.add_parser("audit", help="per-example audit: K-model pools on Ray, the NeurIPS 2023 forgetting score, "
                                      "U-LiRA, KLOM and RMIA against the retrained pool")
-    a.add_argument("--dataset", default="digits")
-    a.add_argument("--scenario", default="random-10", help=SCENARIO_HELP)
-    a.add_argument("--methods", default="finetune,neggrad", help="comma-separated registry names, or 'all'")
-    a.add_argument("--pool", type=int, default=16,
-                   help="K, models per pool (default 16; at least 6, what the retrained floor needs; 64+ on a cluster)")
-    a.add_argument("--seed", type=int, default=0, help="chooses the forget set (pools use seeds 1..K)")
+    from ..experiment.config import AuditConfig  # torch-free: the parser is built without torch
+
+    # the audit's settings: generated from AuditConfig's fields (unlearnkit.experiment.config)
+    flags = add_config_arguments(a, AuditConfig)
     a.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE", help="override one hyper-parameter")
     a.add_argument("--recipes", metavar="TOML", help="a recipes file instead of the packaged recipes.toml")
-    a.add_argument("--device", default="cpu")
-    a.add_argument("--threads", type=int, default=1, help="torch threads per model task (default 1)")
     a.add_argument("--ray-address", "--ray", dest="ray_address", metavar="ADDRESS",
                    help="'auto' or HOST:PORT of a Ray cluster (default: a local Ray of its own with every core); "
                         "a cluster with token authentication needs its token here (see docs/audit.md)")
@@ -135,4 +132,4 @@ def add_parser(sub) -> None:
     add_common(a)
     a.add_argument("--force", action="store_true",
                    help="write into an --out folder holding other files or the results of other settings")
-    a.set_defaults(func=cmd_audit)
+    a.set_defaults(func=cmd_audit, config_flags=flags)

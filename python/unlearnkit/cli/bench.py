@@ -14,7 +14,13 @@ import pathlib
 import sys
 import time
 
-from ._common import SCENARIO_HELP, add_common, default_out
+from ._common import add_common, add_config_arguments, config_from_args, default_out
+
+
+def _run_config():
+    from ..experiment.config import RunConfig  # torch-free: the parser is built without torch
+
+    return RunConfig
 
 
 def _parse_set(values: list[str]) -> dict:
@@ -41,12 +47,11 @@ def _parse_set(values: list[str]) -> dict:
 
 
 def _check_args(config, recipes) -> None:
-    """Everything ``bench.run`` would check first, with the command line's argument names."""
-    from ..bench.config import check_device, check_methods, check_overrides
+    """What ``bench.run`` would check first beyond the config itself, with the command line's
+    argument names: each method from its recipe plus ``--set``, and ``--device``."""
+    from ..experiment.config import check_device, check_recipes
 
-    check_methods(config.methods, "--methods")
-    check_overrides(config.overrides, config.methods, config.dataset, config.scenario,
-                    str(recipes) if recipes else None, "--set")
+    check_recipes(config.methods, config.overrides, config.dataset, config.scenario, str(recipes) if recipes else None)
     check_device(config.device, "--device")
 
 
@@ -120,29 +125,17 @@ def _demo_dataset() -> str:
 
 
 def cmd_run(args) -> int:
-    from ..bench import DEFAULT_METHODS, RunConfig
-    from ..bench.config import check_scenario
-    from ..methods import METHODS
+    from ..bench import RunConfig
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds: expected an int >= 1 (the number of seeds, run as 0..N-1), got {args.seeds}")
-    if args.methods.strip() == "all":
-        methods = tuple(m for m in METHODS if m != "retrain")
-    else:
-        methods = tuple(m.strip() for m in args.methods.split(","))
-        if not any(methods):
-            raise ValueError(f"--methods: expected comma-separated method names or 'all' (default: "
-                             f"{','.join(DEFAULT_METHODS)}), got {args.methods!r}")
-        if "" in methods:
-            raise ValueError(f"--methods: expected comma-separated method names, got an empty name in {args.methods!r}")
-    check_scenario(args.scenario, "--scenario")
-    config = RunConfig(dataset=args.dataset, scenario=args.scenario, seeds=tuple(range(args.seeds)),
-                       methods=methods, overrides=_parse_set(args.set), device=args.device,
-                       features=not args.no_features, precision=args.precision, audit=args.audit)
-    if config.precision == "fp16" and str(config.device).split(":")[0] == "cpu":
+    if args.precision == "fp16" and str(args.device).split(":")[0] == "cpu":
         print("unlearnkit: warning: --precision fp16 on a CPU is emulated (no fast float16 kernels there): training "
               "runs tens of times slower than with fp32; use fp32, or bf16 on a CPU with bfloat16 support", file=sys.stderr)
-    args.resolved_out = args.out or default_out(f"{args.dataset}-{config.scenario}")  # for the Ctrl-C message
+    if args.seeds < 1:
+        raise ValueError(f"--seeds: expected an int >= 1 (the number of seeds, run as 0..N-1), got {args.seeds}")
+    config = config_from_args(RunConfig, args, args.config_flags,
+                              {"seeds": tuple(range(args.seeds)), "overrides": _parse_set(args.set)},
+                              {"seeds": "--seeds", "overrides": "--set"})
+    args.resolved_out = args.out or default_out(f"{config.dataset}-{config.scenario}")  # for the Ctrl-C message
     return _run_and_report(config, args.resolved_out, args.cache_dir, args.quiet, plots=not args.no_plots,
                            recipes=args.recipes, force=args.force)
 
@@ -159,20 +152,13 @@ def add_parser(sub) -> None:
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("bench", aliases=["run"], help="compare methods on one dataset and scenario over several seeds")
-    r.add_argument("--dataset", default="digits")
-    r.add_argument("--scenario", default="random-10", help=SCENARIO_HELP)
-    r.add_argument("--no-features", action="store_true", help="skip the feature-space metrics")
-    r.add_argument("--no-plots", action="store_true", help="skip the plots")
-    r.add_argument("--methods", default=",".join(("finetune", "neggrad", "random_labels")),
-                   help="comma-separated registry names, or 'all'")
+    # the run's settings: generated from RunConfig's fields (unlearnkit.experiment.config)
+    flags = add_config_arguments(r, _run_config())
     r.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
     r.add_argument("--set", action="append", metavar="METHOD.FIELD=VALUE", help="override one hyper-parameter")
-    r.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N, mps (checked before any work)")
-    r.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="training and unlearning precision (autocast; fp16 with a GradScaler); default fp32")
-    r.add_argument("--audit", type=int, default=0, metavar="K",
-                   help="add the per-example audit's columns from pools of K >= 6 models (0: no audit)")
+    r.add_argument("--no-plots", action="store_true", help="skip the plots")
     r.add_argument("--recipes", type=pathlib.Path, help="recipes file (default: the shipped one), e.g. from tune")
     add_common(r)
     r.add_argument("--force", action="store_true", help="replace the results of a run with other settings in --out")
+    r.set_defaults(config_flags=flags)
     r.set_defaults(func=cmd_run)

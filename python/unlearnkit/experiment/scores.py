@@ -34,29 +34,13 @@ from ..metrics.per_example import (
     ulira,
     ulira_scores,
 )
+from .config import MIN_POOL, check_pool  # noqa: F401 - re-exported (declared with the audit's config)
 
 __all__ = ["FLOOR", "MIN_POOL", "ORIGINAL", "audit_columns", "check_pool", "score_pair", "score_pools"]
 
 ORIGINAL = "original"
 FLOOR = "retrained floor"
 
-#: The smallest K the retrained floor can be measured with: halves of 3 (F's bins end at
-#: ceil(ln(K/2 - 1)), which is 0 for halves of 2; U-LiRA's leave-one-out needs 3 models per pool).
-MIN_POOL = 6
-
-
-def check_pool(k, name: str = "pool") -> int:
-    """``k`` as an int when it is a pool size the audit can score with its retrained floor
-    (>= :data:`MIN_POOL`), else ``ValueError`` naming ``name`` and the reason."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int >= {MIN_POOL} (models per pool), got {type(k).__name__} {k!r}")
-    if k < MIN_POOL:
-        half = int(k) // 2
-        raise ValueError(f"{name}: expected K >= {MIN_POOL} models per pool, got {k}: the retrained floor compares "
-                         f"the two halves of the retrained pool, and with {half} model(s) per half "
-                         f"F's bins end at ceil(ln(K/2 - 1)) <= 0, so every example would score 0 points (F = 0 by "
-                         f"construction, not a measurement), and U-LiRA's leave-one-out fit needs 3 models per pool")
-    return int(k)
 
 
 def _klom_summary(u: dict, r: dict) -> tuple[dict, dict]:
