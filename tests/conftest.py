@@ -5,11 +5,19 @@ Where no CUDA GPU is present, Triton kernels run on the CPU through Triton's int
 to pick blocks of 16). Where a GPU is present the kernels run compiled, as users run them; set
 ``TRITON_INTERPRET=1`` yourself to force the interpreter there.
 
-Tests are grouped by layer (``engine/``, ``losses/``, ``methods/``, ``eval/``, ``bench/``,
-``audit/``, ``tune/``, ``data/``, ``package/``). The fixtures they share (the digits split, the
-trained digits and Fashion-MNIST reference models, a local Ray, recipe files) are session or module
-fixtures in ``shared_fixtures.py``, loaded below as a plugin once ``TRITON_INTERPRET`` is settled;
-``helpers.py`` holds plain functions (accuracy and loss of a model on a dataset).
+Tests are grouped by layer (``engine/``, ``kernels/``, ``losses/``, ``models/``, ``metrics/``,
+``methods/``, ``eval/``, ``bench/``, ``audit/``, ``tune/``, ``data/``, ``package/``) and, inside a
+layer, by subject: ``methods/test_<method>.py`` holds one method's tests, and the tests every method
+is held to sit beside them (``test_contract.py``, ``test_direction.py``, ``test_params.py``,
+``test_stop_rule.py``, ``test_byo.py``, ``test_base.py``, the streamed-data files, and the files
+that run several methods in one test: ``test_recipes_digits.py``, ``test_muda_dlfd.py``);
+``metrics/`` has one file per metric family (``test_output.py``, ``test_membership.py``,
+``test_per_example.py``, the registry). The fixtures they share (the digits split, the trained
+digits and Fashion-MNIST reference models, the methods' recipe runs that several files look at, a
+local Ray, recipe files) are session or module fixtures in ``shared_fixtures.py``, loaded below as a
+plugin once ``TRITON_INTERPRET`` is settled; ``helpers.py`` holds plain functions (accuracy and loss
+of a model on a dataset, a copy of its state). Test files have distinct names across directories
+(no ``__init__.py``: pytest imports each by its file name).
 
 Torch threads: ``UNLEARNKIT_TEST_THREADS=n`` runs the test process's torch ops on ``n`` intra-op
 threads (``torch.set_num_threads`` at the session's start; processes the tests start, such as Ray
