@@ -22,7 +22,7 @@ for the built-in models: uint8 images and PIL images are scaled by 1/255), label
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, Sized, cast
 
 import numpy as np
 import torch
@@ -88,12 +88,12 @@ def _split_item(item, keys: tuple[str, str] | None):
             if kx not in item or ky not in item:
                 raise ValueError(f"keys: expected {keys} among the item's keys, got {sorted(item)}")
             return item[kx], item[ky]
-        kx = next((k for k in IMAGE_KEYS if k in item), None)
-        ky = next((k for k in LABEL_KEYS if k in item), None)
-        if kx is None or ky is None:
+        found_x = next((k for k in IMAGE_KEYS if k in item), None)
+        found_y = next((k for k in LABEL_KEYS if k in item), None)
+        if found_x is None or found_y is None:
             raise ValueError(f"dataset: expected dict items with an input key (one of {IMAGE_KEYS}) and a label key "
                              f"(one of {LABEL_KEYS}), got keys {sorted(item)}; pass keys=(input_key, label_key)")
-        return item[kx], item[ky]
+        return item[found_x], item[found_y]
     if isinstance(item, (tuple, list)) and len(item) >= 2:
         return item[0], item[1]
     raise ValueError(f"dataset: expected items (x, y) or dicts, got {type(item).__name__}")
@@ -247,7 +247,7 @@ class TensorSource(BatchSource):
     indexed there (default 2 GiB); larger ones are gathered on the CPU, pinned and copied per batch.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, name: str = "dataset", transform: Transform | None = None,
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, *, name: str = "dataset", transform: Transform | None = None,
                  memory_format: torch.memory_format | None = None, device_cache_bytes: int = 2 << 30):
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
             raise TypeError(f"{name}: expected x and y tensors, got {type(x).__name__} and {type(y).__name__}")
@@ -323,7 +323,8 @@ class LoaderSource(BatchSource):
             raise ValueError(f"num_workers: expected a non-negative integer, got {num_workers!r}")
         if keys is not None and (not isinstance(keys, (tuple, list)) or len(keys) != 2):
             raise ValueError(f"keys: expected (input_key, label_key), got {keys!r}")
-        self.dataset, self.keys = dataset, tuple(keys) if keys is not None else None
+        self.dataset = dataset
+        self.keys: tuple[str, str] | None = (keys[0], keys[1]) if keys is not None else None
         self.num_workers, self.pin_memory, self.collate_fn = num_workers, pin_memory, collate_fn
         self.loader_kwargs = {k: v for k, v in loader_kwargs.items() if v is not None}
         self.name, self.transform, self.memory_format = name, transform, memory_format
@@ -450,9 +451,10 @@ def concat_sources(sources: Sequence[BatchSource], *, name: str = "dataset") -> 
     """The samples of ``sources`` one after the other (positions: the first's, then the second's...).
     All in memory: a TensorSource of the concatenated tensors; otherwise a LoaderSource with the
     first streaming source's loader settings."""
-    if all(isinstance(s, TensorSource) for s in sources):
-        first = sources[0]
-        return TensorSource(torch.cat([s.x for s in sources]), torch.cat([s.y for s in sources]), name=name,
+    in_memory = [s for s in sources if isinstance(s, TensorSource)]
+    if len(in_memory) == len(sources):
+        first = in_memory[0]
+        return TensorSource(torch.cat([s.x for s in in_memory]), torch.cat([s.y for s in in_memory]), name=name,
                             transform=first.transform, memory_format=first.memory_format,
                             device_cache_bytes=first.device_cache_bytes)
     datasets = [_to_dataset(s) for s in sources]
@@ -460,7 +462,8 @@ def concat_sources(sources: Sequence[BatchSource], *, name: str = "dataset") -> 
         raise ValueError(f"{name}: cannot concatenate sources read through a custom collate_fn; pass datasets instead")
     lead = next(s for s in sources if isinstance(s, LoaderSource))
     # every part parsed to (x, y) items so that dict items and tuple items can mix
-    parts = [d if isinstance(d, TensorDataset) else _Items(d, s.keys) for d, s in zip(datasets, sources)]
+    parts = [d if isinstance(d, TensorDataset) else _Items(d, s.keys if isinstance(s, LoaderSource) else None)
+             for d, s in zip(datasets, sources)]
     return LoaderSource(ConcatDataset(parts), num_workers=lead.num_workers, pin_memory=lead.pin_memory, name=name,
                         transform=lead.transform, memory_format=lead.memory_format, **lead.loader_kwargs)
 
@@ -512,10 +515,10 @@ def check_subset_indices(data: Subset, name: str) -> None:
     """Every level of a (possibly nested) ``Subset``: integer indices in [0, len(its dataset)).
     Checked when a source is made, so that a bad index is named before any work instead of
     surfacing as a raw IndexError from the first batch that reaches it. O(n), reads no item."""
-    level = data
+    level: Dataset = data
     while isinstance(level, Subset):
         idx = np.asarray(level.indices.cpu() if isinstance(level.indices, torch.Tensor) else level.indices)
-        n = len(level.dataset)
+        n = len(cast(Sized, level.dataset))  # torch's Dataset declares no __len__; one without raises TypeError here
         if idx.size and idx.dtype.kind not in "iu":
             raise TypeError(f"{name}: expected integer Subset indices, got dtype {idx.dtype}")
         if idx.size and (idx.min() < 0 or idx.max() >= n):

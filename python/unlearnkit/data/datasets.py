@@ -72,8 +72,8 @@ def load_fashion_mnist(root: str | os.PathLike | None = None) -> ImageDataset:
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     searched = _fashion_dirs(root)
     for d in searched:
-        paths = [_find(d, s) for s in stems]
-        if all(paths):
+        paths = [p for p in (_find(d, s) for s in stems) if p is not None]
+        if len(paths) == len(stems):
             xtr, ytr, xte, yte = (read_idx(p) for p in paths)
             if xtr.shape[0] != ytr.shape[0] or xte.shape[0] != yte.shape[0]:
                 raise ValueError(f"root: Fashion-MNIST files in {d} disagree: "

@@ -84,9 +84,9 @@ class UnlearningSplit:
     retain_idx: np.ndarray
     description: str
     seed: int
-    test_idx: np.ndarray = field(default=None)  # type: ignore[assignment]
+    test_idx: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None: filled in __post_init__
     trigger: "Trigger | None" = None
-    val_idx: np.ndarray = field(default=None)  # type: ignore[assignment]
+    val_idx: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None: filled in __post_init__
     heldout_classes: tuple | None = None
 
     def __post_init__(self):
@@ -185,6 +185,7 @@ def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 
             one seeded permutation into val, held-out and evaluated parts, so the three are disjoint.
     """
     trigger = None
+    heldout_classes: tuple[int, ...] | None = None
     if forget == "random":
         forget_idx = select_random(len(data.y_train), fraction, seed=seed)
         desc = f"random-{fraction * 100:g}"
@@ -198,6 +199,7 @@ def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 
         if forget_class is None:
             raise ValueError("forget_class: expected a class label when forget='class_partial', got None")
         forget_idx = select_class_partial(data.y_train.numpy(), forget_class, fraction, seed=seed)
+        heldout_classes = (int(forget_class),)
         desc = f"class-{forget_class}-{fraction * 100:g}"
     elif forget == "backdoor":
         data, forget_idx, trigger = poison(data, fraction=fraction, target=backdoor_target, seed=seed)
@@ -207,7 +209,7 @@ def make_split(data: ImageDataset, *, forget: str = "random", fraction: float = 
     retain_idx = np.setdiff1d(np.arange(len(data.y_train)), forget_idx).astype(np.int64)
     val_idx, test_idx = _cut_test_split(len(data.y_test), val_fraction, heldout_fraction, seed)
     return UnlearningSplit(data, forget_idx, retain_idx, desc, seed, test_idx=test_idx, trigger=trigger,
-                           val_idx=val_idx, heldout_classes=(int(forget_class),) if forget == "class_partial" else None)
+                           val_idx=val_idx, heldout_classes=heldout_classes)
 
 
 def _cut_test_split(n_test: int, val_fraction: float, heldout_fraction: float, seed: int):

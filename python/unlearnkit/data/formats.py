@@ -122,7 +122,7 @@ def load_face_folder(root, *, image_size: int = 32, test_fraction: float = 0.2, 
         files = sorted(f for f in (root / ident).iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
         for f in files:
             with Image.open(f) as im:
-                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                im = im.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
                 images.append(np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255)
                 labels.append(label)
     x, y = np.stack(images), np.asarray(labels)

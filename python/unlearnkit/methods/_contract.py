@@ -132,7 +132,11 @@ def _sample(source: BatchSource, device) -> torch.Tensor:
 
 def _range(source: BatchSource, sample: torch.Tensor | None) -> tuple[float, float]:
     """(min, max) of the inputs: a tensor source's whole tensor, else the sample."""
-    x = source.x if isinstance(source, TensorSource) else sample
+    if isinstance(source, TensorSource):
+        x = source.x
+    else:
+        assert sample is not None, "a streamed source is always sampled (_check_inputs)"
+        x = sample
     if not x.is_floating_point() or x.numel() == 0:
         return 0.0, 0.0
     lo, hi = torch.aminmax(x.detach())
@@ -156,10 +160,15 @@ def _check_inputs(model, sources: dict, device) -> tuple[torch.Tensor, tuple[flo
         if isinstance(src, TensorSource) and not src.x.is_floating_point():
             raise TypeError(f"{name}: expected floating-point inputs (images in [0, 1]), got {src.x.dtype}; pass "
                             f"x.float() / 255 for 0-255 images")
-        sample = _sample(src, device) if name == "forget" or not isinstance(src, TensorSource) else None
+        sample: torch.Tensor | None
+        if isinstance(src, TensorSource):
+            sample = _sample(src, device) if name == "forget" else None
+            dtype = src.x.dtype
+        else:
+            sample = _sample(src, device)
+            dtype = sample.dtype
         if name == "forget":
             probe = sample
-        dtype = src.x.dtype if isinstance(src, TensorSource) else sample.dtype
         if dtype != torch.float32:
             raise TypeError(f"{name}: expected float32 inputs like the model's parameters, got {dtype}; pass x.float()")
         lo, hi = _range(src, sample)
@@ -189,10 +198,10 @@ def _positions(data) -> tuple[tuple, np.ndarray] | None:
         return _storage_positions(data.x, None)
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         return _storage_positions(data[0], None)
-    idx = None
+    idx: np.ndarray | None = None
     while isinstance(data, Subset):
-        ind = data.indices
-        ind = np.asarray(ind.cpu() if isinstance(ind, torch.Tensor) else ind, dtype=np.int64)
+        raw_ind = data.indices
+        ind = np.asarray(raw_ind.cpu() if isinstance(raw_ind, torch.Tensor) else raw_ind, dtype=np.int64)
         idx = ind if idx is None else ind[idx]
         data = data.dataset
     if isinstance(data, TensorDataset) and data.tensors:
@@ -207,19 +216,23 @@ def _storage_positions(x: torch.Tensor, idx: np.ndarray | None) -> tuple[tuple, 
         return None
     rows = np.arange(x.shape[0]) if idx is None else idx
     key = ("storage", x.untyped_storage().data_ptr(), x.device, tuple(x.shape[1:]), tuple(x.stride()[1:]), x.dtype)
-    return key, x.storage_offset() + rows.astype(np.int64) * x.stride(0)
+    return key, int(x.storage_offset()) + rows.astype(np.int64) * x.stride(0)
 
 
 def _check_positions(raw: dict) -> None:
-    where = {k: _positions(v) for k, v in raw.items() if v is not None}
+    where: dict[str, tuple[tuple, np.ndarray]] = {}  # the inputs whose positions are known
+    for k, v in raw.items():
+        located = _positions(v) if v is not None else None
+        if located is not None:
+            where[k] = located
     for name in ("forget", "retain"):
-        if where.get(name) is not None:
+        if name in where:
             pos = where[name][1]
             n_unique = np.unique(pos).size
             if n_unique != pos.size:
                 raise ValueError(f"{name}: expected each sample once, got {pos.size - n_unique} repeated (duplicated "
                                  "Subset indices, or one sample twice in the set)")
-    names = [k for k in ("forget", "retain", "test", "heldout") if where.get(k) is not None]
+    names = [k for k in ("forget", "retain", "test", "heldout") if k in where]
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             (ka, pa), (kb, pb) = where[a], where[b]
@@ -241,7 +254,7 @@ def _describe_output(out) -> str:
     return type(out).__name__
 
 
-def _check_outputs(model: nn.Module, x: torch.Tensor, num_classes: int | None, auto_wrapped: bool) -> int:
+def _check_outputs(model: FeatureClassifier, x: torch.Tensor, num_classes: int | None, auto_wrapped: bool) -> int:
     """model(x) on the probe: one finite (N, classes) tensor of logits, equal to head(features(x)).
     Returns the number of classes (the output's width)."""
     out = model(x)
@@ -294,7 +307,7 @@ def _in_eval(model: nn.Module):
     return _Ctx()
 
 
-def check_call(model: nn.Module, sources: dict, raw: dict, *, num_classes: int | None,
+def check_call(model: FeatureClassifier, sources: dict, raw: dict, *, num_classes: int | None,
                auto_wrapped: bool) -> Probe:
     """The pre-flight check of one ``unlearn`` call (see the module docstring).
 

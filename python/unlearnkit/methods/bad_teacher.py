@@ -44,7 +44,7 @@ def incompetent_teacher(model: nn.Module, seed: int) -> nn.Module:
 
 
 @register
-class BadTeacher(Method):
+class BadTeacher(Method[BadTeacherParams]):
     """Bad teacher (Chundawat et al., AAAI 2023): competent/incompetent teacher distillation.
 
     The student starts as the original model. A competent teacher T_s (the original model, frozen)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import ClassVar, Iterable
+from typing import TYPE_CHECKING, ClassVar, Generic, Iterable, TypeVar
 
 import torch
 from torch import nn
@@ -25,10 +25,17 @@ from ..training import Precision, as_precision, model_device
 from ._contract import check_call, check_result, check_seed
 from ._stop import ValMatch, stop_enabled
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 METHODS: dict[str, type["Method"]] = {}
 
+#: A method's hyper-parameter dataclass (``Method.Params``); ``self.params`` is an instance of it.
+P = TypeVar("P", bound="DataclassInstance")
+M = TypeVar("M", bound="Method")
 
-def register(cls: type["Method"]) -> type["Method"]:
+
+def register(cls: type[M]) -> type[M]:
     """Class decorator adding a method to the registry under ``cls.name``."""
     if cls.name in METHODS:
         raise ValueError(f"name: a method named {cls.name!r} is already registered")
@@ -143,16 +150,18 @@ def _item_shape(source: BatchSource) -> tuple:
     return tuple(getattr(source, "item_shape", ()) or source.take([0]).x.shape[1:])
 
 
-class Method(ABC):
+class Method(ABC, Generic[P]):
     """Base class of unlearning methods.
 
     Subclasses set ``name`` (registry key), ``paper`` (citation) and ``Params`` (a frozen
-    dataclass whose defaults are the paper's), and implement ``_unlearn``.
+    dataclass whose defaults are the paper's), and implement ``_unlearn``; they subclass
+    ``Method[TheirParams]`` so that ``self.params`` is typed as their ``Params``.
     """
 
     name: ClassVar[str]
     paper: ClassVar[str]
-    Params: ClassVar[type]
+    Params: type[P]  # set on the class (a ClassVar cannot hold the type variable)
+    params: P
     #: True for methods that must be given ``heldout`` data (unseen samples they may train on,
     #: e.g. TMU's twin set); the runner then keeps that part of the test split out of evaluation.
     needs_heldout: ClassVar[bool] = False

@@ -70,7 +70,7 @@ def _neighbours(model, source, bound, batch_size, device, amp=None):
 
 
 @register
-class BoundaryShrink(Method):
+class BoundaryShrink(Method[BoundaryShrinkParams]):
     """Boundary Shrink (Chen et al., Boundary Unlearning, CVPR 2023).
 
     The original model theta_o is frozen as the neighbour searcher. For every forget sample (x, y) an

@@ -121,7 +121,7 @@ class CFkParams(StopParams):
 
 
 @register
-class CFk(Method):
+class CFk(Method[CFkParams]):
     """CF-k: fine-tune only the last ``k`` parameterised layers on the retain set.
 
     The earlier layers keep what they learned (from the forget set too); only the last k layers

@@ -39,6 +39,7 @@ from .._validation import categorical, integers, log_uniform, param
 from ..data.batches import BatchSource, TensorSource
 from ..losses import SinkhornLoss
 from ..metrics.membership import mia_forget_vs_test
+from ..models.base import FeatureClassifier
 from ..training import Precision, predict, sgd
 from ._stop import StopParams, stop_enabled
 from .base import Method, register
@@ -114,8 +115,8 @@ class DLFDParams(StopParams):
         if (self.input_mean is None) != (self.input_std is None):
             raise ValueError("input_mean: expected input_mean and input_std together (the normalisation the inputs "
                              f"carry) or neither, got {self.input_mean!r} and {self.input_std!r}")
-        if self.input_std is not None and (len(self.input_std) != len(self.input_mean)
-                                           or any(s <= 0 for s in self.input_std)):
+        if self.input_std is not None and self.input_mean is not None and (
+                len(self.input_std) != len(self.input_mean) or any(s <= 0 for s in self.input_std)):
             raise ValueError(f"input_std: expected one std > 0 per channel of input_mean, got {self.input_std!r}")
 
     @property
@@ -143,11 +144,11 @@ def input_units(p: DLFDParams, like: torch.Tensor):
     return p.alpha / std, (None if eps is None else eps / std), (lo - mean) / std, (hi - mean) / std
 
 
-def _outputs(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+def _outputs(model: FeatureClassifier, x: torch.Tensor, layer: str) -> torch.Tensor:
     return model(x) if layer == "logits" else model.features(x)
 
 
-def synthesize(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor, z_forget: torch.Tensor, *,
+def synthesize(model: FeatureClassifier, x_retain: torch.Tensor, y_retain: torch.Tensor, z_forget: torch.Tensor, *,
                ot: SinkhornLoss, w: float, lambda_f: float, steps: int, alpha,
                pixel_range=(0.0, 1.0), layer: str = "logits",
                mode: str = "paper", amp: Precision | None = None, epsilon=None) -> tuple[torch.Tensor, list[float]]:
@@ -290,7 +291,7 @@ class _Monitor:
 
 
 @register
-class DLFD(Method):
+class DLFD(Method[DLFDParams]):
     """DLFD (Choi & Na, Distribution-Level Feature Distancing for Machine Unlearning, AAAI 2025).
 
     One pass over the retain set in batches of ``batch_size``, each paired with a forget batch.

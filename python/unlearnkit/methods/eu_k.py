@@ -34,7 +34,7 @@ class EUkParams(StopParams):
 
 
 @register
-class EUk(Method):
+class EUk(Method[EUkParams]):
     """EU-k: re-initialise the last ``k`` parameterised layers and train them on the retain set.
 
     SCRUB's code rolls the layers back to their stored initial values; with no stored
@@ -50,12 +50,15 @@ class EUk(Method):
     def _unlearn(self, model, data, ctx):
         p = self.params
         layers = last_k_layers(model, p.k, example_input(data, ctx), name=f"{self.name}.k")
+        resets = []
         for m in layers:
-            if not hasattr(m, "reset_parameters"):
+            reset = getattr(m, "reset_parameters", None)
+            if reset is None:
                 raise ValueError(f"model: expected layers with reset_parameters() among the last {p.k}, "
                                  f"got {type(m).__name__}")
-        for m in layers:  # torch.manual_seed(seed) is in force here (Method.unlearn)
-            m.reset_parameters()
+            resets.append(reset)
+        for reset in resets:  # torch.manual_seed(seed) is in force here (Method.unlearn)
+            reset()
         train_last_layers(model, layers, data, ctx, epochs=p.epochs, lr=p.lr, momentum=p.momentum,
                           weight_decay=p.weight_decay, batch_size=p.batch_size, phase="retain")
         return model

@@ -24,7 +24,7 @@ class FineTuneParams(StopParams):
 
 
 @register
-class FineTune(Method):
+class FineTune(Method[FineTuneParams]):
     name = "finetune"
     paper = "Warnecke et al., Machine Unlearning of Features and Labels, NDSS 2023 (FT baseline)"
     Params = FineTuneParams

@@ -113,7 +113,7 @@ def noise_variance(fisher: dict[str, torch.Tensor], *, alpha: float, head: set[s
 
 
 @register
-class FisherForgetting(Method):
+class FisherForgetting(Method[FisherParams]):
     """Fisher forgetting (Golatkar et al., CVPR 2020), retraining-free.
 
     theta <- theta + sqrt(v) * N(0, I), v = ``noise_variance(diagonal_fisher(retain))``: the noise

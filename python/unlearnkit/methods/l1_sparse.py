@@ -31,11 +31,11 @@ class L1SparseParams(StopParams):
 
 def l1_norm(model: torch.nn.Module) -> torch.Tensor:
     """||theta||_1 over every parameter of ``model`` (weights and biases, as in the reference code)."""
-    return sum(p.abs().sum() for p in model.parameters())
+    return torch.as_tensor(sum(p.abs().sum() for p in model.parameters()))  # a tensor: no parameters gives 0.
 
 
 @register
-class L1Sparse(Method):
+class L1Sparse(Method[L1SparseParams]):
     """l1-sparse unlearning (Jia et al., Model Sparsity Can Simplify Machine Unlearning, NeurIPS 2023).
 
     Sparsity-aware fine-tuning: starting from the original model, minimise on the retain set

@@ -100,7 +100,7 @@ class MUDAParams(StopParams):
 
 
 @register
-class MUDA(Method):
+class MUDA(Method[MUDAParams]):
     """MUDA (Seo, Kim & Han, Revisiting Machine Unlearning with Dimensional Alignment, WACV 2025).
 
     A model retrained without D_f keeps the (now unseen) forget features on the retain set's
@@ -195,8 +195,10 @@ class MUDA(Method):
                     elif p.forget_loss == "entropy":
                         loss = loss + _to_uniform(model.head(z))
                     elif p.forget_loss == "val_features":
+                        assert val_target is not None, "set at the refresh of step 0"
                         loss = loss + _match_means(z, b.y, da_loss.eigenspace, val_target)
                     elif p.forget_loss == "val_losses":
+                        assert val_target is not None, "set before the first epoch"
                         loss = loss + _match_quantiles(F.cross_entropy(model.head(z), b.y, reduction="none"),
                                                        val_target)
                 ctx.amp.step(opt_f, loss)
@@ -328,8 +330,8 @@ class _Probe:
             with torch.no_grad():
                 for name, z in zip(("da_retain", "da_forget", "da_val"), feats[1:]):
                     out[name] = 1.0 - float(da_loss(z.to(da_loss.eigenspace.vectors.device)))
-        z = [f.cpu().numpy() for f in feats[:3]]
+        arrays = [f.cpu().numpy() for f in feats[:3]]
         if len(set(y_fit.tolist())) < 2:
             return out
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(z[0], y_fit)
-        return {**out, "lp_retain": float(clf.score(z[1], y_r)), "lp_forget": float(clf.score(z[2], y_f))}
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(arrays[0], y_fit)
+        return {**out, "lp_retain": float(clf.score(arrays[1], y_r)), "lp_forget": float(clf.score(arrays[2], y_f))}

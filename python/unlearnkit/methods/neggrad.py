@@ -24,7 +24,7 @@ class NegGradParams(StopParams):
 
 
 @register
-class NegGrad(Method):
+class NegGrad(Method[NegGradParams]):
     name = "neggrad"
     paper = "Thudi et al., Unrolling SGD: Understanding Factors Influencing Machine Unlearning, EuroS&P 2022"
     Params = NegGradParams

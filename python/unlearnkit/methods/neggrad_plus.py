@@ -31,7 +31,7 @@ class NegGradPlusParams(StopParams):
 
 
 @register
-class NegGradPlus(Method):
+class NegGradPlus(Method[NegGradPlusParams]):
     """NegGrad+ (Kurmanji et al., NeurIPS 2023), the strengthened gradient-ascent baseline of the
     SCRUB paper.
 

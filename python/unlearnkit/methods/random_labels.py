@@ -28,7 +28,7 @@ class RandomLabelsParams(StopParams):
 
 
 @register
-class RandomLabels(Method):
+class RandomLabels(Method[RandomLabelsParams]):
     name = "random_labels"
     paper = "Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020 (RL as in SalUn, ICLR 2024)"
     Params = RandomLabelsParams

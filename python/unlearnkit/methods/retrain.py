@@ -13,7 +13,7 @@ def reset_parameters(model) -> None:
 
 
 @register
-class Retrain(Method):
+class Retrain(Method[TrainConfig]):
     name = "retrain"
     paper = "the exact-unlearning reference (Cao & Yang, S&P 2015; Bourtoule et al., S&P 2021)"
     Params = TrainConfig  # the original model's recipe, applied to the retain set

@@ -67,7 +67,7 @@ def _saliency(model, source, fraction, batch_size, device, amp=None):
 
 
 @register
-class SalUn(Method):
+class SalUn(Method[SalUnParams]):
     """SalUn (Fan et al., ICLR 2024): saliency-masked random labelling.
 
     1. Weight saliency: m = 1(|grad_theta CE(theta; D_f)| at theta_o >= gamma), with gamma chosen so

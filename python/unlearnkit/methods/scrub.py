@@ -38,7 +38,7 @@ class ScrubParams(StopParams):
 
 
 @register
-class Scrub(Method):
+class Scrub(Method[ScrubParams]):
     """SCRUB (Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023).
 
     The original model w_o is a frozen teacher; the student w_u starts as a copy of it. With

@@ -37,7 +37,7 @@ import copy
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ from torch.nn import functional as F
 from .._validation import categorical, check_choice, check_positive_int, integers, log_uniform, param
 from ..data.batches import BatchSource, TensorSource, as_source, concat_sources
 from ..fanout import ray_map
+from ..models.base import FeatureClassifier
 from ..training import TrainConfig, fit
 from .base import Method, register
 
@@ -80,9 +81,16 @@ def _fresh_model(template: nn.Module, seed: int, shard: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_slice_seed(seed, shard, 10_007))
         for m in model.modules():
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset = getattr(m, "reset_parameters", None)
+            if reset is not None:
+                reset()
     return model
+
+
+def _contract(m: nn.Module) -> FeatureClassifier:
+    """A constituent as the model contract (features / head) it honours: a copy of the model
+    ``Method.unlearn`` handed over. An ``nn.ModuleList`` types its items as plain modules."""
+    return cast(FeatureClassifier, m)
 
 
 def _state(model: nn.Module) -> dict:
@@ -112,6 +120,7 @@ def train_shard(template: nn.Module, start_state: dict, shard: BatchSource | Non
     for r in range(start, len(ends)):
         k = int(ends[r])
         if epochs[r] > 0 and k > 0:
+            assert shard is not None, "ends[r] > 0: the shard has samples left"
             data = shard if k == len(shard) else shard.subset(torch.arange(k))
             fit(model, data, None, TrainConfig(epochs=epochs[r], **config), seed=seeds[r], precision=precision)
         out.append(_state(model))
@@ -154,10 +163,13 @@ class SisaEnsemble(nn.Module):
         self.slices = int(assignment[:, 1].max()) + 1
         self.constituents = nn.ModuleList([_fresh_model(template, seed, s) for s in range(self.shards)])
         self.num_classes = getattr(template, "num_classes", None)
-        dims = [getattr(m, "feature_dim", None) for m in self.constituents]
-        if any(d is None for d in dims):
-            raise TypeError("model: expected a model with a feature_dim attribute (unlearnkit.models), "
-                            f"got {type(template).__name__}")
+        dims: list[int] = []
+        for m in self.constituents:
+            d = getattr(m, "feature_dim", None)
+            if d is None:
+                raise TypeError("model: expected a model with a feature_dim attribute (unlearnkit.models), "
+                                f"got {type(template).__name__}")
+            dims.append(d)
         self.feature_dims = dims
         self.feature_dim = int(sum(dims))
         self._template = copy.deepcopy(template)
@@ -171,12 +183,12 @@ class SisaEnsemble(nn.Module):
     # --- the models' contract -----------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, sum of the constituents' feature_dim): their features side by side."""
-        return torch.cat([m.features(x) for m in self.constituents], dim=1)
+        return torch.cat([_contract(m).features(x) for m in self.constituents], dim=1)
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
         """(N, feature_dim) -> (N, num_classes) aggregated log-probabilities."""
         parts = torch.split(z, self.feature_dims, dim=1)
-        probs = torch.stack([F.softmax(m.head(p), dim=1) for m, p in zip(self.constituents, parts)])
+        probs = torch.stack([F.softmax(_contract(m).head(p), dim=1) for m, p in zip(self.constituents, parts)])
         mean = probs.mean(0)
         if self.aggregation == "mean":
             return mean.clamp_min(1e-12).log()
@@ -326,7 +338,7 @@ class SisaParams:
 
 
 @register
-class Sisa(Method):
+class Sisa(Method[SisaParams]):
     """SISA behind the ``Method`` interface.
 
     Given a ``SisaEnsemble`` (trained with ``train_sisa``), ``unlearn`` deletes the forget samples

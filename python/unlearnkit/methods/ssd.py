@@ -52,7 +52,7 @@ def importance(model: nn.Module, x, y: torch.Tensor | None = None, *, batch_size
 
 
 @register
-class SSD(Method):
+class SSD(Method[SSDParams]):
     """Selective Synaptic Dampening (Foster et al., AAAI 2024), retraining-free.
 
     With [I_D]_i and [I_Df]_i the diagonal Fisher importances of parameter i on the full training

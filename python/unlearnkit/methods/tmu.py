@@ -447,13 +447,16 @@ def _fresh_copy(model: nn.Module) -> nn.Module:
     """The same architecture with re-initialised parameters (input statistics kept)."""
     fresh = copy.deepcopy(model)
     for m in fresh.modules():
-        if m is not fresh and hasattr(m, "reset_parameters"):
-            m.reset_parameters()
+        if m is fresh:
+            continue
+        reset = getattr(m, "reset_parameters", None)
+        if reset is not None:
+            reset()
     return fresh
 
 
 @register
-class TMU(Method):
+class TMU(Method[TMUParams]):
     """TMU, twin machine unlearning (Ji et al., Towards Aligned Data Removal via Twin Machine
     Unlearning, arXiv 2408.11433 / 2501.08615).
 
@@ -676,6 +679,7 @@ class TMU(Method):
             else:
                 col, labels = _curriculum_feature(curriculum, queries, ctx.amp)
             cols.append(col)
+        assert labels is not None, "TMUParams.features is never empty"
         return torch.stack(cols, dim=1), labels
 
     def _finetune(self, model, data, hard: torch.Tensor, ctx: Context, *, y_forget: torch.Tensor | None = None,

@@ -105,7 +105,7 @@ def _per_class_subset(y: torch.Tensor, per_class: int | None, generator: torch.G
 
 
 @register
-class UNSIR(Method):
+class UNSIR(Method[UNSIRParams]):
     """UNSIR: error-maximising noise, impair, repair (Tarun et al., TNNLS 2023).
 
     1. Noise: for each forget class, a batch of noise images labelled with that class whose

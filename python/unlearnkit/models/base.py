@@ -15,8 +15,13 @@ from torch import nn
 class FeatureClassifier(nn.Module):
     """Base class: subclasses define ``body`` (normalised image -> features) and ``classifier``."""
 
-    feature_dim: int
+    #: None only for a ``wrap`` view whose head does not tell its input width, or whose model has no conv layer
+    feature_dim: int | None
+    in_channels: int | None
     num_classes: int
+    input_mean: torch.Tensor  # buffers: (1, C, 1, 1) per-channel statistics of the inputs
+    input_std: torch.Tensor
+    classifier: nn.Module  # set by subclasses: the head (features -> logits)
 
     def __init__(self, in_channels: int, num_classes: int, mean, std):
         super().__init__()

@@ -29,6 +29,8 @@ pixel-unit step sizes (DLFD, TMU, Boundary Shrink) keep their meaning.
 
 from __future__ import annotations
 
+from typing import Protocol, TypeGuard, cast
+
 import torch
 from torch import nn
 
@@ -37,7 +39,18 @@ from .base import FeatureClassifier
 __all__ = ["WrappedClassifier", "wrap", "ensure_feature_classifier", "is_feature_classifier"]
 
 
-def is_feature_classifier(model) -> bool:
+class _TimmModel(Protocol):
+    """The timm-style interface ``wrap`` checks for (callable ``forward_features``, ``forward_head``,
+    ``get_classifier``) before using it."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor: ...
+
+    def get_classifier(self) -> nn.Module: ...
+
+
+def is_feature_classifier(model) -> TypeGuard[FeatureClassifier]:
     """True when ``model`` already honours the contract: a ``FeatureClassifier``, or a module whose
     ``features`` and ``head`` are methods (not submodules: torchvision's VGG and Swin have a
     ``features`` *module* that returns feature maps, which is not the contract)."""
@@ -74,6 +87,8 @@ class WrappedClassifier(FeatureClassifier):
         num_classes, feature_dim, in_channels (None when the model has no conv layer).
     """
 
+    _head_module: nn.Module  # a plain attribute, not a submodule (see __init__)
+
     def __init__(self, model: nn.Module, head_name: str, head_module: nn.Module, *, timm: bool,
                  num_classes: int, feature_dim: int | None, mean=None, std=None):
         in_channels = _first_conv_channels(model)
@@ -106,7 +121,8 @@ class WrappedClassifier(FeatureClassifier):
         """Inputs (in [0, 1] when ``mean``/``std`` were given, else the model's units) -> (N, d) features."""
         x = self._prepare(x)
         if self._timm:
-            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+            timm_model = cast(_TimmModel, self.model)  # checked by wrap: it has timm's three methods
+            return timm_model.forward_head(timm_model.forward_features(x), pre_logits=True)
         seen: dict = {}
 
         def hook(_m, args, out):
@@ -198,7 +214,7 @@ def wrap(model: nn.Module, *, head: str | None = None, mean=None, std=None,
         return model
     if head is None and all(callable(getattr(model, a, None))
                             for a in ("forward_features", "forward_head", "get_classifier")):
-        clf = model.get_classifier()
+        clf = cast(_TimmModel, model).get_classifier()  # checked just above: callable
         n_out = getattr(clf, "out_features", None) or getattr(model, "num_classes", None)
         if not isinstance(clf, nn.Module) or not n_out:
             raise ValueError("head: this timm-style model has no classifier (num_classes=0?); "
@@ -247,7 +263,8 @@ def ensure_feature_classifier(model, *, num_classes: int | None = None, name: st
     try:
         view = wrap(model, num_classes=num_classes)
         # found on its own: a tuple / dict output is not unpacked (the user names the logits' layer)
-        view.unpack = False  # type: ignore[union-attr]
+        if isinstance(view, WrappedClassifier):  # always: model is not a feature classifier
+            view.unpack = False
         return view, True
     except ValueError as e:
         raise TypeError(f"{name}: expected a classifier exposing features(x) and head(z) (an "
