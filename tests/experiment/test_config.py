@@ -19,7 +19,7 @@ import dataclasses
 import pytest
 
 from unlearnkit.cli._common import add_config_arguments, config_from_args
-from unlearnkit.experiment.config import CLI_META, MIN_POOL, AuditConfig, RunConfig, option
+from unlearnkit.experiment.config import CLI_META, MIN_POOL, AuditConfig, RunConfig, TuneConfig, option
 
 
 def _parser_of(command: str) -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def _parser_of(command: str) -> argparse.ArgumentParser:
     return sub.choices[command]
 
 
-@pytest.mark.parametrize("command, cls", [("bench", RunConfig), ("audit", AuditConfig)])
+@pytest.mark.parametrize("command, cls", [("bench", RunConfig), ("audit", AuditConfig), ("tune", TuneConfig)])
 def test_every_option_field_has_its_flag_and_its_default(command, cls):
     parser = _parser_of(command)
     flags = parser.get_default("config_flags")
@@ -102,6 +102,20 @@ def test_a_bad_audit_config_names_its_field(kwargs, match):
 def test_a_bad_run_config_names_its_field(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         RunConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"trials": 0}, r"trials: expected an int >= 1, got 0"),
+    ({"max_rte": 0.0}, r"max_rte: expected a number > 0"),
+    ({"tuning_seeds": (100, 3)}, r"tuning_seeds: expected a tuning seed outside the reported seeds 0\.\.9"),
+    ({"tuning_seeds": (100, 100)}, r"tuning_seeds: expected distinct tuning seeds"),
+    ({"methods": ("retrain",)}, r"methods: retrain declares no search space"),
+    ({"retrain_time": "guess"}, r"retrain_time: expected one of \['measure', 'cache'\]"),
+    ({"num_cpus": 0}, r"num_cpus: expected an int >= 1, got 0"),
+])
+def test_a_bad_tune_config_names_its_field(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        TuneConfig(**kwargs)
 
 
 AUDIT_CASES = [

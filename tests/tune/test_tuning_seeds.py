@@ -113,10 +113,16 @@ def test_tuned_values_go_to_their_scenarios_section(tmp_path):
 
 def test_cli_parses_tuning_seeds():
     from unlearnkit.cli import build_parser
-    from unlearnkit.cli.tune import _seeds
+    from unlearnkit.cli._common import config_from_args
+    from unlearnkit.experiment.config import TuneConfig
 
-    args = build_parser().parse_args(["tune", "--tuning-seeds", "100,101,102"])
-    assert _seeds(args.tuning_seeds) == (100, 101, 102) and args.seed is None
-    assert _seeds(build_parser().parse_args(["tune"]).tuning_seeds) == (100, 101)
+    def config(*argv):
+        args = build_parser().parse_args(["tune", *argv])
+        return config_from_args(TuneConfig, args, args.config_flags)
+
+    assert config("--tuning-seeds", "100,101,102").tuning_seeds == (100, 101, 102)
+    assert config().tuning_seeds == (100, 101)
     with pytest.raises(ValueError, match="--tuning-seeds: expected comma-separated integers"):
-        _seeds("100,x")
+        config("--tuning-seeds", "100,x")
+    with pytest.raises(ValueError, match=r"--tuning-seeds: expected a tuning seed outside the reported seeds 0\.\.9"):
+        config("--tuning-seeds", "100,3")

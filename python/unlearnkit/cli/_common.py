@@ -37,11 +37,14 @@ def add_config_arguments(parser, config_cls, *, skip: tuple[str, ...] = ()) -> d
     default is True -> ``--no-<name>``. Returns ``{field: flag}`` for :func:`config_from_args`.
     Torch-free, as the parser must be."""
     import dataclasses
+    import typing
 
-    from .._validation import constraints
+    from .._validation import _base_kind, constraints
     from ..experiment.config import CLI_META
 
     cons = constraints(config_cls)
+    hints = typing.get_type_hints(config_cls)
+    types = {"int": int, "float": float}
     flags = {}
     for f in dataclasses.fields(config_cls):
         meta = f.metadata.get(CLI_META)
@@ -55,7 +58,8 @@ def add_config_arguments(parser, config_cls, *, skip: tuple[str, ...] = ()) -> d
             flag = meta["flag"] or "--" + f.name.replace("_", "-")
             # the default stays the field's own value (a tuple is not re-parsed from text); a value
             # typed on the command line is text that ``parse`` (or the type) turns into the value
-            kind = str if meta["parse"] is not None or isinstance(default, (tuple, str)) else type(default)
+            base = _base_kind(hints[f.name])[0]
+            kind = types.get(base, str) if meta["parse"] is None else str
             parser.add_argument(flag, dest=f.name, type=kind, default=default, metavar=meta["metavar"],
                                 choices=cons[f.name].choices, help=meta["help"])
         flags[f.name] = flag

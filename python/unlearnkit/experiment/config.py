@@ -32,12 +32,16 @@ from .recipes import method_recipe
 # dataclasses without importing torch (``unlearnkit --help`` stays fast); the checks that need the
 # method registry import it when they run.
 
-__all__ = ["CLI_META", "DEFAULT_METHODS", "AuditConfig", "RunConfig", "check_device", "check_methods",
-           "MIN_POOL", "check_overrides", "check_pool", "check_recipes", "check_seeds", "option", "resolve_methods"]
+__all__ = ["CLI_META", "DEFAULT_METHODS", "MIN_POOL", "REPORTED_SEEDS", "AuditConfig", "RunConfig", "TuneConfig",
+           "check_device", "check_methods", "check_overrides", "check_pool", "check_recipes", "check_seeds",
+           "check_tuning_seed", "check_tuning_seeds", "option", "resolve_methods"]
 
 #: The smallest K the retrained floor can be measured with: halves of 3 (F's bins end at
 #: ceil(ln(K/2 - 1)), which is 0 for halves of 2; U-LiRA's leave-one-out needs 3 models per pool).
 MIN_POOL = 6
+
+#: Seeds the bench reports (``unlearnkit bench --seeds N`` runs 0..N-1): never a tuning seed.
+REPORTED_SEEDS = range(0, 10)
 
 #: the metadata key of a field's command-line facts (help, flag, metavar, parse)
 CLI_META = "unlearnkit.cli"
@@ -84,6 +88,47 @@ def resolve_methods(spec) -> tuple[str, ...]:
     if "" in names:
         raise ValueError(f"methods: expected comma-separated method names, got an empty name in {spec!r}")
     return names
+
+
+def check_tuning_seed(seed, name: str = "seed") -> int:
+    """A tuning seed: an int >= 0 outside :data:`REPORTED_SEEDS` (a recipe is never calibrated on a
+    seed whose results are reported)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"{name}: expected a non-negative int, got {type(seed).__name__} {seed!r}")
+    if seed in REPORTED_SEEDS:
+        raise ValueError(f"{name}: expected a tuning seed outside the reported seeds "
+                         f"{REPORTED_SEEDS.start}..{REPORTED_SEEDS.stop - 1} (e.g. 100), got {seed}")
+    return int(seed)
+
+
+def check_tuning_seeds(seeds, name: str = "seed") -> tuple[int, ...]:
+    """One tuning seed or several, each a valid tuning seed (never a reported one), distinct."""
+    seeds = (seeds,) if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool) else seeds
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"{name}: expected a tuning seed or a sequence of them, got {type(seeds).__name__} {seeds!r}")
+    out = tuple(check_tuning_seed(s, name) for s in seeds)
+    if not out:
+        raise ValueError(f"{name}: expected at least one tuning seed, got none")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: expected distinct tuning seeds, got {list(out)}")
+    return out
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in str(text).split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"tuning_seeds: expected comma-separated integers such as 100,101, got {text!r}") from None
+
+
+def _tunable(spec) -> tuple[str, ...]:
+    """``"all"`` -> every method that declares a search space; else as :func:`resolve_methods`."""
+    from .._validation import search_space
+    from ..methods import METHODS
+
+    if spec == "all":
+        return tuple(m for m, cls in METHODS.items() if search_space(cls.Params))
+    return resolve_methods(spec)
 
 
 def check_seeds(seeds, name: str = "seeds") -> tuple[int, ...]:
@@ -280,3 +325,50 @@ class AuditConfig:
         check_scenario(self.scenario)
         check_methods(self.methods)
         check_overrides(self.overrides, self.methods)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """What one search tunes (``unlearnkit tune``; :func:`unlearnkit.tune.run_search`).
+
+    Attributes:
+        dataset, scenario: as a bench run's.
+        methods: registry names, each with a search space (``param(..., space=...)`` fields).
+        tuning_seeds: the seeds a trial's objective is averaged over; never a reported seed (0-9).
+        trials: trials per method (the first evaluates the hand-made recipe).
+        max_rte: a trial's time budget as a fraction of retraining time (over it: infeasible).
+        num_cpus: CPUs of the local Ray (None: all).
+        cpus_per_trial: CPUs and torch threads per trial.
+        retrain_time: the budget's unit: "measure" retraining now or take the "cache"d gold model's time.
+        asha: stop trials whose per-epoch objective falls behind (ASHA).
+    """
+
+    dataset: str = option("digits", help="dataset name (unlearnkit.data.DATASETS)")
+    scenario: str = option("random-10", help=SCENARIO_HELP)
+    methods: tuple[str, ...] = option(DEFAULT_METHODS, parse=_tunable, metavar="METHODS",
+                                      help="comma-separated registry names, or 'all' (every method with a search space)")
+    tuning_seeds: tuple[int, ...] = option((100, 101), parse=_int_list, metavar="SEEDS",
+                                           help="comma-separated tuning seeds (never the reported seeds 0-9); a trial's "
+                                                "objective is the mean over them, so a recipe that wins on one seed "
+                                                "only does not win (default: 100,101)")
+    trials: int = option(20, ge=1, help="trials per method (the first is the hand-made recipe)")
+    max_rte: float = option(0.2, gt=0.0, help="time budget of a trial as a fraction of retraining time "
+                                             "(over it: infeasible)")
+    num_cpus: int | None = option(None, ge=1, help="CPUs of the local Ray (default: all)")
+    cpus_per_trial: int = option(1, ge=1, help="CPUs and torch threads per trial")
+    retrain_time: str = option("measure", choices=("measure", "cache"),
+                               help="the budget's unit: retraining time measured now (one epoch x epochs, a trial's "
+                                    "threads) or the cached gold model's recorded time")
+    asha: bool = option(True, help="run every trial to the end (no early stopping)")
+
+    def __post_init__(self):
+        from .._validation import search_space
+        from ..methods import get_method
+
+        _check_fields(self)
+        check_scenario(self.scenario)
+        check_methods(self.methods)
+        for m in self.methods:
+            if not search_space(get_method(m).Params):
+                raise ValueError(f"methods: {m} declares no search space (no Params field has space=...)")
+        check_tuning_seeds(self.tuning_seeds, "tuning_seeds")

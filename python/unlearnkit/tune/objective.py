@@ -38,6 +38,7 @@ from .._validation import check_choice
 from ..checkpoints import default_cache_dir
 from ..data import group_classes, load_dataset, make_split
 from ..data.types import ImageDataset
+from ..experiment.config import REPORTED_SEEDS, check_tuning_seed  # noqa: F401 - re-exported (tune.REPORTED_SEEDS)
 from ..experiment.evaluate import MIN_GAP_POINTS
 from ..experiment.evaluate import mean_closed as _bench_mean_closed
 from ..experiment.recipes import dataset_recipe, method_recipe
@@ -50,8 +51,6 @@ from ..progress import ProgressBars, StepEvent
 from ..training import TrainConfig, fit, predict
 from .space import to_hparams
 
-#: Seeds the bench reports (``unlearnkit bench --seeds N`` runs 0..N-1): never a tuning seed.
-REPORTED_SEEDS = range(0, 10)
 DEFAULT_SEED = 100
 DEFAULT_MAX_RTE = 0.2
 DEFAULT_VAL_FRACTION = 0.2
@@ -70,15 +69,6 @@ class OverBudget(RuntimeError):
 class LeakError(AssertionError):
     """The objective was about to use reported data (a reported seed or the test part): a bug, never
     a trial's failure, so :func:`score_trial` lets it through."""
-
-
-def check_tuning_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TypeError(f"seed: expected a non-negative int, got {type(seed).__name__} {seed!r}")
-    if seed in REPORTED_SEEDS:
-        raise ValueError(f"seed: expected a tuning seed outside the reported seeds "
-                         f"{REPORTED_SEEDS.start}..{REPORTED_SEEDS.stop - 1} (e.g. 100), got {seed}")
-    return int(seed)
 
 
 @dataclass
