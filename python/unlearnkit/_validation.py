@@ -209,7 +209,7 @@ class Space:
                 raise ValueError("choices: expected at least one choice, got none")
         elif not (self.low is not None and self.high is not None and self.low < self.high):
             raise ValueError(f"low, high: expected low < high, got {self.low!r}, {self.high!r}")
-        if self.kind == "log" and not self.low > 0:
+        if self.kind == "log" and not (self.low is not None and self.low > 0):  # low is set: checked above
             raise ValueError(f"low: expected a positive lower bound of a log-uniform range, got {self.low!r}")
 
     def contains(self, value) -> bool:

@@ -70,7 +70,7 @@ def _auth_refused(address: str) -> str | None:
     want of a valid authentication token; None when it lets us in, cannot be reached quickly, or
     this Ray has no token authentication (then ``ray.init`` reports whatever is wrong)."""
     try:
-        from ray._raylet import GcsClient
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]  # in _raylet.so, missing from ray's _raylet.pyi
         from ray.exceptions import AuthenticationError
     except ImportError:  # a Ray without token authentication (before 2.5x)
         return None
@@ -89,7 +89,7 @@ def _enable_token_auth() -> None:
     """Token authentication for this process (and the processes it starts), as Ray itself does for
     a cluster it finds on its own: ``RAY_AUTH_MODE=token`` and Ray's configuration reloaded."""
     os.environ["RAY_AUTH_MODE"] = "token"
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # in _raylet.so, not its .pyi
 
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
@@ -146,7 +146,8 @@ def _running_cluster(legacy_auto: bool) -> str | None:
     except ImportError:  # pragma: no cover - a Ray that resolves addresses otherwise: let ray.init find it
         return "auto" if legacy_auto else None
     try:
-        found = canonicalize_bootstrap_address("auto" if legacy_auto else None)
+        # ray annotates addr as str, but reads None as "the cluster this machine knows of" (its docstring)
+        found = canonicalize_bootstrap_address("auto" if legacy_auto else None)  # type: ignore[arg-type]
     except ConnectionError:  # none found
         return None
     except Exception:  # noqa: BLE001 - an unreadable address file: as if none

@@ -45,8 +45,8 @@ class ProgressBars:
 
     def __init__(self, *, disable: bool = False, leave: bool = False):
         self.disable, self.leave = disable, leave
-        self._bar = None
-        self._key = None
+        self._bar: tqdm | None = None
+        self._key: tuple[str, str] | None = None
 
     def __call__(self, event: StepEvent) -> None:
         key = (event.source, event.phase)

@@ -178,7 +178,8 @@ def predict_with_features(model: nn.Module, x, *, batch_size: int | None = None,
     def both(m, b):
         z = m.features(b)
         return m.head(z), z
-    return _batched(model, x, batch_size, both, precision)
+    logits, feats = _batched(model, x, batch_size, both, precision)
+    return logits, feats
 
 
 def _batched(model, x, batch_size, fn, precision="fp32") -> tuple[torch.Tensor, ...]:

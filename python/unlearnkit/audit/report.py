@@ -30,7 +30,7 @@ def _head(*keys: str) -> str:
     return f"{name} {registry.mark(specs[0].key)}".rstrip()
 
 
-_COLUMNS = [(_head(k), k, f) for k, f in (
+_COLUMNS: list[tuple[str, str | tuple[str, str], str]] = [(_head(k), k, f) for k, f in (
     ("k", "{:.0f}"), ("F", "{:.3f}"), ("challenge_score", "{:.3f}"), ("eps_median", "{:.2f}"),
     ("eps_at_clip", "{:.2f}"), ("ulira_balanced_accuracy", "{:.3f}"), ("ulira_auc", "{:.3f}"),
     ("ulira_tpr_at_1pct_fpr", "{:.3f}"))]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .readers import StoredKind
 
 
 def metrics():
@@ -36,7 +41,7 @@ _MASKED = np.iinfo(np.int64).max  # index of a masked candidate (sorts after eve
 MASKED = _MASKED
 
 
-def eval_chunk(x: np.ndarray, kind: str, **options) -> dict:
+def eval_chunk(x: np.ndarray, kind: StoredKind, **options) -> dict:
     """One streamed chunk through the engine's fused sweep (``unlearnkit._core.eval_chunk``):
     ``x`` as stored (uint16 bits of float16/bfloat16, float32, float64), upcast per slab inside
     the engine; the finite check, float64 moments, probe classes, nearest centroids, alignment

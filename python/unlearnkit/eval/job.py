@@ -31,7 +31,7 @@ import os
 import pathlib
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from .memory import Plan, format_size, make_plan, parse_size, peak_rss, reset_pe
 from .options import _ALIASES, Config, EvalConfig, option_fields  # noqa: F401 - Config: the old name
 from .readers import Bank, BankSpec, open_bank, resolve_spec
 from .shards import KnnQueries, ScoreModels, scan_shard, score_shard, shard_ranges
+
+if TYPE_CHECKING:
+    from .distributed import RayExecutor
 
 __all__ = ["SETS", "EvalConfig", "format_table", "option_fields", "run"]
 
@@ -153,7 +156,7 @@ class _Stages:
         total, unit = (rows, "vec") if rows is not None else (steps, "step")
         bar = tqdm(total=total, desc=name, unit=unit, unit_scale=rows is not None, disable=not self.progress,
                    leave=False, dynamic_ncols=True, mininterval=0.5)
-        rec = {"rows": rows}
+        rec: dict[str, float | None] = {"rows": rows}
         try:
             yield bar, rec
         finally:
@@ -213,6 +216,17 @@ def _timings(stages: "_Stages", imports_s: float, total_s: float) -> dict:
 # One evaluation (the unlearned model's banks, or the gold model's)
 
 
+class _KMeansInfo(TypedDict, total=False):
+    """``details["kmeans"][set]``: the k-means fit of one set, and its clustering scores."""
+
+    n_clusters: int
+    fit_rows: int
+    sampled: bool
+    inertia: float
+    n_iter: int
+    scores: dict[str, float]
+
+
 def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex_, stages: _Stages, tag: str) -> dict:
     n = {s: banks[s].n_rows for s in SETS}
     for s in SETS:
@@ -239,9 +253,9 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex_, stages: _Sta
                 owners.append(s)
         parts = ex_.map(scan_shard, tasks, bar)
         _add_timing(rec, parts)
-    labels = {s: {} for s in SETS}
-    xs = {s: [] for s in SETS}
-    ys = {s: [] for s in SETS}
+    labels: dict[str, dict[int, int]] = {s: {} for s in SETS}  # label -> count, per set
+    xs: dict[str, list[np.ndarray]] = {s: [] for s in SETS}
+    ys: dict[str, list[np.ndarray]] = {s: [] for s in SETS}
     mom = None
     for s, p in zip(owners, parts):
         for a, c in p["labels"].items():
@@ -264,6 +278,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex_, stages: _Sta
                                "label_counts": {s: {str(a): c for a, c in sorted(labels[s].items())} for s in SETS}}
     with stages.stage(f"{tag}fit", steps=2 + len(SETS)) as (bar, rec):
         d = banks["retain"].dim
+        assert mom is not None, "the retain bank (at least one row) carries the moments"
         s_mat = mom.m2 / mom.n if cfg.center else mom.m2 / mom.n + np.outer(mom.mean, mom.mean)
         lam, u = np.linalg.eigh(s_mat)
         lam, u = lam[::-1], u[:, ::-1]
@@ -293,7 +308,9 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex_, stages: _Sta
         details["probe"] = {"train_rows": int(len(yp)), "sampled": bool(len(yp) < n["retain"])}
         del xp, yp
 
-        centroids, tables, km_info = {}, {}, {}
+        centroids: dict[str, np.ndarray] = {}
+        tables: dict[str, np.ndarray] = {}
+        km_info: dict[str, _KMeansInfo] = {}
         for s in SETS:
             xk, yk = rows_of(s, "kmeans")
             k_s = min(n_classes, len(xk))
@@ -346,12 +363,12 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex_, stages: _Sta
                                             mean=mean, centroids=centroids.get(s), knn=knn_q, knn_k=cfg.knn_k,
                                             knn_labels=s == "retain", knn_block_rows=plan.knn_block_rows))
     with stages.stage(f"{tag}score", rows=sum(n.values())) as (bar, rec):
-        tasks, owners = [], []
+        score_tasks, owners = [], []
         for s in SETS:
             for lo, hi in shard_ranges(n[s], plan.shard_rows):
-                tasks.append((banks[s], lo, hi, plan.chunk_rows, models[s]))
+                score_tasks.append((banks[s], lo, hi, plan.chunk_rows, models[s]))
                 owners.append(s)
-        parts = ex_.map(score_shard, tasks, bar)
+        parts = ex_.map(score_shard, score_tasks, bar)
         _add_timing(rec, parts)
 
     out: dict[str, float] = {}
@@ -570,6 +587,7 @@ def run(forget=None, retain=None, test=None, *, config: EvalConfig | None = None
             raise ValueError(f"n_classes: expected at most {fit_rows} (the rows k-means is fit on in the "
                              f"{small.name} bank), got {cfg.n_classes}")
     stages = _Stages(progress)
+    ex: LocalExecutor | RayExecutor
     if ray:
         from .distributed import RayExecutor
 

@@ -37,7 +37,7 @@ import os
 import pathlib
 import struct
 import zipfile
-from typing import Any, Iterator
+from typing import IO, Any, Iterator, Literal
 
 import numpy as np
 
@@ -88,6 +88,10 @@ class Chunk:
     y: np.ndarray
 
 
+#: how a raw chunk's x is stored: uint16 bits of float16 / bfloat16, float32, float64
+StoredKind = Literal["f16", "bf16", "f32", "f64"]
+
+
 @dataclasses.dataclass
 class RawChunk:
     """Rows ``[offset, offset + len(y))`` of a bank as stored: ``x`` (m, d) is uint16 (the bits
@@ -96,7 +100,7 @@ class RawChunk:
 
     offset: int
     x: np.ndarray
-    kind: str
+    kind: StoredKind
     y: np.ndarray
     bank: "Bank" = dataclasses.field(repr=False)
 
@@ -171,13 +175,13 @@ def resolve_spec(value: Any, name: str, *, features_key: str = "features", label
         raise TypeError(f"{name}: expected a path or a (features, labels) pair of arrays, got {type(value).__name__}")
     path = pathlib.Path(value).expanduser()
     _exists(path, name, "file or directory")
-    keys = dict(features_key=features_key, labels_key=labels_key, split_key=split_key, split=split)
     if path.is_dir():
         feats, labels = path / f"{features_key}.npy", path / f"{labels_key}.npy"
         _exists(feats, name)
         if not labels.exists():
             raise ValueError(f"{name}: missing labels: expected {labels} beside {feats}")
-        return BankSpec(name=name, format="npy", path=str(feats.resolve()), labels_path=str(labels.resolve()), **keys)
+        return BankSpec(name=name, format="npy", path=str(feats.resolve()), labels_path=str(labels.resolve()),
+                        features_key=features_key, labels_key=labels_key, split_key=split_key, split=split)
     fmt = _SUFFIX.get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{name}: unknown bank format {path.suffix!r} for {path}; expected one of "
@@ -193,7 +197,8 @@ def resolve_spec(value: Any, name: str, *, features_key: str = "features", label
             raise ValueError(f"{name}: missing labels: expected {candidates[0].name} or {candidates[1].name} "
                              f"beside {path}")
         labels_path = str(found[0].resolve())
-    return BankSpec(name=name, format=fmt, path=str(path.resolve()), labels_path=labels_path, **keys)
+    return BankSpec(name=name, format=fmt, path=str(path.resolve()), labels_path=labels_path,
+                    features_key=features_key, labels_key=labels_key, split_key=split_key, split=split)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,7 +241,7 @@ class _RawArray:
         # page cache, the GIL released, nothing mapped that would count as resident afterwards)
         begin = self.offset + start * self.row_bytes
         out = np.empty(shape, self.storage)
-        buf = memoryview(out).cast("B")
+        buf = out.data.cast("B")
         with open(self.path, "rb", buffering=0) as fh:
             fh.seek(begin)
             got = 0
@@ -274,23 +279,26 @@ class _ZipStream:
         self.storage = dtype
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * dtype.itemsize if len(shape) > 1 \
             else dtype.itemsize
-        self._zf = self._fh = None
+        self._zf: zipfile.ZipFile | None = None
+        self._fh: IO[bytes] | None = None
         self._pos = 0
 
     def _open(self):
         self.close()
-        self._zf = zipfile.ZipFile(self.path)
-        self._fh = self._zf.open(self.member)
+        self._zf = zf = zipfile.ZipFile(self.path)
+        self._fh = zf.open(self.member)
         _npy_header(self._fh, self.name, self.path, self.member)
         self._pos = 0
 
     def close(self):
         if self._fh is not None:
             self._fh.close()
-            self._zf.close()
+            if self._zf is not None:  # opened with _fh
+                self._zf.close()
         self._fh = self._zf = None
 
     def _read_exact(self, nbytes: int) -> bytes:
+        assert self._fh is not None, "rows() opens the member first"
         buf = self._fh.read(nbytes)
         if len(buf) != nbytes:
             raise ValueError(f"{self.name}: truncated member {self.member} in {self.path}: expected {nbytes} "
@@ -374,7 +382,7 @@ class Bank:
     spec: BankSpec
     n_rows: int
     dim: int
-    source_dtype: str
+    source_dtype: np.dtype | str  # a numpy dtype, or the name of one ("bfloat16": no numpy dtype)
 
     @property
     def name(self) -> str:
@@ -399,7 +407,7 @@ class Bank:
             return (raw.astype(np.uint32) << 16).view(np.float32)
         return raw.astype(self.compute_dtype, copy=False)
 
-    def _stored(self, raw: np.ndarray) -> tuple[np.ndarray, str]:
+    def _stored(self, raw: np.ndarray) -> tuple[np.ndarray, StoredKind]:
         """(array the engine reads, its kind): float16 and bfloat16 as their uint16 bits."""
         raw = np.ascontiguousarray(raw)
         if self.source_dtype == "bfloat16" and raw.dtype == np.uint16:
@@ -463,7 +471,7 @@ def _labels(y: np.ndarray, name: str, offset: int) -> np.ndarray:
 class _RawBank(Bank):
     """Features and labels as two raw (or streamed) arrays: .npy, .npz, safetensors."""
 
-    def __init__(self, spec: BankSpec, feats, labels, source_dtype: str):
+    def __init__(self, spec: BankSpec, feats, labels, source_dtype: np.dtype | str):
         self.spec, self._x, self._y, self.source_dtype = spec, feats, labels, source_dtype
         self.n_rows, self.dim = int(feats.shape[0]), int(feats.shape[1])
         if labels.shape[0] != self.n_rows:
@@ -481,52 +489,61 @@ class _RawBank(Bank):
                 a.close()
 
 
+def _file(spec: BankSpec, labels: bool = False) -> str:
+    """The file of a file-format bank (its ``path``, or ``labels_path`` of an .npy pair)."""
+    path = spec.labels_path if labels else spec.path
+    if path is None:
+        raise TypeError(f"{spec.name}: expected a {'labels_path' if labels else 'path'} for a {spec.format} bank, got None")
+    return path
+
+
 def _open_npy(spec: BankSpec) -> Bank:
-    x = _npy_array(spec.path, spec.name, "the features", ndim=2, floats=True)
-    y = _npy_array(spec.labels_path, spec.name, "the labels", ndim=1, floats=False)
+    x = _npy_array(_file(spec), spec.name, "the features", ndim=2, floats=True)
+    y = _npy_array(_file(spec, labels=True), spec.name, "the labels", ndim=1, floats=False)
     return _RawBank(spec, x, y, x.dtype)
 
 
 def _open_npz(spec: BankSpec) -> Bank:
+    path = _file(spec)
     try:
-        zf = zipfile.ZipFile(spec.path)
+        zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
-        raise ValueError(f"{spec.name}: {spec.path} is not a valid .npz file ({exc})") from None
+        raise ValueError(f"{spec.name}: {path} is not a valid .npz file ({exc})") from None
     with zf:
         names = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
-        arrays = []
+        arrays: list[tuple[_RawArray | _ZipStream, np.dtype | str]] = []
         for key, what, ndim, floats in ((spec.features_key, "the features", 2, True),
                                         (spec.labels_key, "the labels", 1, False)):
             if key not in names:
                 flag = "--features-key" if floats else "--labels-key"
-                raise ValueError(f"{spec.name}: no array {key!r} in {spec.path} (it has: {', '.join(sorted(names))}); "
+                raise ValueError(f"{spec.name}: no array {key!r} in {path} (it has: {', '.join(sorted(names))}); "
                                  f"name {what.split()[-1]} with {flag}")
             info = zf.getinfo(names[key])
             if info.compress_type == zipfile.ZIP_STORED:
-                with open(spec.path, "rb") as fh:
+                with open(path, "rb") as fh:
                     fh.seek(info.header_offset)
                     local = fh.read(30)
                     if len(local) < 30 or local[:4] != b"PK\x03\x04":
-                        raise ValueError(f"{spec.name}: {spec.path} is a corrupt .npz (bad local header for {key})")
+                        raise ValueError(f"{spec.name}: {path} is a corrupt .npz (bad local header for {key})")
                     n_name, n_extra = struct.unpack("<HH", local[26:30])
                     base = info.header_offset + 30 + n_name + n_extra
-                    arr = _npy_array(spec.path, spec.name, f"{what} ({key!r})", ndim=ndim, floats=floats,
+                    arr = _npy_array(path, spec.name, f"{what} ({key!r})", ndim=ndim, floats=floats,
                                      base=base, fh=fh)
-                if base + info.file_size > os.path.getsize(spec.path):
-                    raise ValueError(f"{spec.name}: truncated file {spec.path}: member {key!r} runs past the end")
+                if base + info.file_size > os.path.getsize(path):
+                    raise ValueError(f"{spec.name}: truncated file {path}: member {key!r} runs past the end")
                 arrays.append((arr, arr.dtype))
             else:
                 try:
                     with zf.open(names[key]) as mh:
-                        shape, fortran, dtype, _ = _npy_header(mh, spec.name, spec.path, f"{what} ({key!r})")
+                        shape, fortran, dtype, _ = _npy_header(mh, spec.name, path, f"{what} ({key!r})")
                 except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                    raise ValueError(f"{spec.name}: {spec.path} is a corrupt .npz ({exc})") from None
+                    raise ValueError(f"{spec.name}: {path} is a corrupt .npz ({exc})") from None
                 if fortran and len(shape) > 1:
-                    raise ValueError(f"{spec.name}: expected {what} in {spec.path} in C order (a compressed .npz "
+                    raise ValueError(f"{spec.name}: expected {what} in {path} in C order (a compressed .npz "
                                      f"member can only be streamed forward), got Fortran order; save it with "
                                      f"np.savez (stored) or as np.ascontiguousarray(...)")
-                _check_dtype_shape(shape, dtype, spec.name, what, spec.path, ndim=ndim, floats=floats)
-                arrays.append((_ZipStream(spec.path, names[key], shape, dtype, spec.name), dtype.name))
+                _check_dtype_shape(shape, dtype, spec.name, what, path, ndim=ndim, floats=floats)
+                arrays.append((_ZipStream(path, names[key], shape, dtype, spec.name), dtype.name))
     (x, xdt), (y, _) = arrays
     return _RawBank(spec, x, y, xdt)
 
@@ -548,25 +565,26 @@ def _safetensors_header(path: str, name: str) -> tuple[dict, int]:
 
 
 def _open_safetensors(spec: BankSpec) -> Bank:
-    header, base = _safetensors_header(spec.path, spec.name)
+    path = _file(spec)
+    header, base = _safetensors_header(path, spec.name)
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     out = []
     for key, what, ndim, floats in ((spec.features_key, "the features", 2, True),
                                     (spec.labels_key, "the labels", 1, False)):
         if key not in tensors:
             flag = "--features-key" if floats else "--labels-key"
-            raise ValueError(f"{spec.name}: no tensor {key!r} in {spec.path} (it has: {', '.join(sorted(tensors))}); "
+            raise ValueError(f"{spec.name}: no tensor {key!r} in {path} (it has: {', '.join(sorted(tensors))}); "
                              f"name {what.split()[-1]} with {flag}")
         t = tensors[key]
         dtype = _SAFETENSORS_DTYPES.get(t.get("dtype"))
         if dtype is None:
-            raise TypeError(f"{spec.name}: tensor {key!r} in {spec.path} has unsupported dtype {t.get('dtype')!r}")
+            raise TypeError(f"{spec.name}: tensor {key!r} in {path} has unsupported dtype {t.get('dtype')!r}")
         shape = tuple(t["shape"])
-        _check_dtype_shape(shape, dtype, spec.name, f"{what} ({key!r})", spec.path, ndim=ndim, floats=floats)
+        _check_dtype_shape(shape, dtype, spec.name, f"{what} ({key!r})", path, ndim=ndim, floats=floats)
         begin, end = t["data_offsets"]
-        arr = _RawArray(spec.path, base + begin, shape, dtype, spec.name, f"tensor {key!r}")
+        arr = _RawArray(path, base + begin, shape, dtype, spec.name, f"tensor {key!r}")
         if end - begin != shape[0] * arr.row_bytes:
-            raise ValueError(f"{spec.name}: tensor {key!r} in {spec.path}: data_offsets span {end - begin} bytes, "
+            raise ValueError(f"{spec.name}: tensor {key!r} in {path}: data_offsets span {end - begin} bytes, "
                              f"shape {shape} {dtype} needs {shape[0] * arr.row_bytes}")
         out.append(arr)
     return _RawBank(spec, out[0], out[1], out[0].dtype)
@@ -576,6 +594,8 @@ class _ArrayBank(Bank):
     def __init__(self, spec: BankSpec):
         from .._validation import to_numpy
 
+        if spec.arrays is None:
+            raise TypeError(f"{spec.name}: expected the (features, labels) arrays of an array bank, got None")
         x, y = spec.arrays
         self.spec = spec
         self._torch = False

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from . import _engine as E
 from .readers import Bank, prefetch
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 __all__ = ["KnnQueries", "Moments", "ScoreModels", "scan_shard", "score_shard", "shard_ranges"]
 
@@ -142,7 +145,7 @@ class ScoreModels:
     """What pass 2 applies to every chunk of one bank (fitted on the driver, shipped once)."""
 
     classes: np.ndarray  # sorted class ids of the job
-    probe: object | None  # fitted sklearn pipeline (asked for the rows the engine calls ambiguous), or None
+    probe: Pipeline | None  # fitted sklearn pipeline (asked for the rows the engine calls ambiguous), or None
     basis: np.ndarray | None  # (d, k) float64 retain eigenvectors for DA
     complement: np.ndarray | None  # (d, d - k) the other eigenvectors, when k > d / 2 (cheaper)
     mean: np.ndarray | None  # (d,) float64 retain mean removed before projection, or None
@@ -192,7 +195,7 @@ def score_shard(bank: Bank, start: int, stop: int, chunk_rows: int, models: Scor
     table = np.zeros((n_cls, k_clusters), np.int64)
     correct = 0
     da_sum, da_zero = 0.0, 0
-    cand = None
+    cand: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None  # (distances, indices, labels)
     dtype = bank.compute_dtype
     probe = models.probe_params(dtype)
     align = None
@@ -216,6 +219,7 @@ def score_shard(bank: Bank, start: int, stop: int, chunk_rows: int, models: Scor
             pred = probe[1][np.maximum(cls, 0)]
             unsure = np.flatnonzero(cls < 0)
             if len(unsure):  # rows whose top logits are within rounding: scikit-learn decides
+                assert models.probe is not None  # probe_params gave the probe's parameters
                 pred[unsure] = models.probe.predict(chunk.upcast(unsure))
             correct += int((pred == y).sum())
         if align is not None:
@@ -237,6 +241,7 @@ def score_shard(bank: Bank, start: int, stop: int, chunk_rows: int, models: Scor
         clock.lap("other")
     knn = {}
     if q is not None:
+        assert cand is not None, "at least one chunk searched"
         for name, sl in q.groups.items():
             knn[name] = (cand[0][sl], cand[1][sl], None if cand[2] is None else cand[2][sl])
     return {"rows": stop - start, "correct": correct, "da_sum": da_sum, "da_zero_rows": da_zero, "table": table,

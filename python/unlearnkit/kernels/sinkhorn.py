@@ -167,7 +167,7 @@ class TritonCost:
             g = self.p @ self.q.T
             self.c = ((self.pp[:, None] + self.qq[None, :] - 2 * g).clamp_min_(0).mul_(self.scale) if self.cost == 0
                       else (1.0 - g).clamp_min_(0)).contiguous()
-        self._t = None
+        self._t: TritonCost | None = None
 
     def transposed(self) -> "TritonCost":
         """The operand of C^T (q against p); built once, shares the point buffers."""

@@ -59,9 +59,9 @@ class TorchCost:
         self.dtype = self.p.dtype
         self.n, self.m, self.d = self.p.shape[0], self.q.shape[0], self.p.shape[1]
         self.neg_c = cost_from_points(self.p, self.q, kind, self.scale).neg_().contiguous()
-        self.neg_ct = None if symmetric else self.neg_c.T.contiguous()
+        self.neg_ct: torch.Tensor | None = None if symmetric else self.neg_c.T.contiguous()
         self.buf = torch.empty_like(self.neg_c)
-        self.buf_t = None if symmetric else torch.empty_like(self.neg_ct)
+        self.buf_t: torch.Tensor | None = None if self.neg_ct is None else torch.empty_like(self.neg_ct)
 
     def softmin_rows(self, h_col: torch.Tensor, eps: float) -> torch.Tensor:
         """-eps * LSE_j(h_col[j] - C_ij / eps) for every row i: (n,)."""
@@ -71,6 +71,7 @@ class TorchCost:
         """-eps * LSE_i(h_row[i] - C_ij / eps) for every column j: (m,)."""
         if self.symmetric:
             return self.softmin_rows(h_row, eps)
+        assert self.neg_ct is not None and self.buf_t is not None  # built when not symmetric
         return -eps * lse_rows_(h_row, self.neg_ct, 1.0 / eps, self.buf_t)
 
     def _plan(self, f, g, la, lb, eps: float) -> torch.Tensor:

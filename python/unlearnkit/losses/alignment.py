@@ -240,7 +240,11 @@ def _dimensional_alignment(z_forget, z_retain, eigenspace, k, energy, center, re
         kf = min(kk, zf.shape[0], d)
         sf = zf.double().T @ zf.double() / zf.shape[0]
         pf = spectral_projector(sf, kf)
-        pr = projector.double() if projector is not None else basis.double() @ basis.double().T
+        if projector is not None:
+            pr = projector.double()
+        else:
+            assert basis is not None  # set wherever projector is not (above)
+            pr = basis.double() @ basis.double().T
         return (pf * pr).sum() / kf
 
     if be == "triton" and basis is not None and projector is None:

@@ -17,6 +17,7 @@ Each experiment lives in ``<out>/ray/<method>``; running the same search again r
 from __future__ import annotations
 
 import json
+import logging
 import math
 import pathlib
 import time
@@ -87,7 +88,7 @@ def init_ray(num_cpus: int | None = None, address: str | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
 
 def search_method(problem: TuningProblem | list[TuningProblem], method: str, *, trials: int, out_dir: str | pathlib.Path,

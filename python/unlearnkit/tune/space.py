@@ -21,14 +21,17 @@ def ray_domain(space: Space):
 
     if not isinstance(space, Space):
         raise TypeError(f"space: expected an unlearnkit._validation.Space, got {type(space).__name__}")
+    if space.kind == "choice":
+        return tune.choice(list(space.choices))
+    low, high = space.low, space.high
+    assert low is not None and high is not None  # Space checks a range has both ends
     if space.kind == "log":
-        return tune.loguniform(space.low, space.high)
+        return tune.loguniform(low, high)
     if space.kind == "float":
-        return tune.uniform(space.low, space.high)
-    if space.kind == "int":
-        lo, hi = int(space.low), int(space.high) + 1  # Ray's integer upper bound is exclusive
-        return tune.lograndint(lo, hi) if space.log else tune.randint(lo, hi)
-    return tune.choice(list(space.choices))
+        return tune.uniform(low, high)
+    # kind "int"
+    lo, hi = int(low), int(high) + 1  # Ray's integer upper bound is exclusive
+    return tune.lograndint(lo, hi) if space.log else tune.randint(lo, hi)
 
 
 def method_space(method: str) -> dict[str, Space]:
