@@ -31,7 +31,7 @@ __all__ = ["AuditConfig", "estimate_pools", "prepare_audit", "resolve_methods", 
 def prepare_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = None, recipes: str | None = None):
     """(split, :class:`~unlearnkit.audit.pools.PoolSetup`, ``{method: hyper-parameters}``) of ``config``:
     the data loaded, the forget set chosen, the recipes read; nothing trained."""
-    from ..experiment.recipes import dataset_recipe, method_recipe
+    from ..experiment.recipes import dataset_recipe, hyperparameters
     from ..experiment.reference import parse_scenario
 
     check_pool(config.pool)
@@ -48,7 +48,7 @@ def prepare_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = 
                       train=TrainConfig(**recipe["train"]),
                       cache_dir=str(pathlib.Path(cache_dir) if cache_dir else default_cache_dir()),
                       device=config.device, threads=config.threads)
-    methods = {m: {**method_recipe(config.dataset, m, recipes, config.scenario), **config.overrides.get(m, {})}
+    methods = {m: hyperparameters(config.dataset, m, config.scenario, config.overrides, recipes)
                for m in config.methods}
     return split, setup, methods
 

@@ -21,13 +21,13 @@ from ..checkpoints import cache_key, default_cache_dir
 from ..data import group_classes, load_dataset, make_split
 from ..data.forget import UnlearningSplit
 from ..experiment.config import DEFAULT_METHODS, RunConfig  # noqa: F401 - re-exported (bench.RunConfig)
+from ..experiment.evaluate import add_closed, add_gaps, evaluate_model
+from ..experiment.recipes import dataset_recipe, hyperparameters
 from ..experiment.reference import _train_reference, environment, parse_scenario  # noqa: F401 - re-exported
 from ..methods import get_method
 from ..progress import ProgressBars
 from ..training import TrainConfig, extract_features
 from .config import SCENARIO_HELP, check_scenario, validate  # noqa: F401 - SCENARIO_HELP re-exported
-from .evaluate import add_closed, add_gaps, evaluate_model
-from .recipes import dataset_recipe, method_recipe
 from .units import prepare_out, read_unit, write_unit
 
 
@@ -38,7 +38,7 @@ def _add_audit(rows: list[dict], split: UnlearningSplit, recipe: dict, train_cfg
     with ``unlearnkit audit`` (pool seeds 1..K), scored as in ``unlearnkit.audit``."""
     from ..experiment.engine import bench_columns
 
-    methods = {m: {**method_recipe(config.dataset, m, recipes, config.scenario), **config.overrides.get(m, {})}
+    methods = {m: hyperparameters(config.dataset, m, config.scenario, config.overrides, recipes)
                for m in config.methods}
     cols, _ = bench_columns(split, model=recipe["model"], model_kwargs=recipe.get("model_kwargs", {}), train=train_cfg,
                             methods=methods, k=config.audit, cache_dir=str(cache_dir), device=config.device,
@@ -95,7 +95,7 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
     bars = ProgressBars(disable=not progress)
     meta = {"config": asdict(config), "scenario": config.scenario, "dataset": config.dataset,
             "model": recipe["model"], "train": train_cfg.to_dict(), "env": environment(config.device)}
-    rows = []
+    rows: list[dict] = []
     for seed in config.seeds:
         split = make_split(data, **scenario, seed=seed, val_fraction=config.val_fraction,
                            heldout_fraction=config.heldout_fraction if needs_heldout else 0.0)
@@ -110,8 +110,7 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
         for name, method_name in units:
             hparams = {}
             if method_name is not None:
-                hparams = {**method_recipe(config.dataset, method_name, recipes, config.scenario),
-                           **config.overrides.get(method_name, {})}
+                hparams = hyperparameters(config.dataset, method_name, config.scenario, config.overrides, recipes)
             # A unit is identified by everything that decides its result, so resuming never
             # reuses a row computed under other settings.
             unit_key = cache_key(split=split.fingerprint(), original=o_meta["key"], gold=g_meta["key"],
@@ -128,12 +127,12 @@ def run(config: RunConfig, *, out_dir: str | pathlib.Path, cache_dir: str | path
                                evaluate_model(model, split, seed=seed, features=config.features), gold_row)
             else:
                 method = get_method(method_name)(**hparams)
-                extra = {"heldout": split.heldout} if method.needs_heldout else {}
                 try:
                     t0 = time.perf_counter()
                     # validation data only: the evaluated test part is never shown to a method
                     model = method.unlearn(original, split.forget, split.retain, test=split.val, seed=seed,
-                                           callbacks=[bars], precision=config.precision, **extra)
+                                           callbacks=[bars], precision=config.precision,
+                                           heldout=split.heldout if method.needs_heldout else None)
                     seconds = time.perf_counter() - t0
                     bars.close()
                     did_nothing = _same_weights(model, original)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import SCENARIO_HELP, check_params, check_scenario, param
-from .recipes import method_recipe
+from .recipes import hyperparameters
 
 # Imports torch-free (numpy and the standard library): the command line builds its flags from these
 # dataclasses without importing torch (``unlearnkit --help`` stays fast); the checks that need the
@@ -187,7 +187,7 @@ def check_recipes(methods, overrides: dict, dataset: str, scenario: str, recipes
     from ..methods import get_method
 
     for method in methods:
-        get_method(method)(**{**method_recipe(dataset, method, recipes, scenario), **overrides.get(method, {})})
+        get_method(method)(**hyperparameters(dataset, method, scenario, overrides, recipes))
 
 
 def check_device(device, name: str = "device") -> str:

@@ -62,3 +62,11 @@ def method_recipe(dataset: str, method: str, path: str | None = None, scenario: 
         for key in dict.fromkeys((kind, str(scenario))):
             out.update(sections.get(key, {}).get("methods", {}).get(method, {}))
     return out
+
+
+def hyperparameters(dataset: str, method: str, scenario: str | None = None, overrides: dict | None = None,
+                    path: str | None = None) -> dict:
+    """What ``method`` runs with: its recipe for ``dataset`` (and ``scenario``'s section, where the
+    recipes file has one), then ``overrides`` (``{method: {field: value}}``, e.g. ``--set``) on top.
+    The one merge of recipe and overrides, shared by bench, audit and the config checks."""
+    return {**method_recipe(dataset, method, path, scenario), **(overrides or {}).get(method, {})}
