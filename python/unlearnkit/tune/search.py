@@ -23,6 +23,7 @@ import pathlib
 import time
 import warnings
 
+from ..experiment.config import TuneConfig, check_tuning_seeds  # noqa: F401 - check_tuning_seeds re-exported
 from .objective import FAILED_SCORE, TuningProblem, score_trial
 from .space import method_space, ray_space, start_point
 
@@ -217,17 +218,13 @@ def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: st
     from ..checkpoints import default_cache_dir
     from .objective import prepare
     from .report import plot_objective, report_markdown, tuned_recipes, write_recipes, write_trials_csv
-    from .space import method_space
 
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"trials: expected an int >= 1, got {trials!r}")
-    if isinstance(cpus_per_trial, bool) or not isinstance(cpus_per_trial, int) or cpus_per_trial < 1:
-        raise ValueError(f"cpus_per_trial: expected an int >= 1, got {cpus_per_trial!r}")
-    methods = list(dict.fromkeys(methods))
-    for m in methods:
-        if not method_space(m):
-            raise ValueError(f"methods: {m} declares no search space (no Params field has space=...)")
     seeds = check_tuning_seeds(seed)
+    # every argument checked once, by the schema ``unlearnkit tune`` builds its flags from
+    cfg = TuneConfig(dataset=dataset, scenario=scenario, methods=tuple(dict.fromkeys(methods)), tuning_seeds=seeds,
+                     trials=trials, max_rte=max_rte, num_cpus=num_cpus, cpus_per_trial=cpus_per_trial,
+                     retrain_time=retrain_time, asha=asha)
+    methods = list(cfg.methods)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -275,16 +272,3 @@ def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: st
     return {"rows": rows, "best": best, "meta": meta, "paths": paths}
 
 
-def check_tuning_seeds(seeds) -> tuple[int, ...]:
-    """One tuning seed or several, each a valid tuning seed (never a reported one), distinct."""
-    from .objective import check_tuning_seed
-
-    seeds = (seeds,) if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise TypeError(f"seed: expected a tuning seed or a sequence of them, got {type(seeds).__name__} {seeds!r}")
-    out = tuple(check_tuning_seed(s) for s in seeds)
-    if not out:
-        raise ValueError("seed: expected at least one tuning seed, got none")
-    if len(set(out)) != len(out):
-        raise ValueError(f"seed: expected distinct tuning seeds, got {list(out)}")
-    return out
