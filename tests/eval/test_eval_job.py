@@ -309,7 +309,7 @@ def test_unwritable_or_missing_output_folder_fails_before_any_work(tmp_path, mon
     (dict(forget=None), r"^forget: expected a bank for each of forget, retain, test, missing forget"),
     (dict(gold_forget="x"), r"^gold_retain: expected a bank for each of gold_forget, gold_retain, gold_test"),
     (dict(bank="x.parquet"), r"^bank: expected either one file with a split column or separate"),
-    (dict(knn_k=0), r"^knn_k: expected an integer >= 1"),
+    (dict(knn_k=0), r"^knn_k: expected an int >= 1"),
     (dict(energy=1.5), r"^energy: expected a fraction in \(0, 1\]"),
     (dict(memory_limit="lots"), r"^memory_limit: expected a size such as '4GiB'"),
 ])

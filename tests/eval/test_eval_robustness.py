@@ -102,11 +102,11 @@ def test_a_symlink_is_written_through(tmp_path, banks, capsys):
     (["--n-classes", "1000"], r"n_classes: expected at most 100 \(the rows k-means is fit on in the forget bank\), "
                               r"got 1000"),
     (["--n-classes", "50", "--kmeans-rows", "20"], r"n_classes: expected at most 20 .*, got 50"),
-    (["--seed", "-1"], r"seed: expected an integer >= 0, got -1"),
-    (["--knn-k", "0"], r"knn_k: expected an integer >= 1, got 0"),
+    (["--seed", "-1"], r"seed: expected an int >= 0, got -1"),
+    (["--knn-k", "0"], r"knn_k: expected an int >= 1, got 0"),
     (["--energy", "0"], r"energy: expected a fraction in \(0, 1\], got 0\.0"),
     (["--kmeans-tol", "nan"], r"kmeans_tol: expected a number >= 0, got nan"),
-    (["--da-k", "9"], r"da_k: expected an integer in \[1, 8\] \(the feature dimension\), got 9"),
+    (["--da-k", "9"], r"da_k: expected an int in \[1, 8\] \(the feature dimension\), got 9"),
     (["--memory-limit", "lots"], r"memory_limit: expected a size such as '4GiB'"),
 ])
 def test_bad_options_name_themselves(banks, capsys, args, match):
@@ -193,9 +193,9 @@ def test_the_flags_build_the_config_run_gets(banks, monkeypatch, capsys):
 def test_run_takes_the_config_its_fields_as_keywords_and_the_old_k():
     with pytest.raises(TypeError, match=r"^knn: not an option of unlearnkit\.eval\.run; expected one of"):
         run(knn=3)
-    with pytest.raises(ValueError, match=r"^seed: expected an integer >= 0, got -2"):
+    with pytest.raises(ValueError, match=r"^seed: expected an int >= 0, got -2"):
         EvalConfig(seed=-2)
-    with pytest.raises(TypeError, match=r"^knn_k: expected an integer >= 1, got float 2\.5"):
+    with pytest.raises(TypeError, match=r"^knn_k: expected an int >= 1, got float 2\.5"):
         run(knn_k=2.5)
     assert dataclasses.replace(EvalConfig(), da_k=4).da_k == 4
     rng = np.random.default_rng(3)

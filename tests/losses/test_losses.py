@@ -331,7 +331,7 @@ def test_da_metric_bad_inputs():
         dimensional_alignment(np.ones((3, 4)), np.ones((5, 3)))
     with pytest.raises(ValueError, match="forget_features: expected finite"):
         dimensional_alignment(np.full((3, 4), np.nan), np.ones((5, 4)))
-    with pytest.raises(ValueError, match="k: expected an integer in"):
+    with pytest.raises(ValueError, match="k: expected an int in"):
         dimensional_alignment(np.ones((3, 4)), np.random.rand(5, 4), k=9)
 
 

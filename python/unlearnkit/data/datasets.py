@@ -145,7 +145,7 @@ def subset_train(data: ImageDataset, train_size: int, *, seed: int = 0, name: st
 
     n = len(data.y_train)
     if isinstance(train_size, bool) or not isinstance(train_size, (int, np.integer)) or not 1 <= train_size <= n:
-        raise ValueError(f"train_size: expected an integer in [1, {n}] (the training split's size), got {train_size!r}")
+        raise ValueError(f"train_size: expected an int in [1, {n}] (the training split's size), got {train_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     keep = torch.from_numpy(np.sort(np.random.default_rng(int(seed)).permutation(n)[:int(train_size)]))

@@ -284,7 +284,7 @@ def _evaluate(banks: dict[str, Bank], cfg: Config, plan: Plan, ex_, stages: _Sta
         lam, u = lam[::-1], u[:, ::-1]
         if cfg.da_k is not None:
             if not 1 <= cfg.da_k <= d:
-                raise ValueError(f"da_k: expected an integer in [1, {d}] (the feature dimension), got {cfg.da_k}")
+                raise ValueError(f"da_k: expected an int in [1, {d}] (the feature dimension), got {cfg.da_k}")
             kk = cfg.da_k
         else:
             kk = _choose_k(lam, cfg.energy)
@@ -579,7 +579,7 @@ def run(forget=None, retain=None, test=None, *, config: EvalConfig | None = None
                      n_rows_max=max(b.n_rows for b in every), limit_bytes=limit, kmeans_rows=kmeans_rows,
                      probe_rows=probe_rows, knn_queries=knn_queries, chunk_rows=chunk_rows)
     if cfg.da_k is not None and cfg.da_k > ref.dim:
-        raise ValueError(f"da_k: expected an integer in [1, {ref.dim}] (the feature dimension), got {cfg.da_k}")
+        raise ValueError(f"da_k: expected an int in [1, {ref.dim}] (the feature dimension), got {cfg.da_k}")
     if cfg.n_classes is not None:  # an explicit k must fit every set (and the gold sets): never lowered silently
         small = min(every, key=lambda b: b.n_rows)
         fit_rows = min(small.n_rows, plan.kmeans_rows)

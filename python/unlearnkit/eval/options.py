@@ -148,7 +148,7 @@ def _check_option(f: dataclasses.Field, value):
         return value
     if kind in ("int", "float"):
         lo = f">= {m['ge']:g}" if m["ge"] is not None else (f"> {m['gt']:g}" if m["gt"] is not None else "")
-        expect = m["expect"] or ("an integer" if kind == "int" else "a number") + (f" {lo}" if lo else "")
+        expect = m["expect"] or ("an int" if kind == "int" else "a number") + (f" {lo}" if lo else "")
         # numbers.Integral / numbers.Real include numpy's integer and float scalars, not bools of numpy
         ok_type = isinstance(value, numbers.Integral if kind == "int" else numbers.Real) and not isinstance(value, bool)
         if not ok_type:
