@@ -147,7 +147,8 @@ def table(rows: list[dict], *, markdown: bool = False, columns=None) -> str:
             if key not in s:
                 cells.append("–")
                 continue
-            c = _cell(*s[key], scale, s["n_seeds"])
+            mean, std = s[key]
+            c = _cell(mean, std, scale, s["n_seeds"])
             if markdown and key in best and s in methods and s[key][0] == best[key]:
                 c = f"**{c}**"
             cells.append(c)
@@ -206,7 +207,7 @@ def regime_notes(rows: list[dict]) -> list[str]:
     - metrics no method moves toward gold (every method's |gap| at least the original's);
     - whether the method closest to gold is any closer than the original at all.
     Empty when there is nothing to say (or no original/gold rows)."""
-    from .evaluate import CLOSED_METRICS, MIN_GAP_POINTS
+    from ..experiment.evaluate import CLOSED_METRICS, MIN_GAP_POINTS
 
     summary = {e["model"]: e for e in summarize(rows)}
     if "original" not in summary or "gold" not in summary:
@@ -287,7 +288,7 @@ def write_report(result: dict, out_dir: str | pathlib.Path, *, plots: bool = Tru
             figures = plot_all(units, done, out_dir, title=describe(result["meta"]))
     best = verdict(rows)
     notes = regime_notes(rows)
-    na = {}
+    na: dict[str, str] = {}
     for r in done:
         na.update(r.get("na") or {})
     md = [f"# unlearnkit report\n\n{describe(result['meta'])}\n",

@@ -73,8 +73,15 @@ class Member:
     hparams: dict = field(default_factory=dict)
 
     @property
+    def method_name(self) -> str:
+        """The method of an unlearned member; ValueError for a reference (original or retrained) model."""
+        if self.method is None:
+            raise ValueError(f"member: a {self.kind} model has no method")
+        return self.method
+
+    @property
     def pool(self) -> str:
-        return self.method if self.kind == "unlearned" else self.kind
+        return self.method_name if self.kind == "unlearned" else self.kind
 
     @property
     def ident(self) -> tuple:
@@ -135,7 +142,7 @@ def member_keys(members: list[Member], split, setup: PoolSetup) -> dict[tuple, s
         elif m.kind == "retrained":
             keys[m.ident] = reference_key("gold", split, setup, m.k, fp)
         else:
-            needs = getattr(get_method(m.method), "needs_heldout", False)
+            needs = getattr(get_method(m.method_name), "needs_heldout", False)
             keys[m.ident] = cache_key(kind="unlearned", original=reference_key("original", split, setup, m.k, fp),
                                 forget=forget, method=m.method, hparams=m.hparams, seed=m.k, monitor=monitor,
                                 heldout=heldout if needs else None)
@@ -191,7 +198,7 @@ def run_member(split, setup: PoolSetup, member: Member, key: str, original_key: 
             return {"member": member, "outputs": member_outputs(model, split), "seconds": meta["seconds"],
                     "cached": meta["cached"], "key": key}
         assert original_key is not None
-        method = get_method(member.method)(**member.hparams)
+        method = get_method(member.method_name)(**member.hparams)
         extra = {"heldout": split.heldout} if method.needs_heldout else {}
 
         def unlearn(_):  # only called on a cache miss: O_k is loaded (or trained) then

@@ -264,8 +264,8 @@ def mean_closed(metrics: dict, original: dict, gold: dict) -> tuple[float, dict]
     back to 1 - average gap / the original's average gap when no metric's closed is defined (the
     original within 1 point of gold on all four); NaN if that is undefined too.
     """
-    pts = [{k: 100 * d[k] for k in OBJECTIVE_METRICS} for d in (metrics, original, gold)]
-    obj, _, per = _bench_mean_closed(*pts, OBJECTIVE_METRICS, min_gap=MIN_GAP_POINTS)
+    values, orig, ref = ({k: 100 * d[k] for k in OBJECTIVE_METRICS} for d in (metrics, original, gold))
+    obj, _, per = _bench_mean_closed(values, orig, ref, OBJECTIVE_METRICS, min_gap=MIN_GAP_POINTS)
     if not math.isnan(obj):
         return obj, per
     gap = np.mean([abs(metrics[k] - gold[k]) for k in OBJECTIVE_METRICS])
@@ -329,10 +329,10 @@ def score_trial(problem: TuningProblem, method: str, config: dict, *,
             report({"score": score, "objective": obj, "final": False})
 
         x_val, y_val = problem.part("val")
-        extra = {"heldout": problem.part("heldout")} if m.needs_heldout else {}
         try:
             m.unlearn(model, problem.part("forget"), problem.part("retain"), test=(x_val, y_val),
-                      seed=problem.seed, callbacks=[on_step], inplace=True, **extra)
+                      heldout=problem.part("heldout") if m.needs_heldout else None,
+                      seed=problem.seed, callbacks=[on_step], inplace=True)
         except OverBudget as exc:
             row.update(status="infeasible", score=INFEASIBLE_SCORE, seconds=clock.seconds(),
                        rte=clock.seconds() / problem.retrain_seconds, error=str(exc))
