@@ -28,7 +28,7 @@ def data_rate(src, bs=256):
 srcs = {"tensor path": TensorSource(x, y), "loader path, 0 workers": LoaderSource(Items(x, y)),
         "loader path, 2 workers": LoaderSource(Items(x, y), num_workers=2)}
 best = {k: 0.0 for k in srcs}
-for r in range(3):
+for _ in range(3):
     for k, s in srcs.items():
         best[k] = max(best[k], data_rate(s))
 print(f"data only: shuffled passes over {len(y)} Fashion-MNIST images, batch 256, best of 3 (images/s):")
@@ -42,7 +42,7 @@ m = get_method("finetune")(epochs=1, batch_size=128)
 retains = {"tensor path": (x[:n], y[:n]), "loader path, 0 workers": LoaderSource(Items(x[:n], y[:n])),
            "loader path, 2 workers": LoaderSource(Items(x[:n], y[:n]), num_workers=2)}
 best = {k: 0.0 for k in retains}
-for r in range(3):
+for _ in range(3):
     for k, retain in retains.items():
         t0 = time.perf_counter()
         m.unlearn(model, (x[n:n + 100], y[n:n + 100]), retain, seed=0)

@@ -52,7 +52,7 @@ def head_node(num_cpus: int = 2, timeout: float = 90.0):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_TMPDIR=base, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
     ray_bin = str(pathlib.Path(sys.executable).with_name("ray"))
-    log = open(pathlib.Path(base) / "head.log", "wb")
+    log = open(pathlib.Path(base) / "head.log", "wb")  # noqa: SIM115 - the head's stdout while it runs; closed at stop
     cmd = [ray_bin, "start", "--head", "--block", f"--port={_free_port()}", f"--num-cpus={num_cpus}", "--num-gpus=0",
            "--include-dashboard=false", f"--dashboard-port={_free_port()}",
            f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"]

@@ -16,7 +16,7 @@ import pathlib
 import re
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

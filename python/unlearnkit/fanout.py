@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["RayMissing", "gather", "ray_map", "ray_session", "require_ray", "start_ray", "stop_ray"]
 

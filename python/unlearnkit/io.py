@@ -17,7 +17,8 @@ import os
 import pathlib
 import stat
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 try:  # Python 3.11+
     import tomllib
@@ -298,8 +299,6 @@ def claim_out(out_dir, settings: dict, *, force: bool = False, name: str = "--ou
                         d.rmdir()
             raise
     finally:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(lock_path)  # while still holding it: a waiting run then locks a fresh file
-        except FileNotFoundError:
-            pass
         os.close(fd)

@@ -7,8 +7,8 @@ step; the runner passes a :class:`ProgressBars` so a person sees bars, a test pa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from tqdm.auto import tqdm
 

@@ -12,8 +12,8 @@ by the seed.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import torch
 from torch import nn
@@ -69,7 +69,7 @@ class Precision:
         self.scaler.update()
 
 
-def as_precision(precision: "str | Precision | None", device) -> Precision:
+def as_precision(precision: str | Precision | None, device) -> Precision:
     if isinstance(precision, Precision):
         return precision
     return Precision("fp32" if precision is None else precision, device)

@@ -145,9 +145,8 @@ def test_a_second_run_into_a_locked_out_folder_is_refused(tmp_path, capsys, monk
         assert re.search(rf"^unlearnkit: error: --out: expected a folder no other run is using, "
                          rf"got {re.escape(str(out))} "
                          rf"\(in use by pid {os.getpid()} on .*, started .*\)", err, flags=re.M), err
-        with pytest.raises(ValueError, match="in use by pid"):
-            with claim_out(out, {"config": "whatever"}):
-                pass
+        with pytest.raises(ValueError, match="in use by pid"), claim_out(out, {"config": "whatever"}):
+            pass
     assert not (out / LOCK_NAME).exists() and not (tmp_path / "cache").exists()
     with claim_out(out, {"config": "whatever"}):  # released: free again
         pass
@@ -162,9 +161,8 @@ def test_the_lock_of_a_killed_run_is_released(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ValueError, match=f"in use by pid {holder.pid}"):
-            with claim_out(out, {"config": 1}):
-                pass
+        with pytest.raises(ValueError, match=f"in use by pid {holder.pid}"), claim_out(out, {"config": 1}):
+            pass
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
@@ -190,9 +188,8 @@ def test_an_out_folder_of_other_settings_is_refused_unless_forced(tmp_path, caps
     assert rc == 2 and "--out: expected a new folder or one holding a run with the same settings" in err, err
     assert "pass --force to replace them" in err and "(config.seeds: [0] there, [0, 1] now)" in err, err
     assert (out / "results.json").read_text() == "{}" and not (tmp_path / "cache").exists()
-    with pytest.raises(ValueError, match="other settings"):
-        with claim_out(out, {"config": {"seeds": [0, 1]}}):
-            pass
+    with pytest.raises(ValueError, match="other settings"), claim_out(out, {"config": {"seeds": [0, 1]}}):
+        pass
     with claim_out(out, {"config": {"seeds": [0, 1]}}, force=True):
         pass
     assert json.loads((out / CONFIG_NAME).read_text()) == {"config": {"seeds": [0, 1]}}
@@ -202,9 +199,8 @@ def test_an_out_folder_of_other_settings_is_refused_unless_forced(tmp_path, caps
     other = tmp_path / "home"
     other.mkdir()
     (other / "thesis.tex").write_text("...")
-    with pytest.raises(ValueError, match=r"holds other files \(thesis\.tex\); pass --force"):
-        with claim_out(other, {"config": 1}):
-            pass
+    with pytest.raises(ValueError, match=r"holds other files \(thesis\.tex\); pass --force"), claim_out(other, {"config": 1}):
+        pass
     old = tmp_path / "old"
     old.mkdir()
     (old / "results.json").write_text(json.dumps({"meta": {"config": {"seeds": [0]}}}))

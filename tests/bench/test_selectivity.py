@@ -135,7 +135,7 @@ def test_closer_than_the_original_is_judged_on_the_headline():
     # forgets most of the way (closed forget 0.9) but damages retain: avg gap above the original's,
     # mean closed still > 0: no "closer than nothing" complaint, the damage column says the rest
     mixed = rows_for(_row("m", 0.894, 0.95, 0.884, 0.20))
-    assert 0 < summarize(mixed)[1]["mean_closed"][0]
+    assert summarize(mixed)[1]["mean_closed"][0] > 0
     assert not any("closer to gold than the original" in n for n in regime_notes(mixed))
     worse = rows_for(_row("m", 0.998, 0.90, 0.80, 0.05))
     assert any("No method is closer to gold than the original on the headline" in n for n in regime_notes(worse))

@@ -11,7 +11,7 @@ from unlearnkit.data.forget import UnlearningSplit
 def test_digits_split_is_deterministic_and_stratified():
     a, b = load_digits(split_seed=3), load_digits(split_seed=3)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
-    assert a.x_train.shape[1:] == (1, 8, 8) and 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
+    assert a.x_train.shape[1:] == (1, 8, 8) and a.x_train.min() >= 0.0 and a.x_train.max() <= 1.0
     assert len(a.y_train) + len(a.y_test) == 1797
     # stratified: every class's share in test within 1 sample of 20%
     for c in range(10):
@@ -69,7 +69,8 @@ def test_idx_roundtrip_plain_and_gzip(tmp_path):
         write_idx(tmp_path / name, arr)
         np.testing.assert_array_equal(read_idx(tmp_path / name), arr)
     # the official header layout, byte for byte
-    raw = gzip.open(tmp_path / "b-idx3-ubyte.gz").read()
+    with gzip.open(tmp_path / "b-idx3-ubyte.gz") as fh:
+        raw = fh.read()
     assert raw[:16] == bytes([0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5])
 
 

@@ -65,10 +65,8 @@ def reference(sets: dict, *, seed=0, knn_k=5, knn_queries=1000, kmeans_rows=100_
     for s in job.SETS:
         ki = job._sample(len(y[s]), kmeans_rows, seed, job.SETS.index(s), "kmeans")
         km = M.kmeans(x[s][ki], min(n_classes, len(ki)), seed=seed, n_init=1)
-        if len(ki) == len(y[s]):
-            labels = km.labels
-        else:
-            labels = M.kneighbors(x[s], np.asarray(km.centroids, dtype=x[s].dtype), 1)[1][:, 0]
+        full = len(ki) == len(y[s])
+        labels = km.labels if full else M.kneighbors(x[s], np.asarray(km.centroids, dtype=x[s].dtype), 1)[1][:, 0]
         sc = M.clustering_scores(y[s], labels)
         for key in ("nmi", "pair_f1", "matched_f1"):
             out[f"{key}_{s}"] = sc[key]

@@ -70,9 +70,8 @@ def test_a_fifo_target_is_refused_and_left_alone(tmp_path, banks, capsys):
 def test_a_character_device_is_refused_before_anything_is_written():
     # /dev/null is a character device on every POSIX system; the check must refuse it before the
     # temporary file is even created (it would be created in /dev otherwise)
-    with pytest.raises(ValueError, match=r"which is a character device"):
-        with io.atomic_path("/dev/null"):
-            pytest.fail("yielded a temporary path for a device")
+    with pytest.raises(ValueError, match=r"which is a character device"), io.atomic_path("/dev/null"):
+        pytest.fail("yielded a temporary path for a device")
 
 
 def test_a_symlink_is_written_through(tmp_path, banks, capsys):

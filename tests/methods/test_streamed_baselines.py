@@ -123,9 +123,9 @@ def test_the_guard_catches_materialising(digits, no_materialising):
     data = UnlearnData(forget=as_source(Items(*forget), "forget"), retain=as_source(Items(*retain), "retain"),
                        num_classes=10)
     with pytest.raises(AssertionError, match="retain: a streamed source was read whole"):
-        data.x_retain
+        _ = data.x_retain
     with pytest.raises(AssertionError, match="forget: a streamed source was read whole"):
-        data.y_forget
+        _ = data.y_forget
 
 
 def test_sisa_ensemble_deletes_a_streamed_forget_set_as_the_tensor_one(digits):

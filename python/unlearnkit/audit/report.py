@@ -155,7 +155,6 @@ def write_audit(result: dict, out_dir: str | pathlib.Path, *, plots: bool = True
             arrays[f"{name.replace(' ', '_')}/{key}"] = v
     if "forget_idx" in meta:
         arrays["forget_idx"] = np.asarray(meta["forget_idx"])
-    with io.atomic_path(paths["npz"]) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+    with io.atomic_path(paths["npz"]) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return paths

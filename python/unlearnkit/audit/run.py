@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import pathlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Callable
 
 import torch
 

@@ -22,7 +22,8 @@ for the built-in models: uint8 images and PIL images are scaled by 1/255), label
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, Sized, cast
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -168,7 +169,7 @@ class BatchSource(ABC):
         """(n,) int64 labels when known without reading the inputs, else None."""
 
     @abstractmethod
-    def subset(self, idx) -> "BatchSource":
+    def subset(self, idx) -> BatchSource:
         """The samples at positions ``idx`` (in that order)."""
 
     @abstractmethod
@@ -335,7 +336,7 @@ class LoaderSource(BatchSource):
         self.item_shape = tuple(x0.shape[1:])
 
     @classmethod
-    def from_loader(cls, loader: DataLoader, *, name: str = "dataset", keys=None, **kw) -> "LoaderSource":
+    def from_loader(cls, loader: DataLoader, *, name: str = "dataset", keys=None, **kw) -> LoaderSource:
         """A source with ``loader``'s dataset and worker settings; its batch size and sampler are
         replaced by the method's (the seeded order)."""
         settings = {k: getattr(loader, k) for k in _LOADER_SETTINGS if hasattr(loader, k)}

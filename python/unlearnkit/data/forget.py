@@ -85,7 +85,7 @@ class UnlearningSplit:
     description: str
     seed: int
     test_idx: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None: filled in __post_init__
-    trigger: "Trigger | None" = None
+    trigger: Trigger | None = None
     val_idx: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None: filled in __post_init__
     heldout_classes: tuple | None = None
 

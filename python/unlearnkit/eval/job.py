@@ -198,7 +198,7 @@ def _import_libraries(banks: list, ray) -> float:
     return time.perf_counter() - t0
 
 
-def _timings(stages: "_Stages", imports_s: float, total_s: float) -> dict:
+def _timings(stages: _Stages, imports_s: float, total_s: float) -> dict:
     """Where the time went: per stage wall / CPU seconds, CPU utilisation over the cores this
     process may run on, and for streamed stages the seconds waiting for the reader, in the
     engine and in Python (summed over shards; on Ray, worker seconds)."""

@@ -30,6 +30,7 @@ compressed ``.npz`` members must be C-ordered (they can only be streamed forward
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import mmap
@@ -37,7 +38,8 @@ import os
 import pathlib
 import struct
 import zipfile
-from typing import IO, Any, Iterator, Literal
+from collections.abc import Iterator
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -102,7 +104,7 @@ class RawChunk:
     x: np.ndarray
     kind: StoredKind
     y: np.ndarray
-    bank: "Bank" = dataclasses.field(repr=False)
+    bank: Bank = dataclasses.field(repr=False)
 
     def upcast(self, rows=None) -> np.ndarray:
         x = self.x if rows is None else self.x[rows]
@@ -152,10 +154,8 @@ def prefetch(chunks: Iterator, depth: int = 1) -> Iterator:
     finally:
         stop.set()
         while t.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 q.get_nowait()
-            except queue.Empty:
-                pass
             t.join(0.05)
 
 
@@ -357,7 +357,7 @@ def _dtype_words(dtype) -> str:
 
 def _npy_array(path: str, name: str, what: str, *, ndim: int, floats: bool, base: int = 0, fh=None) -> _RawArray:
     own = fh is None
-    fh = open(path, "rb") if own else fh
+    fh = open(path, "rb") if own else fh  # noqa: SIM115 - closed in the finally below when owned
     try:
         if not own:
             fh.seek(base)
@@ -421,7 +421,7 @@ class Bank:
         raw = np.ascontiguousarray(raw, dtype=self.compute_dtype)
         return raw, "f64" if raw.dtype == np.float64 else "f32"
 
-    def raw_chunks(self, start: int = 0, stop: int | None = None, chunk_rows: int = 65536) -> Iterator["RawChunk"]:
+    def raw_chunks(self, start: int = 0, stop: int | None = None, chunk_rows: int = 65536) -> Iterator[RawChunk]:
         """Chunks as stored (not upcast, not checked for NaN/Inf: the engine does both); labels checked."""
         stop = self.n_rows if stop is None else min(stop, self.n_rows)
         for lo in range(start, stop, chunk_rows):

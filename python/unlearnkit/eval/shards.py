@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,13 +45,13 @@ class Moments:
     m2: np.ndarray
 
     @classmethod
-    def of(cls, x: np.ndarray) -> "Moments":
+    def of(cls, x: np.ndarray) -> Moments:
         x = x.astype(np.float64, copy=False)
         mean = x.mean(axis=0)
         xc = x - mean
         return cls(len(x), mean, xc.T @ xc)
 
-    def merge(self, other: "Moments | None") -> "Moments":
+    def merge(self, other: Moments | None) -> Moments:
         if other is None or other.n == 0:
             return self
         if self.n == 0:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pathlib
-from functools import lru_cache
+from functools import cache
 
 from ..io import tomllib
 
 RECIPES_PATH = pathlib.Path(__file__).parent.parent / "bench" / "recipes.toml"  # package data, shipped where it always was
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_recipes(path: str | None = None) -> dict:
     p = pathlib.Path(path) if path else RECIPES_PATH
     try:

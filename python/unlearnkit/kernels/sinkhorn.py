@@ -117,7 +117,7 @@ def _plan_kernel(X, Y, C, XX, YY, F_, G_, LA, LB, PY, R, PC, CS,
         p = tl.where(mask_r[:, None] & mask_c[None, :], tl.exp(logp), 0.0)
         r += tl.sum(p, axis=1)
         pc += tl.sum(p * c, axis=1)
-        if WITH_COLS:
+        if WITH_COLS:  # noqa: SIM102 - a constexpr branch (compiled out), then a run-time one
             if pid_d == 0:
                 tl.store(CS + pid_m * m + cols, tl.sum(p, axis=0), mask=mask_c)
         if WITH_PY:
@@ -169,7 +169,7 @@ class TritonCost:
                       else (1.0 - g).clamp_min_(0)).contiguous()
         self._t: TritonCost | None = None
 
-    def transposed(self) -> "TritonCost":
+    def transposed(self) -> TritonCost:
         """The operand of C^T (q against p); built once, shares the point buffers."""
         if self.symmetric:
             return self

@@ -145,9 +145,8 @@ class Eigenspace:
 
 
 def _check_k_energy(k, energy, d: int, name_k: str = "k") -> None:
-    if k is not None:
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d:
-            raise ValueError(f"{name_k}: expected an int in [1, {d}] (the feature dimension), got {k!r}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d):
+        raise ValueError(f"{name_k}: expected an int in [1, {d}] (the feature dimension), got {k!r}")
     if not isinstance(energy, (int, float)) or not 0.0 < float(energy) <= 1.0:
         raise ValueError(f"energy: expected a fraction in (0, 1], got {energy!r}")
 

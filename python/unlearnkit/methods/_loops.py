@@ -5,7 +5,7 @@ runs its forward passes under ``ctx.amp`` (mixed precision)."""
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar, Generic, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -28,7 +29,7 @@ from ._stop import ValMatch, stop_enabled
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-METHODS: dict[str, type["Method"]] = {}
+METHODS: dict[str, type[Method]] = {}
 
 #: A method's hyper-parameter dataclass (``Method.Params``); ``self.params`` is an instance of it.
 P = TypeVar("P", bound="DataclassInstance")
@@ -43,7 +44,7 @@ def register(cls: type[M]) -> type[M]:
     return cls
 
 
-def get_method(name: str) -> type["Method"]:
+def get_method(name: str) -> type[Method]:
     if name not in METHODS:
         raise ValueError(f"method: expected one of {sorted(METHODS)}, got {name!r}")
     return METHODS[name]

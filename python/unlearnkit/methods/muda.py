@@ -140,10 +140,8 @@ class MUDA(Method[MUDAParams]):
         da_loss = DimensionalAlignmentLoss(k=p.k, energy=p.energy, center=p.center, variant=p.da_variant)
         sd_loss = SelfDistillationLoss(temperature=p.temperature)
         opt_f = sgd(model, p.forget_lr if p.forget_lr is not None else p.lr, p.momentum, p.weight_decay)
-        if p.phase_optimizers or p.forget_lr is not None:  # a forget step size of its own needs its own optimiser
-            opt_r = sgd(model, p.lr, p.momentum, p.weight_decay)
-        else:
-            opt_r = opt_f
+        # a forget step size of its own needs its own optimiser
+        opt_r = sgd(model, p.lr, p.momentum, p.weight_decay) if p.phase_optimizers or p.forget_lr is not None else opt_f
         n_f, n_r = len(data.forget), len(data.retain)
         bank_idx = torch.randperm(n_r, generator=ctx.generator)[: p.bank_size]
         # the bank's images are read once (bank_size samples, kept on the CPU); their features are

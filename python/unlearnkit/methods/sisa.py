@@ -36,8 +36,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, cast
+from typing import cast
 
 import numpy as np
 import torch

@@ -48,10 +48,7 @@ def as_features(x, name: str) -> np.ndarray:
         raise ValueError(f"{name}: expected at least one row, got an array of shape {a.shape}")
     if a.shape[1] == 0:
         raise ValueError(f"{name}: expected at least one feature column, got an array of shape {a.shape}")
-    if kind == "f" and a.dtype.itemsize >= 8:
-        a = a.astype(np.float64, copy=False)
-    else:
-        a = a.astype(np.float32, copy=False)
+    a = a.astype(np.float64 if kind == "f" and a.dtype.itemsize >= 8 else np.float32, copy=False)
     return np.ascontiguousarray(a)
 
 

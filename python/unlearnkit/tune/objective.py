@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -167,7 +167,7 @@ def prepare(dataset: str, scenario: str, methods, *, seed: int = DEFAULT_SEED, m
             (the cached gold model's recorded training time, as the bench's rte uses).
     """
     seed = check_tuning_seed(seed)
-    if isinstance(max_rte, bool) or not isinstance(max_rte, (int, float)) or not 0 < max_rte:
+    if isinstance(max_rte, bool) or not isinstance(max_rte, (int, float)) or not max_rte > 0:
         raise ValueError(f"max_rte: expected a positive number (a fraction of retraining time), got {max_rte!r}")
     methods = [get_method(m).name for m in methods]
     recipe = dataset_recipe(dataset, recipes)
