@@ -49,9 +49,10 @@ setup-py310:
 
 test: setup setup-py310 fashion-data lint test-rust test-python
 
-# Gates: ruff (lint + import order), rustfmt, clippy; then mypy over the whole package (function
-# bodies included: check_untyped_defs) and a check of the compiled engine against its hand-written
-# stub (mypy.stubtest: a function added to or changed in rust/bindings.rs without _core.pyi fails here).
+# Gates: ruff (pycodestyle, pyflakes, import order, bugbear, pyupgrade, simplify), rustfmt, clippy;
+# then mypy over the whole package (function bodies included: check_untyped_defs) and a check of the
+# compiled engine against its hand-written stub (mypy.stubtest: a function added to or changed in
+# rust/bindings.rs without _core.pyi fails here).
 lint: $(DEPS)
 	$(BIN)/ruff check python tests scripts benchmarks docs
 	cargo fmt --check
