@@ -84,6 +84,12 @@ def test_write_back_only_when_the_best_beats_the_hand_made_recipe_and_doing_noth
     # the best is no better than doing nothing (the single-CPU case of issue 23: 0.000): kept
     best, why = decide([_row(0, -0.3, params=start), _row(1, 0.0)], start)
     assert best is None and "no better than doing nothing" in why
+    # the hand-made recipe failed (diverged) on the tuning seeds: the best trial that finished is
+    # written, even at objective <= 0 (a crashing recipe is worse than one that barely moves)
+    best, why = decide([_row(0, math.nan, "failed", params=start), _row(1, -0.002), _row(2, -0.001)], start)
+    assert best is not None and best["trial"] == 2 and "hand-made recipe failed" in why and "no better than" in why
+    best, why = decide([_row(0, math.nan, "failed", params=start), _row(1, 0.2)], start)
+    assert best is not None and best["trial"] == 1 and "(0.200)" in why
     # nothing feasible: the reason counts what happened and suggests the fix
     best, why = decide([_row(0, math.nan, "infeasible", params=start), _row(1, math.nan, "failed")], start)
     assert best is None and "no feasible trial (1 infeasible, 1 failed)" in why and "--max-rte" in why

@@ -172,7 +172,11 @@ def decide(rows: list[dict], start: dict) -> tuple[dict | None, str]:
 
     The tuned values are written only when the best feasible trial beats the hand-made recipe's
     objective (the trial at ``start``, whether or not it fitted the budget) and does better than doing
-    nothing (objective > 0: the original model scores 0). Otherwise the hand-made recipe stays."""
+    nothing (objective > 0: the original model scores 0). Otherwise the hand-made recipe stays, with
+    one exception: when the hand-made recipe itself *failed* on the tuning seeds (it raised, e.g.
+    diverged to NaN), the best trial that finished is written even at objective <= 0, and the reason
+    says so: a recipe that barely moves the model is a usable starting point, one that crashes is not
+    (NegGrad's random-10 values diverge on random-30)."""
     best = best_trial(rows)
     hand = next((r for r in rows if r["params"] == start), None)
     hand_obj = hand["objective"] if hand is not None and math.isfinite(hand.get("objective", math.nan)) else None
@@ -181,6 +185,9 @@ def decide(rows: list[dict], start: dict) -> tuple[dict | None, str]:
         why = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         hint = " (raise --max-rte, or lower the method's epochs in the base recipe)" if counts["infeasible"] else ""
         return None, f"no feasible trial ({why or 'none finished'}){hint}: hand-made recipe kept"
+    if hand is not None and hand["status"] == "failed":
+        return best, (f"the hand-made recipe failed on the tuning seeds: the best trial that finished is written "
+                      f"({best['objective']:.3f}" + (", no better than doing nothing)" if best["objective"] <= 0 else ")"))
     if best["objective"] <= 0:
         return None, (f"the best trial scores {best['objective']:.3f}, no better than doing nothing (0): "
                       "hand-made recipe kept")
