@@ -20,7 +20,6 @@ from ..data import group_classes, load_dataset, make_split
 from ..experiment.config import AuditConfig, check_recipes, resolve_methods
 from ..experiment.engine import audit_split
 from ..experiment.pools import Member, PoolSetup, member_keys, monitor_set, pool_members, run_member
-from ..experiment.scores import check_pool
 from ..methods import get_method
 from ..models import build_model
 from ..training import TrainConfig
@@ -34,7 +33,6 @@ def prepare_audit(config: AuditConfig, *, cache_dir: str | os.PathLike | None = 
     from ..experiment.recipes import dataset_recipe, hyperparameters
     from ..experiment.reference import parse_scenario
 
-    check_pool(config.pool)
     recipe = dataset_recipe(config.dataset, recipes)
     check_recipes(config.methods, config.overrides, config.dataset, config.scenario, recipes)
     scenario = parse_scenario(config.scenario)

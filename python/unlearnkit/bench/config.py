@@ -13,7 +13,7 @@ Nothing here trains, loads data or allocates more than one scalar on the device.
 from __future__ import annotations
 
 from .._validation import SCENARIO_HELP, check_scenario
-from ..experiment.config import check_device, check_methods, check_overrides, check_recipes, check_seeds
+from ..experiment.config import check_device, check_environment, check_methods, check_overrides, check_recipes, check_seeds
 
 __all__ = ["SCENARIO_HELP", "check_device", "check_methods", "check_overrides", "check_recipes", "check_scenario",
            "check_seeds", "validate"]
@@ -22,5 +22,4 @@ __all__ = ["SCENARIO_HELP", "check_device", "check_methods", "check_overrides", 
 def validate(config, recipes: str | None = None) -> None:
     """What a ``RunConfig`` cannot check itself: each method built from ``recipes`` (default: the
     shipped file) plus the overrides, and the device; raises the first problem found."""
-    check_recipes(config.methods, config.overrides, config.dataset, config.scenario, recipes)
-    check_device(config.device)
+    check_environment(config, recipes)

@@ -18,19 +18,15 @@ import numpy as np
 from .. import io
 from ..metrics import registry
 
-# (key in a row, column header, scale for display), read from the metric registry: a metric
-# registered with a view appears in that table. Accuracies, MIA and gaps in percent.
-MAIN = registry.columns("main")
+# Columns are (key in a row, column header, scale for display), read from the metric registry when a
+# table is made (``registry.columns(view)``): a metric registered with a view appears in that table.
+# Accuracies, MIA and gaps in percent.
 #: the demo's compact table: the headline accuracies, selectivity and closed share, the cost
-DEMO_COLUMNS = [c for c in MAIN if c[0] in ("acc_forget", "acc_retain", "acc_test", "mia", "selectivity", "damage",
-                                            "mean_closed", "rte")]
+DEMO_COLUMNS = [c for c in registry.columns("main") if c[0] in ("acc_forget", "acc_retain", "acc_test", "mia",
+                                                                "selectivity", "damage", "mean_closed", "rte")]
 BELOW_ORIGINAL = " ⚠ below original"
 UNIFORM_DAMAGE = " ⚠ uniform damage"
 DID_NOTHING = " (did nothing)"
-MIA = registry.columns("membership")
-FEATURES = registry.columns("features")
-AUDIT = registry.columns("audit")
-COLUMNS = MAIN  # the terminal table
 
 
 def _spec(key: str):

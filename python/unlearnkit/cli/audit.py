@@ -75,7 +75,7 @@ def cmd_audit(args) -> int:
     from ..audit import AuditConfig, run_audit, table, write_audit
     from ..audit.report import LEGEND
     from ..checkpoints import default_cache_dir
-    from ..experiment.config import check_device, check_recipes
+    from ..experiment.config import check_environment
     from ..experiment.scores import FLOOR
     from ..io import claim_out
     from .bench import _parse_set
@@ -84,8 +84,7 @@ def cmd_audit(args) -> int:
     config = config_from_args(AuditConfig, args, args.config_flags, {"overrides": _parse_set(args.set)},
                               {"overrides": "--set"})
     recipes = str(args.recipes) if args.recipes else None
-    check_recipes(config.methods, config.overrides, config.dataset, config.scenario, recipes)  # before any work
-    check_device(config.device, "--device")
+    check_environment(config, recipes, "--device")  # before any work
     args.resolved_out = args.out or default_out(f"audit-{config.dataset}-{config.scenario}")  # for the Ctrl-C message
     settings = {"command": "audit", "config": asdict(config), "recipes": recipes}
     cache_dir = args.cache_dir or default_cache_dir()

@@ -49,10 +49,9 @@ def _parse_set(values: list[str]) -> dict:
 def _check_args(config, recipes) -> None:
     """What ``bench.run`` would check first beyond the config itself, with the command line's
     argument names: each method from its recipe plus ``--set``, and ``--device``."""
-    from ..experiment.config import check_device, check_recipes
+    from ..experiment.config import check_environment
 
-    check_recipes(config.methods, config.overrides, config.dataset, config.scenario, str(recipes) if recipes else None)
-    check_device(config.device, "--device")
+    check_environment(config, str(recipes) if recipes else None, "--device")
 
 
 def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool, plots: bool = True, recipes=None,
@@ -60,7 +59,7 @@ def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool, plots: bo
     from dataclasses import asdict
 
     from ..bench import run, table, write_report
-    from ..bench.report import MAIN, describe, failures, regime_notes, verdict
+    from ..bench.report import describe, failures, regime_notes, verdict
     from ..bench.units import claim_out
 
     _check_args(config, recipes)
@@ -72,7 +71,7 @@ def _run_and_report(config, out: pathlib.Path, cache_dir, quiet: bool, plots: bo
         paths = write_report(result, out, plots=plots)
     print(f"\n{describe(result['meta'])}")
     print("accuracies, MIA and gaps in %; |Δ| = |value - gold value|\n")
-    print(table(result["rows"], columns=columns or MAIN))
+    print(table(result["rows"], columns=columns))
     for line in [verdict(result["rows"])] + regime_notes(result["rows"]):
         if line:
             print("- " + line.replace("**", ""))

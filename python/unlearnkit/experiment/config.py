@@ -33,7 +33,7 @@ from .recipes import hyperparameters
 # method registry import it when they run.
 
 __all__ = ["CLI_META", "DEFAULT_METHODS", "MIN_POOL", "REPORTED_SEEDS", "AuditConfig", "RunConfig", "TuneConfig",
-           "check_device", "check_methods", "check_overrides", "check_pool", "check_recipes", "check_seeds",
+           "check_device", "check_environment", "check_methods", "check_overrides", "check_pool", "check_recipes", "check_seeds",
            "check_tuning_seed", "check_tuning_seeds", "option", "resolve_methods"]
 
 #: The smallest K the retrained floor can be measured with: halves of 3 (F's bins end at
@@ -188,6 +188,14 @@ def check_recipes(methods, overrides: dict, dataset: str, scenario: str, recipes
 
     for method in methods:
         get_method(method)(**hyperparameters(dataset, method, scenario, overrides, recipes))
+
+
+def check_environment(config, recipes: str | None = None, device_name: str = "device") -> None:
+    """What a ``RunConfig`` or ``AuditConfig`` cannot check itself, before any data is loaded: each
+    method built from its recipe plus the overrides (:func:`check_recipes`), and the device
+    (:func:`check_device`, its errors naming ``device_name``, e.g. ``"--device"``)."""
+    check_recipes(config.methods, config.overrides, config.dataset, config.scenario, recipes)
+    check_device(config.device, device_name)
 
 
 def check_device(device, name: str = "device") -> str:
