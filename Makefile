@@ -63,14 +63,17 @@ lint: $(DEPS)
 test-rust:
 	cargo test --quiet
 
-# The whole suite under two torch threads, then the method tests again under one: training runs
-# drift apart between thread counts (float sums in another order), and the method tests must hold
-# under both (tests/conftest.py reads UNLEARNKIT_TEST_THREADS). Each pass trains its own reference
-# models: sharing them (trained under two threads, used under one) saved ~50 s but made TMU's
-# Fashion-MNIST direction test fail (issue 27's note), so the passes stay separate.
+# The whole suite under one torch thread in two worker processes (pytest-xdist, a file's tests on one
+# worker so its module fixtures run once), then the method tests again under two threads in one
+# process: training runs drift apart between thread counts (float sums in another order), and the
+# method tests must hold under both (tests/conftest.py reads UNLEARNKIT_TEST_THREADS). The workers of
+# a pass share the reference models it trains (one trains, the other waits and loads); the passes do
+# not: sharing them across thread counts made TMU's Fashion-MNIST direction test fail (issue 27's note).
+# Two one-thread workers instead of one two-thread process: most tests are small models, subprocesses
+# and Ray, where a second thread buys little; the suite took 531 s in one two-thread process.
 test-python:
-	UNLEARNKIT_TEST_THREADS=2 $(BIN)/python -m pytest -q -p no:cacheprovider tests
-	UNLEARNKIT_TEST_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/methods
+	UNLEARNKIT_TEST_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests
+	UNLEARNKIT_TEST_THREADS=2 $(BIN)/python -m pytest -q -p no:cacheprovider tests/methods
 
 # The mutation check (scripts/mutants.py): named bugs applied to a temporary copy of the package, each
 # of which its tests must catch; the table of mutants and verdicts. Not part of `make test` (7 min on 2 cores

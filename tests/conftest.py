@@ -78,3 +78,18 @@ def pytest_report_header(config):
 # Imported by pytest after this module has run, so after the variable above is set. (Not named
 # "fixtures": pytest registers its own _pytest.fixtures under that plugin name and would skip ours.)
 pytest_plugins = ["shared_fixtures"]
+
+
+# The layers whose files take longest (subprocesses, Ray, real training) run first: under
+# pytest-xdist (`make test` runs two workers, a file's tests on one worker) the short files then fill
+# the gaps at the end instead of one worker finishing a long file alone. Within a file the order is
+# the file's own; a test never depends on another file's having run.
+_LONG_FIRST = ("package", "tune", "bench", "audit", "data", "eval", "methods")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        layer = item.path.parent.name
+        return _LONG_FIRST.index(layer) if layer in _LONG_FIRST else len(_LONG_FIRST)
+
+    items.sort(key=rank)

@@ -6,6 +6,8 @@ Models are trained once per test session on first use; a fixture nobody requests
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 # Everything else is imported inside the fixtures: this plugin loads with conftest.py, before any test
@@ -49,10 +51,8 @@ def digits_models(digits_split):
     return split, models[0], models[1]
 
 
-def _train_fashion(seed, fraction, heldout_fraction, n_train, epochs):
-    import os
-    import tempfile
-
+def _train_fashion(cache_dir, seed, fraction, heldout_fraction, n_train, epochs):
+    import filelock
     import numpy as np
     import torch
 
@@ -67,7 +67,6 @@ def _train_fashion(seed, fraction, heldout_fraction, n_train, epochs):
     keep = torch.from_numpy(np.sort(np.random.default_rng(0).permutation(len(full.y_train))[:n_train]))
     data = _make(f"fashion-mnist-{n_train}", full.x_train[keep], full.y_train[keep], full.x_test, full.y_test, full.classes)
     split = make_split(data, forget="random", fraction=fraction, seed=seed, heldout_fraction=heldout_fraction)
-    cache_dir = os.environ.get("UNLEARNKIT_CACHE") or tempfile.mkdtemp(prefix="unlearnkit-test-")
     models = []
     for kind, idx in (("original", np.arange(n_train)), ("gold", split.retain_idx)):
         torch.manual_seed(seed)
@@ -75,14 +74,33 @@ def _train_fashion(seed, fraction, heldout_fraction, n_train, epochs):
         x, y = data.x_train[torch.from_numpy(idx)], data.y_train[torch.from_numpy(idx)]
         key = cache_key(kind=kind, data=data.fingerprint(), idx=cache_key(idx=idx.tolist()),
                         train=cfg.to_dict(), model="small-cnn-16-32", seed=seed)
-        model, _ = cached_train(model, lambda m: fit(m, x, y, cfg, seed=seed), cache_dir=cache_dir,
-                                key=key, name=f"test-{kind}")
+        # One process trains, the others (pytest-xdist workers sharing cache_dir) wait and load it.
+        with filelock.FileLock(os.path.join(cache_dir, f"{key}.lock")):
+            model, _ = cached_train(model, lambda m: fit(m, x, y, cfg, seed=seed), cache_dir=cache_dir,
+                                    key=key, name=f"test-{kind}")
         models.append(model)
     return (split, *models)
 
 
+def _session_cache_dir(tmp_path_factory) -> str:
+    """Where this test session keeps the reference models it trains: ``$UNLEARNKIT_CACHE`` when set;
+    else a folder of this session that its pytest-xdist workers share (the parent of each worker's
+    base temp, which is this session's alone), so a model is trained once per session, not once per
+    worker; a serial session's own base temp otherwise. Never shared between sessions: ``make test``'s
+    two passes run under different thread counts and must each train their own."""
+    import os
+
+    if os.environ.get("UNLEARNKIT_CACHE"):
+        return os.environ["UNLEARNKIT_CACHE"]
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = root / "reference-models"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
-def fashion_models():
+def fashion_models(tmp_path_factory):
     """A function ``(seed=0, fraction=0.1, heldout_fraction=0.2, n_train=6000, epochs=8)`` returning
     (split, original, gold) on an ``n_train``-image Fashion-MNIST subset with random forgetting and
     ``heldout_fraction`` of the test split held out (D_twin for TMU, unseen data for DLFD); each
@@ -90,12 +108,13 @@ def fashion_models():
     original model that memorises its forget set (what membership-inference-driven methods such as
     DLFD need to see)."""
     made: dict = {}
+    cache_dir = _session_cache_dir(tmp_path_factory)
 
     def get(seed: int = 0, fraction: float = 0.1, heldout_fraction: float = 0.2, n_train: int = FASHION_N_TRAIN,
             epochs: int = FASHION_EPOCHS):
         key = (seed, fraction, heldout_fraction, n_train, epochs)
         if key not in made:
-            made[key] = _train_fashion(*key)
+            made[key] = _train_fashion(cache_dir, *key)
         return made[key]
 
     return get
