@@ -83,15 +83,15 @@ def _train_fashion(cache_dir, seed, fraction, heldout_fraction, n_train, epochs)
 
 
 def _session_cache_dir(tmp_path_factory) -> str:
-    """Where this test session keeps the reference models it trains: ``$UNLEARNKIT_CACHE`` when set;
-    else a folder of this session that its pytest-xdist workers share (the parent of each worker's
-    base temp, which is this session's alone), so a model is trained once per session, not once per
-    worker; a serial session's own base temp otherwise. Never shared between sessions: ``make test``'s
-    two passes run under different thread counts and must each train their own."""
-    import os
-
-    if os.environ.get("UNLEARNKIT_CACHE"):
-        return os.environ["UNLEARNKIT_CACHE"]
+    """Where this test session keeps the reference models it trains: ``$UNLEARNKIT_TEST_MODELS`` when
+    set (``make test`` points both its passes at one folder: the second, under two threads, loads the
+    models the first trained under one), else ``$UNLEARNKIT_CACHE`` when set; else a folder of this
+    session that its pytest-xdist workers share (the parent of each worker's base temp, which is this
+    session's alone), so a model is trained once per session, not once per worker; a serial session's
+    own base temp otherwise."""
+    for var in ("UNLEARNKIT_TEST_MODELS", "UNLEARNKIT_CACHE"):
+        if os.environ.get(var):
+            return os.environ[var]
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     path = root / "reference-models"

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from shared_fixtures import FASHION_EPOCHS
+from shared_fixtures import FASHION_EPOCHS, MEMORISING_SUBSET
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
@@ -345,9 +345,13 @@ def test_forget_accuracy_moves_to_gold_and_test_accuracy_stays(tmu_run):
     hard = method.last_details["forget_hard"]
     print(f"\n{DATASET}: (forget, test) accuracy {acc}; {int(hard.sum())} of {len(hard)} predicted hard")
     gap_tmu, gap_original = abs(acc["tmu"][0] - acc["gold"][0]), abs(acc["original"][0] - acc["gold"][0])
-    # digits: the original classifies every forget sample, the gold model 2 of 144 fewer, and the
-    # predictor marks none hard, so TMU can only keep the gap there (measured: it does)
-    assert gap_tmu < gap_original if FASHION else gap_tmu <= gap_original
+    if not FASHION:
+        # digits: the original classifies every forget sample, the gold model 2 of 144 fewer, and the
+        # predictor marks none hard, so TMU can only keep the gap there (measured: it does). On
+        # Fashion-MNIST the direction is checked on the memorising subset (the next test): on this
+        # subset the original barely memorises (forget 88.8 vs gold 84.3) and TMU's move is a handful
+        # of samples, which one torch thread more or less reversed (measured: 87.7 and 89.3).
+        assert gap_tmu <= gap_original
     assert acc["tmu"][1] >= acc["original"][1] - 0.03
     # The mechanism: accuracy falls on the forget samples marked hard, not on those marked easy. The
     # recipe's predictor marks some hard on Fashion-MNIST (41 of 600 measured), none on digits (its
@@ -370,14 +374,40 @@ def test_forget_accuracy_moves_to_gold_and_test_accuracy_stays(tmu_run):
     assert loss(fixed, forced) - loss(original, forced) > 1.5 * max(loss(fixed, ~forced) - loss(original, ~forced), 0.01)
     assert _acc(fixed, xf[forced], yf[forced]) < _acc(original, xf[forced], yf[forced]) - 0.02
     assert _acc(fixed, xf[~forced], yf[~forced]) >= _acc(original, xf[~forced], yf[~forced]) - 0.05
-    if FASHION:
-        assert hard.any()
-        # on the run's own mask (a few dozen samples, most already misclassified: accuracy can stay put by
-        # a sample), the loss on the samples marked hard rises more than on those marked easy
-        assert loss(out, hard) - loss(original, hard) > max(loss(out, ~hard) - loss(original, ~hard), 0.0)
+    # (On the run's own mask the mechanism is checked on the memorising subset, the next test: here
+    # about 20 samples are marked hard and the run moves their loss by noise, either way.)
     assert _acc(out, xf[~hard], yf[~hard]) >= _acc(original, xf[~hard], yf[~hard]) - 0.05
     # The twin set is not part of evaluation.
     assert np.intersect1d(split.test_idx, split.heldout_idx).size == 0 and len(split.heldout_idx) > 0
+
+
+def test_on_a_memorising_regime_tmu_closes_the_forget_gap_and_keeps_the_rest(request):
+    """The direction, where there is one to see: the memorising Fashion-MNIST subset (3,000 images, 25
+    epochs: forget 97.3 against gold's 84.3, retain 98.2, test 86.1) with the fashion-mnist-10k recipe,
+    the regime it was tuned for. Measured (forget, retain, test) after TMU, reference models trained
+    under 2 / 1 threads x TMU run under 2 / 1: 91.0 / 98.2 / 85.5, 89.0 / 97.4 / 84.4, 89.3 / 98.7 /
+    85.3 and 91.7 / 98.7 / 85.7; the gap to gold went from 13.0-13.3 points to 4.7-7.7. The mechanism
+    on the run's own mask (41 of 600 marked hard in all four): their loss rose by 0.85-1.60, the
+    others' by -0.004 to 0.029."""
+    if not FASHION:
+        pytest.skip(NO_FASHION + " (the digits direction check is in the test above)")
+    split, original, gold = request.getfixturevalue("fashion_models")(**MEMORISING_SUBSET)
+    method = TMU(**method_recipe("fashion-mnist-10k", "tmu"))
+    out = method.unlearn(original, split.forget, split.retain, test=split.val, heldout=split.heldout, seed=0)
+    acc = {name: [_acc(m, *s.tensors) for s in (split.forget, split.retain, split.test)]
+           for name, m in (("original", original), ("gold", gold), ("tmu", out))}
+    print(f"\n(forget, retain, test) accuracy {acc}")
+    gap_original = acc["original"][0] - acc["gold"][0]
+    assert gap_original > 0.08  # the regime memorises: there is a gap to close
+    assert abs(acc["tmu"][0] - acc["gold"][0]) < 0.75 * gap_original
+    assert acc["tmu"][1] >= acc["original"][1] - 0.02  # retain stays (measured: -0.8 points at most)
+    assert acc["tmu"][2] >= acc["original"][2] - 0.03  # test stays (measured: -1.7 points at most)
+    # the mechanism: the loss rises on the forget samples the predictor marked hard, not on the others
+    hard = method.last_details["forget_hard"]
+    xf, yf = split.forget.tensors
+    rise = {k: float(F.cross_entropy(predict(out, xf[m]), yf[m]) - F.cross_entropy(predict(original, xf[m]), yf[m]))
+            for k, m in (("hard", hard), ("easy", ~hard))}
+    assert hard.any() and rise["hard"] > 0.5 and rise["hard"] > 5 * max(rise["easy"], 0.01), rise
 
 
 def test_logs_each_phase_and_keeps_the_original(tmu_run):
