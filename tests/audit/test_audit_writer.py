@@ -177,3 +177,29 @@ def test_the_estimate_comes_first_a_long_run_needs_yes_and_ctrl_c_is_one_line(tm
     assert err.strip() == (f"unlearnkit: interrupted (Ctrl-C); finished work is kept (results in {out}, models in the "
                            f"checkpoint cache): run the same command to resume")
     assert not out.exists() and len(list(cache.glob("*.pt"))) == 1
+
+
+def test_the_estimate_takes_the_median_of_every_cached_reference_model(tmp_path, recipes_file):
+    """Three cached reference models recording 10, 20 and 90 s: the estimate is 20 s a model (the
+    median, statistics.median), not the first one found; with one cached, that one's own time."""
+    import statistics
+
+    from unlearnkit.audit.run import _member_path
+    from unlearnkit.experiment.pools import member_keys, pool_members
+
+    recipes, cache = recipes_file(RECIPES), tmp_path / "cache"
+    split, setup, methods = prepare_audit(AuditConfig(methods=("finetune",), pool=6), cache_dir=cache, recipes=recipes)
+    members = [m for m in pool_members(6, methods) if m.kind != "unlearned"]
+    keys = member_keys(members, split, setup)
+    cache.mkdir(exist_ok=True)
+    times = [10.0, 20.0, 90.0]
+    for member, seconds in zip(members[:1], times[:1]):
+        torch.save({"state_dict": {}, "meta": {"seconds": seconds}}, _member_path(member, split, setup, keys[member.ident]))
+    one = estimate_pools(split, setup, methods, 6, measure=False)
+    assert one["seconds_per_model"] == 10.0 and "cached" in one["seconds_source"]
+    for member, seconds in zip(members[1:3], times[1:]):
+        torch.save({"state_dict": {}, "meta": {"seconds": seconds}}, _member_path(member, split, setup, keys[member.ident]))
+    est = estimate_pools(split, setup, methods, 6, measure=False)
+    assert est["seconds_per_model"] == statistics.median(times) == 20.0
+    assert est["seconds_source"] == "the median recorded training time of 3 cached reference models"
+    assert (est["to_train"], est["cached"]) == (15, 3) and est["cpu_seconds"] == 15 * 20.0
