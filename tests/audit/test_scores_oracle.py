@@ -203,7 +203,12 @@ def test_score_pools_rows_and_the_retrained_floor():
     assert scored["order"] == ["m", ORIGINAL, FLOOR]
     rows, arrays = scored["rows"], scored["arrays"]
     row, arr = score_pair(u, r8)
+    vs = {k: rows["m"].pop(k) for k in ("F_vs_original", "F_vs_original_low", "F_vs_original_high")}
     assert rows["m"] == {**row, "metric_seconds": rows["m"]["metric_seconds"]}
+    # F against doing nothing: F is a mean of points, so the difference is the difference of the Fs
+    assert vs["F_vs_original"] == pytest.approx(rows["m"]["F"] - rows[ORIGINAL]["F"], abs=1e-15)
+    assert vs["F_vs_original_low"] <= vs["F_vs_original"] <= vs["F_vs_original_high"]
+    assert "F_vs_original" not in rows[ORIGINAL] and "F_vs_original" not in rows[FLOOR]
     # the floor: the first half of the retrained pool (R_PHI) against the second (U_PHI) is the hand case
     # with the roles swapped (epsilon is symmetric in the two pools); RMIA: every retrained model a target,
     # its references the other seven

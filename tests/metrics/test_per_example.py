@@ -317,3 +317,41 @@ def test_rmia_known_answers():
 def test_errors_name_the_argument(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+
+# --- F against another row: the paired bootstrap interval ------------------------------------------
+
+def test_f_difference_is_the_mean_difference_with_a_bootstrap_interval_like_a_brute_force_one():
+    rng = np.random.default_rng(5)
+    a = rng.choice([0.0, 0.125, 0.25, 0.5, 1.0], size=400)
+    b = np.clip(a + rng.normal(0.05, 0.2, size=400), 0, 1)
+    out = M.f_difference(a, b)
+    assert out["diff"] == pytest.approx(a.mean() - b.mean(), abs=1e-15)
+    # oracle: a brute-force percentile bootstrap of the paired differences (numpy, other draws)
+    d = a - b
+    means = np.array([d[rng.integers(0, d.size, d.size)].mean() for _ in range(4000)])
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    width = hi - lo
+    assert out["low"] == pytest.approx(lo, abs=0.1 * width) and out["high"] == pytest.approx(hi, abs=0.1 * width)
+    # and the normal approximation's width: 2 * 1.96 * sd / sqrt(n)
+    assert out["high"] - out["low"] == pytest.approx(2 * 1.96 * d.std(ddof=1) / math.sqrt(d.size), rel=0.15)
+    assert M.f_difference(a, b) == out  # the seed fixes the resamples
+    wider = M.f_difference(a, b, confidence=0.99)
+    assert wider["low"] < out["low"] and wider["high"] > out["high"]
+
+
+def test_f_difference_without_spread_and_its_bad_input():
+    a = np.array([0.5, 0.25, 1.0])
+    assert M.f_difference(a, a - 0.125) == {"diff": 0.125, "low": 0.125, "high": 0.125}  # every example moved alike
+    assert M.f_difference([1.0], [0.5]) == {"diff": 0.5, "low": 0.5, "high": 0.5}
+    with pytest.raises(ValueError, match=r"reference_points: expected the shape of points \(3,\)"):
+        M.f_difference(a, a[:2])
+    with pytest.raises(ValueError, match=r"points: expected a 1-D array"):
+        M.f_difference(np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"confidence: expected a float in \(0, 1\), got 1.5"):
+        M.f_difference(a, a, confidence=1.5)
+    with pytest.raises(ValueError, match=r"n_resamples: expected an int >= 100, got 10"):
+        M.f_difference(a, a, n_resamples=10)
+    with pytest.raises(ValueError, match=r"points: expected finite values"):
+        M.f_difference([np.nan, 1.0], [0.0, 1.0])

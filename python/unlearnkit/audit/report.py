@@ -84,6 +84,13 @@ def _footer(result: dict) -> str:
                      "takes every retrained model as the target against the others. F, eps and KLOM depend on "
                      "K (fewer bins, sparser histograms at K/2), so the floor's U-LiRA (0.5) and RMIA are the "
                      "ones to hold the methods against. `original` is doing nothing.")
+    diffs = [f"{name} {row['F_vs_original']:+.3f} [{row['F_vs_original_low']:+.3f}, {row['F_vs_original_high']:+.3f}]"
+             for name in result["scores"]["order"] if "F_vs_original" in (row := rows[name])]
+    if diffs:
+        n = len(result["scores"]["arrays"][ORIGINAL]["points"]) if ORIGINAL in result["scores"].get("arrays", {}) else "the"
+        lines.append(f"F minus the original's (doing nothing), 95% paired bootstrap interval over the {n} forget "
+                     f"examples: {'; '.join(diffs)}. An interval holding 0 cannot tell the row from doing nothing; "
+                     "it covers which examples were forgotten, not the pools' seeds.")
     lines += ["U-LiRA is the fixed-forget-set variant (one forget set, leave-one-out over both pools): 0.5 is "
               "indistinguishable from retraining. KLOM is KL(unlearned || retrained) of the margin histograms "
               "(20 bins), 0 is perfect. RMIA separates forget examples from unseen test examples with the retrained "

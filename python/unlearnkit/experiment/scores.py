@@ -10,7 +10,8 @@ Rows (each scored against the retrained pool R):
   two, F's bins end at ceil(ln(2 - 1)) = 0, so every example scores 0 points and the floor's F is
   0 by construction (not a measurement), and U-LiRA's leave-one-out fit has one model left.
 
-Columns: the NeurIPS 2023 challenge's F and final score (with per-example epsilons), U-LiRA
+Columns: the NeurIPS 2023 challenge's F and final score (with per-example epsilons), a method's F
+minus the original's with its 95% paired bootstrap interval over the forget examples, U-LiRA
 (fixed forget set, leave-one-out), KLOM median / p95 on the forget, retain and test sets,
 RMIA (forget vs test examples, retrained pool as references), the pool's accuracies, K, and the
 seconds the pool took to produce and to score.
@@ -26,6 +27,7 @@ from ..metrics import registry
 from ..metrics.per_example import (
     challenge_score,
     epsilon_points,
+    f_difference,
     klom,
     largest_measurable_epsilon,
     per_example_epsilon,
@@ -133,6 +135,13 @@ def score_pools(result: dict, *, delta: float = 1e-5) -> dict:
     else:
         rows[FLOOR] = {"error": f"the floor splits the retrained pool in halves: needs K >= {MIN_POOL} (3 models per "
                                 f"half; with 2, F's bins end at ceil(ln(1)) = 0 and F is 0 by construction), got {k}"}
+    # F against doing nothing, with its spread over the forget examples (paired bootstrap): whether a
+    # row's F differs from the original's at all on this forget set. Not for the floor, whose points
+    # compare the retrained halves, another pair of pools.
+    for name in methods:
+        if "error" not in rows[name]:
+            fd = f_difference(arrays[name]["points"], arrays[ORIGINAL]["points"])
+            rows[name].update(F_vs_original=fd["diff"], F_vs_original_low=fd["low"], F_vs_original_high=fd["high"])
     for name, row in rows.items():
         pool = "retrained" if name == FLOOR else name
         if "error" not in row and pool in seconds:

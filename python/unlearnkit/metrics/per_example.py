@@ -35,7 +35,7 @@ import numpy as np
 
 from .._validation import check_labels, to_numpy
 
-__all__ = ["challenge_score", "epsilon_points", "forgetting_quality", "klom", "largest_measurable_epsilon",
+__all__ = ["challenge_score", "epsilon_points", "f_difference", "forgetting_quality", "klom", "largest_measurable_epsilon",
            "logit_scaled_confidence", "margins", "per_example_epsilon", "rmia", "rmia_scores", "ulira",
            "ulira_scores"]
 
@@ -217,6 +217,51 @@ def forgetting_quality(unlearned, retrained, *, delta: float = 1e-5) -> float:
     u, r = _pools(unlearned, retrained, "unlearned", "retrained")
     eps = per_example_epsilon(u, r, delta=delta)
     return float(epsilon_points(eps, min(u.shape[0], r.shape[0])).mean())
+
+
+def f_difference(points, reference_points, *, confidence: float = 0.95, n_resamples: int = 2000,
+                 seed: int = 0) -> dict[str, float]:
+    """F of one pool minus F of another (typically the original's: doing nothing), with a paired
+    percentile bootstrap interval over the forget examples (``scipy.stats.bootstrap``).
+
+    F is the mean of per-example points, so the difference is the mean of per-example differences;
+    resampling examples (both pools' points of an example together) gives its spread over *which
+    examples* were forgotten. It does not cover the pools' seeds (a new pool of K models is another
+    draw): an interval that holds 0 cannot tell the two rows apart; one that does not, can, for this
+    forget set and these pools.
+
+    Args:
+        points: (n,) :func:`epsilon_points` of the row, one per forget example.
+        reference_points: (n,) of the row it is compared with, same examples in the same order.
+        confidence: two-sided level of the interval, in (0, 1).
+        n_resamples: bootstrap resamples, >= 100; ``seed`` fixes them (the same interval every run).
+
+    Returns:
+        ``{"diff": F - F_ref, "low": ..., "high": ...}``; ``low == high == diff`` when every
+        example's difference is the same (no spread to resample).
+    """
+    from scipy import stats
+
+    a = to_numpy(points, "points").astype(np.float64, copy=False)
+    b = to_numpy(reference_points, "reference_points").astype(np.float64, copy=False)
+    for name, x in (("points", a), ("reference_points", b)):
+        if x.ndim != 1 or x.size < 1:
+            raise ValueError(f"{name}: expected a 1-D array of at least one example, got {_describe_shape(x)}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name}: expected finite values, got NaN or Inf")
+    if a.shape != b.shape:
+        raise ValueError(f"reference_points: expected the shape of points {a.shape} (the same examples), got {b.shape}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence: expected a float in (0, 1), got {confidence!r}")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 100:
+        raise ValueError(f"n_resamples: expected an int >= 100, got {n_resamples!r}")
+    d = a - b
+    diff = float(d.mean())
+    if d.size < 2 or np.ptp(d) == 0.0:
+        return {"diff": diff, "low": diff, "high": diff}
+    res = stats.bootstrap((d,), np.mean, n_resamples=int(n_resamples), confidence_level=confidence,
+                          method="percentile", rng=np.random.default_rng(seed), vectorized=True)
+    return {"diff": diff, "low": float(res.confidence_interval.low), "high": float(res.confidence_interval.high)}
 
 
 def _mean_accuracy(x, name: str) -> float:
