@@ -166,6 +166,13 @@ def test_cli_audit_digits_pool_6(tmp_path, local_ray, capsys, recipes_file, pool
     assert floor["F"] > 0 and 0 <= floor["ulira_balanced_accuracy"] <= 1
     report = (out / "report.md").read_text()
     assert "| neggrad |" in report and "| retrained floor |" in report and "ln(K - 1)" in report and LEGEND in report
+    # F against doing nothing: the difference of the saved points, its interval in the JSON and the report
+    row = result["rows"]["neggrad"]
+    diff = arrays["neggrad/points"].mean() - arrays["original/points"].mean()
+    assert row["F_vs_original"] == pytest.approx(diff, abs=1e-12)
+    assert row["F_vs_original_low"] <= row["F_vs_original"] <= row["F_vs_original_high"]
+    assert (f"interval over the {n_forget} forget examples: neggrad {row['F_vs_original']:+.3f} "
+            f"[{row['F_vs_original_low']:+.3f}, {row['F_vs_original_high']:+.3f}]") in report
     assert (out / "eps_hist.png").stat().st_size > 1000
     # the same command again: the same folder and settings, every model from the cache
     assert main(args) == 0
