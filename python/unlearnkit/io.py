@@ -103,6 +103,15 @@ def torch_save(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
+def savez_compressed(path: str | os.PathLike, arrays: dict) -> None:
+    """``numpy.savez_compressed`` of ``arrays`` into ``path``, atomically (through a file object:
+    given a name, numpy would append ".npz" to the temporary one)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
 # ----------------------------------------------------------------------------------------------
 # Results folders (``--out``): shared by every front-end that writes one (bench, audit)
 #

@@ -87,7 +87,7 @@ def _footer(result: dict) -> str:
     diffs = [f"{name} {row['F_vs_original']:+.3f} [{row['F_vs_original_low']:+.3f}, {row['F_vs_original_high']:+.3f}]"
              for name in result["scores"]["order"] if "F_vs_original" in (row := rows[name])]
     if diffs:
-        n = len(result["scores"]["arrays"][ORIGINAL]["points"]) if ORIGINAL in result["scores"].get("arrays", {}) else "the"
+        n = result.get("meta", {}).get("n_forget", "the")
         lines.append(f"F minus the original's (doing nothing), 95% paired bootstrap interval over the {n} forget "
                      f"examples: {'; '.join(diffs)}. An interval holding 0 cannot tell the row from doing nothing; "
                      "it covers which examples were forgotten, not the pools' seeds.")
@@ -162,6 +162,5 @@ def write_audit(result: dict, out_dir: str | pathlib.Path, *, plots: bool = True
             arrays[f"{name.replace(' ', '_')}/{key}"] = v
     if "forget_idx" in meta:
         arrays["forget_idx"] = np.asarray(meta["forget_idx"])
-    with io.atomic_path(paths["npz"]) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    io.savez_compressed(paths["npz"], arrays)
     return paths

@@ -65,9 +65,7 @@ def read_unit(json_path: str | os.PathLike) -> dict | None:
 def write_unit(json_path: str | os.PathLike, row: dict, arrays: dict) -> None:
     """Writes ``arrays`` to ``<stem>.npz`` then ``row`` to ``<stem>.json``, each atomically."""
     json_path = pathlib.Path(json_path)
-    # a file object: numpy would append ".npz" to a temporary name
-    with io.atomic_path(json_path.with_suffix(".npz")) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    io.savez_compressed(json_path.with_suffix(".npz"), arrays)
     io.write_json(json_path, row)
 
 

@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from .._validation import check_labels, to_numpy
+from .._validation import check_labels, check_positive_int, to_numpy
 
 __all__ = ["challenge_score", "epsilon_points", "f_difference", "forgetting_quality", "klom", "largest_measurable_epsilon",
            "logit_scaled_confidence", "margins", "per_example_epsilon", "rmia", "rmia_scores", "ulira",
@@ -253,13 +253,12 @@ def f_difference(points, reference_points, *, confidence: float = 0.95, n_resamp
         raise ValueError(f"reference_points: expected the shape of points {a.shape} (the same examples), got {b.shape}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence: expected a float in (0, 1), got {confidence!r}")
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 100:
-        raise ValueError(f"n_resamples: expected an int >= 100, got {n_resamples!r}")
+    n_resamples = check_positive_int(n_resamples, "n_resamples", minimum=100)
     d = a - b
     diff = float(d.mean())
     if d.size < 2 or np.ptp(d) == 0.0:
         return {"diff": diff, "low": diff, "high": diff}
-    res = stats.bootstrap((d,), np.mean, n_resamples=int(n_resamples), confidence_level=confidence,
+    res = stats.bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
                           method="percentile", rng=np.random.default_rng(seed), vectorized=True)
     return {"diff": diff, "low": float(res.confidence_interval.low), "high": float(res.confidence_interval.high)}
 
