@@ -38,6 +38,17 @@ def cache_key(**parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def tensors_digest(*tensors: torch.Tensor) -> str:
+    """A 20-hex-digit SHA-256 of the tensors' dtypes, shapes and values (bytes of a contiguous CPU
+    copy, any dtype): equal for equal content wherever and however the tensors are laid out."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach()
+        h.update(f"{t.dtype}{tuple(t.shape)};".encode())
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, key: str | None = None) -> dict:
     """Loads a checkpoint written by :func:`cached_train` into ``model``; returns its metadata.
 

@@ -278,3 +278,25 @@ def test_bench_precision_bf16_trains_its_own_reference_models(tmp_path):
         assert abs(out["bf16"][name]["acc_test"] - out["fp32"][name]["acc_test"]) < 0.05, name
     with pytest.raises(ValueError, match=r"^precision: expected one of \['fp32', 'bf16', 'fp16'\], got 'fp8'$"):
         run(RunConfig(methods=("finetune",), precision="fp8"), out_dir=tmp_path / "x", cache_dir=tmp_path / "c")
+
+
+def test_a_rows_cost_counts_what_the_method_loaded_from_a_cache(tmp_path, monkeypatch):
+    """A method that loaded cached work (TMU's curriculum model) says what that work cost when it
+    ran (``Method.last_cached_seconds``): the row's seconds and time/retrain include it, so a row
+    costs the same whatever the cache held."""
+    from unlearnkit.methods.base import Method
+
+    real = Method.unlearn
+
+    def unlearn(self, *a, **k):
+        out = real(self, *a, **k)
+        self.last_cached_seconds = 1000.0
+        return out
+
+    monkeypatch.setattr(Method, "unlearn", unlearn)
+    result = run(RunConfig(methods=("finetune",), features=False), out_dir=tmp_path / "o", cache_dir=tmp_path / "c",
+                 progress=False)
+    rows = {r["model"]: r for r in result["rows"]}
+    gold = rows["gold"]["seconds"]
+    assert 1000.0 < rows["finetune"]["seconds"] < 1000.0 + gold  # the credit plus a call shorter than retraining
+    assert rows["finetune"]["rte"] == pytest.approx(rows["finetune"]["seconds"] / gold)

@@ -651,7 +651,8 @@ def test_each_phase_cost_is_logged(splits):
     logs = cost[0].logs
     phases = ("twin", "curriculum", "features", "predictor", "unlearn")
     assert set(logs) == {f"{k}_s" for k in (*phases, "total")} | {
-        f"{k}_samples" for k in ("twin", "curriculum", "features", "unlearn", "total")}
+        f"{k}_samples" for k in ("twin", "curriculum", "features", "unlearn", "total")} | {"curriculum_cached"}
+    assert logs["curriculum_cached"] == 0  # cache_curriculum is off by default
     # samples through a backward pass: one twin epoch over D_r + D_f + D_twin, one curriculum epoch
     # over the same, 5 PGD steps per D_twin and D_f sample (AF), one unlearning epoch over D_r + D_f
     n_f, n_r, n_h = len(random.forget_idx), len(random.retain_idx), len(random.heldout_idx)
@@ -716,3 +717,104 @@ def test_twin_others_fine_tunes_on_d_twin_and_a_fresh_draw_of_the_rest(splits, m
     tc = m.last_details["twin_check"]
     assert tc["epochs"] == 3 and tc["samples"] == 3 * (n_h + round(1.5 * n_h))
     assert [e.step for e in m.last_history if e.phase == "twin_check"] == [0, 1, 2, 3]
+
+
+# --- the curriculum model: seeded on its own, cached across calls on the same data -------------------------
+
+CF_ONLY = dict(twin_epochs=1, curriculum_epochs=1, predictor_epochs=2, epochs=1, features=("cf",))
+
+
+def _cf_forget(method):
+    """The mean raw CF of D_f that the call logged (computed with the curriculum model on D_f)."""
+    return next(e.logs["cf_forget"] for e in method.last_history if e.phase == "features" and "cf_forget" in e.logs)
+
+
+def _weights(model):
+    return [t.detach().clone() for t in model.state_dict().values()]
+
+
+def test_a_cached_curriculum_model_gives_the_result_of_training_it(splits, tmp_path, monkeypatch):
+    """The oracle is the call without a cache: a cold cached call and a warm one (the model loaded,
+    no curriculum step run) return the very same weights; the warm call counts the cold call's
+    training seconds as its cost."""
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path))
+    random, _, original = splits
+    args = (original, random.forget, random.retain)
+    plain = TMU(**CF_ONLY)
+    expected = _weights(plain.unlearn(*args, heldout=random.heldout, seed=3))
+    assert not list(tmp_path.iterdir())  # off by default: nothing written
+
+    cold, warm = TMU(**CF_ONLY, cache_curriculum=True), TMU(**CF_ONLY, cache_curriculum=True)
+    got_cold = _weights(cold.unlearn(*args, heldout=random.heldout, seed=3))
+    files = sorted(tmp_path.glob("tmu-curriculum-*.pt"))
+    assert len(files) == 1
+    got_warm = _weights(warm.unlearn(*args, heldout=random.heldout, seed=3))
+    assert sorted(tmp_path.glob("tmu-curriculum-*.pt")) == files
+    for e, c, w in zip(expected, got_cold, got_warm):
+        assert torch.equal(e, c) and torch.equal(e, w)
+
+    assert cold.last_cached_seconds == 0.0 and not cold.last_details["curriculum_cached"]
+    assert any(e.phase == "curriculum" for e in cold.last_history)
+    assert warm.last_details["curriculum_cached"] and not any(e.phase == "curriculum" for e in warm.last_history)
+    stored = torch.load(files[0], weights_only=True)["meta"]["seconds"]
+    assert warm.last_cached_seconds == pytest.approx(stored) and stored > 0
+    cost = next(e.logs for e in warm.last_history if e.phase == "cost")
+    assert cost["curriculum_cached"] == 1 and cost["curriculum_s"] == pytest.approx(stored)
+    phases = ("twin", "curriculum", "features", "predictor", "unlearn")
+    assert cost["total_s"] == pytest.approx(sum(cost[f"{k}_s"] for k in phases))  # the load is not booked twice
+    assert cost["curriculum_loaded_s"] >= 0 and "curriculum_loaded_s" not in next(
+        e.logs for e in cold.last_history if e.phase == "cost")
+    assert cost["curriculum_samples"] == len(random.retain_idx) + len(random.forget_idx) + len(random.heldout_idx)
+
+
+def test_the_curriculum_model_depends_on_its_data_and_seed_not_on_the_phases_before_it(splits, tmp_path, monkeypatch):
+    """Another twin schedule (more draws from the call's generator before the curriculum phase)
+    leaves the curriculum model, so CF of D_f, unchanged and hits the cache; another seed or another
+    forget set is a new model (a miss)."""
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path))
+    random, _, original = splits
+    args = (original, random.forget, random.retain)
+    base = TMU(**CF_ONLY)
+    base.unlearn(*args, heldout=random.heldout, seed=3)
+    other_twin = TMU(**dict(CF_ONLY, twin_epochs=3, twin_match=False))
+    other_twin.unlearn(*args, heldout=random.heldout, seed=3)
+    assert _cf_forget(other_twin) == _cf_forget(base)
+
+    first = TMU(**CF_ONLY, cache_curriculum=True)
+    first.unlearn(*args, heldout=random.heldout, seed=3)
+    hit = TMU(**dict(CF_ONLY, twin_epochs=3, twin_match=False, lr=0.02), cache_curriculum=True)
+    hit.unlearn(*args, heldout=random.heldout, seed=3)
+    assert hit.last_details["curriculum_cached"] and _cf_forget(hit) == _cf_forget(base)
+    assert len(list(tmp_path.glob("tmu-curriculum-*.pt"))) == 1
+
+    other_seed = TMU(**CF_ONLY, cache_curriculum=True)
+    other_seed.unlearn(*args, heldout=random.heldout, seed=4)
+    other = make_split(random.data, forget="random", fraction=0.1, seed=1, heldout_fraction=0.2)
+    other_data = TMU(**CF_ONLY, cache_curriculum=True)
+    other_data.unlearn(original, other.forget, other.retain, heldout=other.heldout, seed=3)
+    assert not other_seed.last_details["curriculum_cached"] and not other_data.last_details["curriculum_cached"]
+    assert len(list(tmp_path.glob("tmu-curriculum-*.pt"))) == 3
+
+
+def test_streamed_data_trains_the_curriculum_model_every_call(splits, tmp_path, monkeypatch):
+    """Data the cache cannot key by content (a Dataset, read in batches) is never cached."""
+    from torch.utils.data import TensorDataset
+
+    monkeypatch.setenv("UNLEARNKIT_CACHE", str(tmp_path))
+    random, _, original = splits
+    streamed = [TensorDataset(*s.tensors) for s in (random.forget, random.retain, random.heldout)]
+
+    class Items(torch.utils.data.Dataset):  # not a TensorDataset: streamed, item by item
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __len__(self):
+            return len(self.ds)
+
+        def __getitem__(self, i):
+            return self.ds[i]
+
+    m = TMU(**CF_ONLY, cache_curriculum=True)
+    m.unlearn(original, Items(streamed[0]), Items(streamed[1]), heldout=Items(streamed[2]), seed=3)
+    assert not m.last_details["curriculum_cached"] and m.last_cached_seconds == 0.0
+    assert not list(tmp_path.iterdir())

@@ -182,6 +182,27 @@ def test_a_diverging_trial_is_recorded_as_failed(problem):
     assert slow["seconds"] < 0.5 * problem.retrain_seconds + 1  # stopped at the budget, not run to the end
 
 
+def test_a_trials_cost_counts_what_the_method_loaded_from_a_cache(problem, monkeypatch):
+    """``Method.last_cached_seconds`` (TMU's cached curriculum model) is part of a trial's time: a
+    trial after another on the same tuning seed is not made cheaper by the cache."""
+    from unlearnkit.methods.base import Method
+
+    real = Method.unlearn
+    budget = problem.max_rte * problem.retrain_seconds
+
+    def unlearn(self, *a, **k):
+        out = real(self, *a, **k)
+        self.last_cached_seconds = 2 * budget
+        return out
+
+    plain = T.score_trial(problem, "finetune", {"lr": 0.02, "epochs": 1})
+    monkeypatch.setattr(Method, "unlearn", unlearn)
+    row = T.score_trial(problem, "finetune", {"lr": 0.02, "epochs": 1})
+    assert plain["status"] == "ok" and plain["seconds"] < budget
+    assert row["status"] == "infeasible" and row["seconds"] >= 2 * budget
+    assert row["rte"] == pytest.approx(row["seconds"] / problem.retrain_seconds)
+
+
 @pytest.mark.slow  # a Ray experiment (actor start-up, Optuna): 80 s at load ~25 on 2 cores
 def test_failed_trials_on_ray_are_rows_not_a_crash(problem, local_ray, tmp_path):
     # an original model with a NaN weight: every trial diverges; the search finishes and records them

@@ -204,7 +204,7 @@ def run_member(split, setup: PoolSetup, member: Member, key: str, original_key: 
         def unlearn(_):  # only called on a cache miss: O_k is loaded (or trained) then
             original, _meta = _reference("original", split, setup, member.k, original_key)
             return method.unlearn(original, split.forget, split.retain, test=monitor_set(split), seed=member.k,
-                                  **extra)
+                                  cache_dir=setup.cache_dir, **extra)
 
         try:
             fresh = build_model(setup.model, split.data, **setup.model_kwargs).to(setup.device)

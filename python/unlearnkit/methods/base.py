@@ -9,16 +9,20 @@ file with a ``@register``-ed subclass and one import line in ``methods/__init__.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import os
+import pathlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
 
 from .._validation import check_params, params_dict
+from ..checkpoints import default_cache_dir
 from ..data.batches import BatchSource, TensorSource, as_source
 from ..models.wrap import ensure_feature_classifier
 from ..progress import Callback, StepEvent, emit
@@ -119,6 +123,8 @@ class Context:
         self.callbacks = list(callbacks)
         self.history: list[StepEvent] = []
         self.amp = as_precision(precision, device)
+        #: where work reusable across calls is kept (``Method.unlearn``'s ``cache_dir``)
+        self.cache_dir: pathlib.Path = default_cache_dir()
         self.stopper: ValMatch | None = None  # the held-out stopping rule (methods._stop.ValMatch) when params.stop asks for it
 
     def stop_check(self, model: nn.Module) -> bool:
@@ -130,6 +136,17 @@ class Context:
         """One pass over ``source`` (shuffled with the call's generator unless ``shuffle=False``)."""
         return source.batches(batch_size, shuffle=shuffle, generator=self.generator if shuffle else None,
                               device=self.device, drop_last=drop_last)
+
+    @contextlib.contextmanager
+    def own_generator(self, seed: int) -> Iterator[None]:
+        """Within the block, ``batches`` and ``cycle`` shuffle with a generator of its own seeded with
+        ``seed``, and the call's generator is left as it was: for a phase whose sample order must not
+        depend on the phases before it (a model that a cache may hand to a later call)."""
+        saved, self.generator = self.generator, torch.Generator().manual_seed(seed)
+        try:
+            yield
+        finally:
+            self.generator = saved
 
     def cycle(self, source: BatchSource, batch_size: int):
         """Endless shuffled batches of ``source`` (a new permutation every pass)."""
@@ -186,6 +203,12 @@ class Method(ABC, Generic[P]):
                                 f"expected some of {sorted(fields)}")
             self.params = self.Params(**check_params(self.Params, hparams, prefix=prefix))
         self.last_history: list[StepEvent] = []
+        #: wall seconds a cold call would have spent on work this call loaded from a cache instead
+        #: (TMU's curriculum model, ``cache_curriculum``), as recorded when that work ran: 0.0 when
+        #: nothing was cached. Set as soon as the cached work is loaded, so a time budget watching the
+        #: call sees it; the bench and the tuner add it to the wall time they measure, so a row's cost
+        #: does not depend on what the cache held.
+        self.last_cached_seconds: float = 0.0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
@@ -193,7 +216,7 @@ class Method(ABC, Generic[P]):
     def unlearn(self, model: nn.Module, forget, retain, *, test=None, heldout=None,
                 callbacks: Iterable[Callback] = (), seed: int = 0, inplace: bool = False,
                 precision: str = "fp32", compile: bool | str = False,
-                channels_last: bool | None = None) -> nn.Module:
+                channels_last: bool | None = None, cache_dir: str | os.PathLike | None = None) -> nn.Module:
         """Returns ``model`` with what it learned from ``forget`` removed.
 
         Args:
@@ -219,6 +242,9 @@ class Method(ABC, Generic[P]):
             inplace: modify ``model`` itself; by default a deep copy is unlearned and returned.
             precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (autocast; fp16 with a GradScaler).
             compile: ``torch.compile`` the model's forward for this call (True, or a backend name).
+            cache_dir: where a method may keep work that a later call on the same data reuses, when
+                its parameters ask for it (TMU's ``cache_curriculum``); None: the checkpoint cache,
+                ``unlearnkit.checkpoints.default_cache_dir()``. Nothing is written otherwise.
             channels_last: hand conv nets channels-last weights and batches; default: on CUDA only.
 
         Raises (before any work; ``unlearnkit.methods._contract`` lists every check and its cost):
@@ -271,6 +297,8 @@ class Method(ABC, Generic[P]):
         if compile:
             model.compile(**({"backend": compile} if isinstance(compile, str) else {}))
         ctx = Context(self.name, device, seed, callbacks, precision)
+        ctx.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.last_cached_seconds = 0.0
         data = UnlearnData(forget=src["forget"], retain=src["retain"], test=src["test"], heldout=src["heldout"],
                            num_classes=num_classes)
         try:

@@ -42,6 +42,7 @@ from torch.nn import functional as F
 
 from .. import metrics as _metrics
 from .._validation import integers, log_uniform, param
+from ..checkpoints import cache_key, cached_train, tensors_digest
 from ..data.batches import BatchSource, LoaderSource, TensorSource, concat_sources
 from ..data.tensors import iterate_batches
 from ..training import Precision, extract_features, predict, sgd
@@ -94,6 +95,17 @@ class TMUParams(StopParams):
         pgd_step_size: PGD step in pixel units; None means pgd_epsilon / 3.
         curriculum_epochs: epochs of the from-scratch curriculum model of CF (2).
         curriculum_lr, curriculum_batch_size: its SGD settings (not given; our choice).
+            The curriculum model's initialisation and batch order come from the call's seed alone
+            (never from the phases before it), so it is the same model in every call with the same
+            data, model, settings and seed.
+        cache_curriculum: keep that model in the call's ``cache_dir`` (``Method.unlearn``; by
+            default the checkpoint cache, ``$UNLEARNKIT_CACHE``) and load it in a later call where the data
+            D_r + D_f + D_twin (by content), the model's architecture and initial state, the
+            curriculum settings, precision, device type and seed are the same: trials of a search on
+            one deletion request train it once. The result is the same as without the cache. The
+            cached training time is still counted (``Method.last_cached_seconds``; the history's
+            ``cost`` event carries ``curriculum_cached``). Only in-memory data without a transform is
+            keyed; other data trains the model every call. False by default (no files written).
         iqr_factor: features are clipped to [Q1 - f*IQR, Q3 + f*IQR] before min-max scaling (1.5).
     Generalisation-label predictor:
         hidden: widths of the MLP's two hidden layers ((32, 16)).
@@ -134,6 +146,7 @@ class TMUParams(StopParams):
     curriculum_epochs: int = param(2, ge=0, space=integers(1, 3))
     curriculum_lr: float = param(0.01, gt=0)
     curriculum_batch_size: int = param(64, ge=1)
+    cache_curriculum: bool = False
     iqr_factor: float = param(1.5, ge=0)
     hidden: tuple[int, ...] = param((32, 16), ge=1)
     predictor_lr: float = param(0.01, gt=0)
@@ -455,6 +468,25 @@ def _fresh_copy(model: nn.Module) -> nn.Module:
     return fresh
 
 
+#: offset of the curriculum model's seed from the call's (its own stream: see ``TMU._curriculum``)
+_CURRICULUM_SEED = 4_241
+
+
+def _curriculum_key(fresh: nn.Module, twin_train: BatchSource, ctx: Context, p: TMUParams) -> str | None:
+    """The cache key of a curriculum model: everything that determines it (the data's content, the
+    re-initialised model's class and state, the curriculum settings, precision, device type, seed and
+    torch version); None for data it cannot key (streamed, or with a transform)."""
+    if not isinstance(twin_train, TensorSource) or twin_train.transform is not None:
+        return None
+    state = fresh.state_dict()
+    return cache_key(kind="tmu-curriculum", data=tensors_digest(twin_train.x, twin_train.y),
+                     model=f"{type(fresh).__module__}.{type(fresh).__qualname__}",
+                     init=tensors_digest(*state.values()), names=list(state),
+                     epochs=p.curriculum_epochs, lr=p.curriculum_lr, batch_size=p.curriculum_batch_size,
+                     momentum=p.momentum, weight_decay=p.weight_decay, seed=int(ctx.seed),
+                     precision=ctx.amp.precision, device=ctx.device.type, torch=torch.__version__)
+
+
 @register
 class TMU(Method[TMUParams]):
     """TMU, twin machine unlearning (Ji et al., Towards Aligned Data Removal via Twin Machine
@@ -537,14 +569,12 @@ class TMU(Method[TMUParams]):
         twin = self._twin(model, twin_train, data, ctx)
         seconds["twin"] = clock.lap()
 
-        curriculum = None
+        curriculum, curriculum_cached = None, False
         if "cf" in p.features:
-            curriculum = _fresh_copy(model)
-            run_epochs(curriculum, twin_train, epochs=p.curriculum_epochs, batch_size=p.curriculum_batch_size,
-                       optimizer=sgd(curriculum, p.curriculum_lr, p.momentum, p.weight_decay), ctx=ctx,
-                       phase="curriculum")
-            curriculum.eval()
-        seconds["curriculum"] = clock.lap()
+            curriculum, curriculum_cached = self._curriculum(model, twin_train, ctx)
+        loaded = clock.lap()
+        # a loaded model books the cold call's cost of the phase (the load's own: curriculum_loaded)
+        seconds["curriculum"] = self.last_cached_seconds if curriculum_cached else loaded
 
         # 2. features, per set with that set's model.
         raw_twin, y_twin = self._features(twin, held, train, curriculum, ctx)
@@ -584,6 +614,8 @@ class TMU(Method[TMUParams]):
         self._finetune(model, data, hard, ctx, y_forget=y_forget, train=train)
         seconds["unlearn"] = clock.lap()
         seconds["total"] = sum(seconds.values())
+        if curriculum_cached:
+            seconds["curriculum_loaded"] = loaded
         # training samples through a backward pass, per phase (load-free cost; PGD: one per sample and step)
         samples = {"twin": self.twin_check["samples"],
                    "curriculum": p.curriculum_epochs * len(twin_train) if curriculum is not None else 0,
@@ -591,12 +623,39 @@ class TMU(Method[TMUParams]):
                    "unlearn": self._unlearn_samples}
         samples["total"] = sum(samples.values())
         ctx.log("cost", 1, 1, **{f"{k}_s": v for k, v in seconds.items()},
-                **{f"{k}_samples": v for k, v in samples.items()})
+                **{f"{k}_samples": v for k, v in samples.items()}, curriculum_cached=int(curriculum_cached))
         self.last_details = {"twin_labels": twin_labels, "twin_classes": y_twin, "twin_features": f_twin,
                              "forget_features": f_forget, "forget_p_easy": p_easy, "forget_hard": hard,
                              "twin_hard": twin_hard, "features": p.features, "feature_scaling": scaling,
-                             "twin_check": self.twin_check, "seconds": seconds, "samples": samples}
+                             "twin_check": self.twin_check, "seconds": seconds, "samples": samples,
+                             "curriculum_cached": curriculum_cached}
         return model
+
+    def _curriculum(self, model: nn.Module, twin_train: BatchSource, ctx: Context) -> tuple[nn.Module, bool]:
+        """(the curriculum model, whether it came from the cache): ``model``'s architecture
+        re-initialised and trained from scratch on D_r + D_f + D_twin, its initialisation and batch
+        order seeded from the call's seed only, so a cached model is the one this call would train."""
+        p = self.params
+        seed = int(ctx.seed) + _CURRICULUM_SEED
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = _fresh_copy(model)
+
+        def train(m: nn.Module) -> nn.Module:
+            with torch.random.fork_rng(devices=[]), ctx.own_generator(seed):
+                torch.manual_seed(seed)  # a user's model may draw (dropout)
+                run_epochs(m, twin_train, epochs=p.curriculum_epochs, batch_size=p.curriculum_batch_size,
+                           optimizer=sgd(m, p.curriculum_lr, p.momentum, p.weight_decay), ctx=ctx,
+                           phase="curriculum")
+            return m
+
+        key = _curriculum_key(fresh, twin_train, ctx, p) if p.cache_curriculum else None
+        if key is None:
+            return train(fresh).eval(), False
+        fresh, meta = cached_train(fresh, train, cache_dir=ctx.cache_dir, key=key, name="tmu-curriculum")
+        if meta["cached"]:
+            self.last_cached_seconds = float(meta["seconds"])
+        return fresh, bool(meta["cached"])
 
     def _twin(self, model, twin_train: BatchSource, data, ctx) -> nn.Module:
         """M_t: M_o fine-tuned on D_r + D_f + D_twin (``twin_train``) until (``twin_match``) it

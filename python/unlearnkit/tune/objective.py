@@ -43,7 +43,7 @@ from ..experiment.evaluate import MIN_GAP_POINTS
 from ..experiment.evaluate import mean_closed as _bench_mean_closed
 from ..experiment.recipes import dataset_recipe, method_recipe
 from ..experiment.reference import _train_reference, parse_scenario
-from ..methods import get_method
+from ..methods import Method, get_method
 from ..metrics import registry
 from ..metrics.membership import confidence, membership_attack
 from ..models import build_model
@@ -102,6 +102,8 @@ class TuningProblem:
     recipes: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     cached_retrain_seconds: float = float("nan")
+    #: the checkpoint cache of ``prepare``: the trials' ``Method.unlearn(cache_dir=...)``
+    cache_dir: str | None = None
 
     def build_original(self) -> torch.nn.Module:
         model = build_model(self.model_name, self.data, **self.model_kwargs)
@@ -198,7 +200,7 @@ def prepare(dataset: str, scenario: str, methods, *, seed: int = DEFAULT_SEED, m
         model_kwargs=dict(recipe.get("model_kwargs", {})),
         original_state={k: v.detach().cpu().clone() for k, v in original.state_dict().items()},
         retrain_seconds=float(g_meta["seconds"]), cached_retrain_seconds=float(g_meta["seconds"]),
-        train=train_cfg.to_dict(),
+        train=train_cfg.to_dict(), cache_dir=str(cache_dir),
         recipes={m: method_recipe(dataset, m, recipes, scenario) for m in methods})
     problem.check_isolation()
     if retrain_time == "measure":
@@ -278,13 +280,16 @@ def _finite_weights(model: torch.nn.Module) -> bool:
 
 
 class _Clock:
-    """Unlearning time without the intermediate evaluations; raises ``OverBudget`` past ``budget``."""
+    """Unlearning time without the intermediate evaluations, plus what the method loaded from a
+    cache would have cost (``Method.last_cached_seconds``: a trial's cost does not depend on the trials
+    before it); raises ``OverBudget`` past ``budget``."""
 
-    def __init__(self, budget: float):
-        self.budget, self.paused, self.t0 = budget, 0.0, time.perf_counter()
+    def __init__(self, budget: float, method: Method | None = None):
+        self.budget, self.paused, self.t0, self.method = budget, 0.0, time.perf_counter(), method
 
     def seconds(self) -> float:
-        return time.perf_counter() - self.t0 - self.paused
+        cached = self.method.last_cached_seconds if self.method is not None else 0.0
+        return time.perf_counter() - self.t0 - self.paused + cached
 
     def check(self) -> None:
         if self.seconds() > self.budget:
@@ -310,7 +315,7 @@ def score_trial(problem: TuningProblem, method: str, config: dict, *,
         model = problem.build_original()
         problem.check_isolation()
         epochs = getattr(m.params, "epochs", None)
-        clock = _Clock(budget)
+        clock = _Clock(budget, m)
 
         def on_step(event: StepEvent) -> None:
             clock.check()
@@ -332,7 +337,7 @@ def score_trial(problem: TuningProblem, method: str, config: dict, *,
         try:
             m.unlearn(model, problem.part("forget"), problem.part("retain"), test=(x_val, y_val),
                       heldout=problem.part("heldout") if m.needs_heldout else None,
-                      seed=problem.seed, callbacks=[on_step], inplace=True)
+                      seed=problem.seed, callbacks=[on_step], inplace=True, cache_dir=problem.cache_dir)
         except OverBudget as exc:
             row.update(status="infeasible", score=INFEASIBLE_SCORE, seconds=clock.seconds(),
                        rte=clock.seconds() / problem.retrain_seconds, error=str(exc))
