@@ -796,6 +796,13 @@ def test_the_curriculum_model_depends_on_its_data_and_seed_not_on_the_phases_bef
     assert len(list(tmp_path.glob("tmu-curriculum-*.pt"))) == 3
 
 
+def test_a_cache_dir_that_is_not_a_path_is_refused_before_any_work(splits):
+    random, _, original = splits
+    with pytest.raises(TypeError, match=r"cache_dir: expected a folder path \(str or os.PathLike\) or None, got int"):
+        TMU(**CF_ONLY, cache_curriculum=True).unlearn(original, random.forget, random.retain, heldout=random.heldout,
+                                                      cache_dir=3)
+
+
 def test_streamed_data_trains_the_curriculum_model_every_call(splits, tmp_path, monkeypatch):
     """Data the cache cannot key by content (a Dataset, read in batches) is never cached."""
     from torch.utils.data import TensorDataset

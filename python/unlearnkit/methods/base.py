@@ -263,6 +263,8 @@ class Method(ABC, Generic[P]):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         seed = check_seed(seed)
+        if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+            raise TypeError(f"cache_dir: expected a folder path (str or os.PathLike) or None, got {type(cache_dir).__name__}")
         src = {"forget": as_source(forget, "forget"), "retain": as_source(retain, "retain"),
                "test": as_source(test, "test") if test is not None else None,
                "heldout": as_source(heldout, "heldout") if heldout is not None else None}
