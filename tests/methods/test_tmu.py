@@ -20,6 +20,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import state_copy
 from shared_fixtures import FASHION_EPOCHS, MEMORISING_SUBSET
 from sklearn.metrics import roc_auc_score
 from torch import nn
@@ -729,10 +730,6 @@ def _cf_forget(method):
     return next(e.logs["cf_forget"] for e in method.last_history if e.phase == "features" and "cf_forget" in e.logs)
 
 
-def _weights(model):
-    return [t.detach().clone() for t in model.state_dict().values()]
-
-
 def test_a_cached_curriculum_model_gives_the_result_of_training_it(splits, tmp_path, monkeypatch):
     """The oracle is the call without a cache: a cold cached call and a warm one (the model loaded,
     no curriculum step run) return the very same weights; the warm call counts the cold call's
@@ -741,17 +738,17 @@ def test_a_cached_curriculum_model_gives_the_result_of_training_it(splits, tmp_p
     random, _, original = splits
     args = (original, random.forget, random.retain)
     plain = TMU(**CF_ONLY)
-    expected = _weights(plain.unlearn(*args, heldout=random.heldout, seed=3))
+    expected = state_copy(plain.unlearn(*args, heldout=random.heldout, seed=3))
     assert not list(tmp_path.iterdir())  # off by default: nothing written
 
     cold, warm = TMU(**CF_ONLY, cache_curriculum=True), TMU(**CF_ONLY, cache_curriculum=True)
-    got_cold = _weights(cold.unlearn(*args, heldout=random.heldout, seed=3))
+    got_cold = state_copy(cold.unlearn(*args, heldout=random.heldout, seed=3))
     files = sorted(tmp_path.glob("tmu-curriculum-*.pt"))
     assert len(files) == 1
-    got_warm = _weights(warm.unlearn(*args, heldout=random.heldout, seed=3))
+    got_warm = state_copy(warm.unlearn(*args, heldout=random.heldout, seed=3))
     assert sorted(tmp_path.glob("tmu-curriculum-*.pt")) == files
-    for e, c, w in zip(expected, got_cold, got_warm):
-        assert torch.equal(e, c) and torch.equal(e, w)
+    for name, e in expected.items():
+        assert torch.equal(e, got_cold[name]) and torch.equal(e, got_warm[name])
 
     assert cold.last_cached_seconds == 0.0 and not cold.last_details["curriculum_cached"]
     assert any(e.phase == "curriculum" for e in cold.last_history)

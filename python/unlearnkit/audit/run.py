@@ -88,7 +88,8 @@ def estimate_pools(split, setup: PoolSetup, methods: dict[str, dict], k: int, *,
     for m in refs:
         if paths[m.ident].exists():
             try:
-                meta = torch.load(paths[m.ident], map_location="cpu", weights_only=True).get("meta", {})
+                # mmap: only the metadata is read, not every cached model's weights
+                meta = torch.load(paths[m.ident], map_location="cpu", weights_only=True, mmap=True).get("meta", {})
                 recorded.append((float(meta["seconds"]), m))
             except Exception:  # noqa: BLE001 - an unreadable entry is trained again by the pools; measure instead
                 continue

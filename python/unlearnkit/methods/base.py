@@ -117,14 +117,14 @@ class Context:
     """
 
     def __init__(self, source: str, device: torch.device, seed: int, callbacks: Iterable[Callback],
-                 precision: str | Precision = "fp32"):
+                 precision: str | Precision = "fp32", cache_dir: str | os.PathLike | None = None):
         self.source, self.device, self.seed = source, device, seed
         self.generator = torch.Generator().manual_seed(seed)
         self.callbacks = list(callbacks)
         self.history: list[StepEvent] = []
         self.amp = as_precision(precision, device)
         #: where work reusable across calls is kept (``Method.unlearn``'s ``cache_dir``)
-        self.cache_dir: pathlib.Path = default_cache_dir()
+        self.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.stopper: ValMatch | None = None  # the held-out stopping rule (methods._stop.ValMatch) when params.stop asks for it
 
     def stop_check(self, model: nn.Module) -> bool:
@@ -298,8 +298,7 @@ class Method(ABC, Generic[P]):
                     s.memory_format = torch.channels_last
         if compile:
             model.compile(**({"backend": compile} if isinstance(compile, str) else {}))
-        ctx = Context(self.name, device, seed, callbacks, precision)
-        ctx.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        ctx = Context(self.name, device, seed, callbacks, precision, cache_dir)
         self.last_cached_seconds = 0.0
         data = UnlearnData(forget=src["forget"], retain=src["retain"], test=src["test"], heldout=src["heldout"],
                            num_classes=num_classes)

@@ -284,12 +284,11 @@ class _Clock:
     cache would have cost (``Method.last_cached_seconds``: a trial's cost does not depend on the trials
     before it); raises ``OverBudget`` past ``budget``."""
 
-    def __init__(self, budget: float, method: Method | None = None):
+    def __init__(self, budget: float, method: Method):
         self.budget, self.paused, self.t0, self.method = budget, 0.0, time.perf_counter(), method
 
     def seconds(self) -> float:
-        cached = self.method.last_cached_seconds if self.method is not None else 0.0
-        return time.perf_counter() - self.t0 - self.paused + cached
+        return time.perf_counter() - self.t0 - self.paused + self.method.last_cached_seconds
 
     def check(self) -> None:
         if self.seconds() > self.budget:
