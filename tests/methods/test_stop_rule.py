@@ -170,6 +170,84 @@ def test_retain_tolerance_makes_a_damaged_state_ineligible(synthetic_sets):
     assert any(not e.logs["eligible"] for e in method.last_history if e.phase == "stop-check")
 
 
+class MemoV(Memo):
+    """Memo plus a weight on pixel (1,1), which only the validation samples of the test below carry:
+    lowering it pushes them toward class 0, so validation accuracy falls while retain (pixel 0) and
+    the forget set's memory do not see it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w_v = nn.Parameter(torch.tensor(0.0), requires_grad=False)
+
+    def head(self, z):
+        margin = W_S * z[:, 0] + self.w_m * z[:, 2] + self.w_v * z[:, 3]
+        return torch.stack([-margin / 2, margin / 2], dim=1)
+
+
+DAMAGE_FROM = 46  # first step that lowers w_v
+
+
+class DamagingFade(Fade):
+    """Fade, and from step DAMAGE_FROM on also lowers w_v by 0.5 a step: once w_v <= -W_S (step 48)
+    every class-1 validation sample with the right signal is called class 0."""
+
+    name = "_test_damaging_fade"
+
+    def _unlearn(self, model, data, ctx):
+        for step in range(1, self.params.steps + 1):
+            with torch.no_grad():
+                model.w_m -= DELTA
+                if step >= DAMAGE_FROM:
+                    model.w_v -= 0.5
+            if ctx.stop_check(model):
+                break
+        return model
+
+
+def test_val_tolerance_makes_a_state_that_lost_generalisation_ineligible(synthetic_sets):
+    # By hand: forget accuracy first falls below 1 once w_m < 2 (step 40), so the check at step 45
+    # (w_m = 1.75, ~14% of the flipped forget samples wrong) is the first better state; from step 48
+    # validation accuracy is ~50% while retain accuracy is unchanged. With stop_val_tol = 0 every
+    # check from step 50 on is ineligible and the rule keeps step 45; without it, the rule goes on
+    # (s = acc_f - acc_v is smallest near step 60 once acc_v has fallen) and keeps a damaged state.
+    (xf, yf), retain, (xv, yv) = synthetic_sets
+    xv = xv.clone()
+    xv[:, 0, 1, 1] = 1.0
+    kw = dict(steps=100, stop="val-match", stop_every=5, stop_patience=100, stop_noise=0.0)
+    tol = DamagingFade(**kw, stop_val_tol=0.0)
+    tol.unlearn(MemoV(), (xf, yf), retain, test=(xv, yv))
+    free = DamagingFade(**kw)
+    free_model = free.unlearn(MemoV(), (xf, yf), retain, test=(xv, yv))
+    checks = [e.logs for e in tol.last_history if e.phase == "stop-check"]
+    assert checks[0]["val_acc"] == pytest.approx(_acc(MemoV(), xv, yv))
+    by_step = {e.step: e.logs for e in tol.last_history if e.phase == "stop-check"}
+    assert by_step[45]["eligible"] and by_step[45]["val_acc"] == pytest.approx(checks[0]["val_acc"])
+    assert all(not by_step[k]["eligible"] and by_step[k]["val_acc"] < checks[0]["val_acc"] - 0.1
+               for k in range(50, 101, 5))
+    # retain accuracy never moved: only the validation tolerance made those checks ineligible
+    assert all(c["retain_acc"] == pytest.approx(checks[0]["retain_acc"]) for c in checks)
+    kept = [e.logs for e in tol.last_history if e.phase == "stop"][0]["kept_step"]
+    kept_free = [e.logs for e in free.last_history if e.phase == "stop"][0]["kept_step"]
+    assert kept == 45
+    assert kept_free > 45 and _acc(free_model, xv, yv) < checks[0]["val_acc"] - 0.1
+    # without the field, no all-class validation subsample is drawn or logged
+    assert all("val_acc" not in e.logs for e in free.last_history if e.phase == "stop-check")
+
+
+def test_val_tolerance_leaves_an_undamaged_run_as_it_was(synthetic_sets):
+    # validation accuracy does not move under Fade, so a zero tolerance changes nothing: the same
+    # subsamples (drawn before the new one), the same checks, the same kept step
+    (xf, yf), retain, val = synthetic_sets
+    runs = []
+    for extra in ({}, {"stop_val_tol": 0.0}):
+        method = Fade(steps=150, stop="val-match", stop_every=1, stop_patience=20, **extra)
+        model = method.unlearn(Memo(), (xf, yf), retain, test=val)
+        stop = [e.logs for e in method.last_history if e.phase == "stop"][0]
+        s = [e.logs["s"] for e in method.last_history if e.phase == "stop-check"]
+        runs.append((stop["kept_step"], stop["reason"], s, float(model.w_m)))
+    assert runs[0] == runs[1]
+
+
 def test_refuses_whole_class_forgetting_and_missing_validation(synthetic_sets):
     (xf, yf), retain, val = synthetic_sets
     keep = retain[1] == 0
