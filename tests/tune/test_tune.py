@@ -155,6 +155,45 @@ def test_the_objective_never_touches_the_test_split_or_a_reported_seed(problem, 
         T.score_trial(dataclasses.replace(problem, seed=1), "finetune", {"lr": 0.02, "epochs": 1})
 
 
+def test_a_cached_unit_far_from_retraining_timed_now_is_named(problem, recipes, cache, monkeypatch):
+    # hand-worked ratios: within 1.5 x either way, silence; beyond, a warning naming both times
+    import warnings
+
+    from unlearnkit.tune import objective as O
+    from unlearnkit.tune.report import _unit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert O.check_cached_unit(60.0, 50.0) == pytest.approx(1.2)
+        assert O.check_cached_unit(40.0, 59.0) == pytest.approx(40 / 59)
+    with pytest.warns(UserWarning, match=r"took 238\.4 s, 4\.00 x retraining timed now \(59\.6 s.*4\.00 x looser"):
+        O.check_cached_unit(238.4, 59.6)
+    with pytest.warns(UserWarning, match=r"0\.25 x tighter"):
+        O.check_cached_unit(10.0, 40.0)
+    # prepare() in cache mode: the cached gold's recorded time, made 20 x what it was, is the unit;
+    # the warning says so, and retraining is timed now in both modes
+    real = O._train_reference
+
+    def slow_gold(kind, *a, **k):
+        model, meta = real(kind, *a, **k)
+        return model, ({**meta, "seconds": 20 * meta["seconds"]} if kind == "gold" else meta)
+
+    monkeypatch.setattr(O, "_train_reference", slow_gold)
+    with pytest.warns(UserWarning, match=r"retrain_time: the cached gold model's training took .* looser"):
+        cached = T.prepare("digits", "random-10", ["finetune"], recipes=recipes, max_rte=1e3, cache_dir=cache,
+                           retrain_time="cache")
+    assert cached.retrain_time == "cache" and cached.retrain_seconds == cached.cached_retrain_seconds
+    assert cached.cached_retrain_seconds == pytest.approx(20 * problem.cached_retrain_seconds)
+    assert 0 < cached.measured_retrain_seconds < cached.retrain_seconds
+    assert problem.retrain_time == "measure" and problem.retrain_seconds == problem.measured_retrain_seconds
+    # the report states which unit the budget used and flags the disagreement
+    meta = {"retrain_seconds": 238.4, "cached_retrain_seconds": 238.4, "measured_retrain_seconds": 59.6,
+            "retrain_time": "cache"}
+    assert "238.4 s: the cached gold model's recorded training time; retraining timed now: 59.6 s; ⚠ 4.00 x" in _unit(meta)
+    assert "⚠" not in _unit({**meta, "measured_retrain_seconds": 200.0})
+    assert _unit({**meta, "retrain_time": "measure", "retrain_seconds": 59.6}).startswith("59.6 s: one epoch timed now")
+
+
 def test_objective_is_mean_closed_and_falls_back_to_the_average_gap():
     o = {"acc_forget": 1.0, "acc_retain": 1.0, "acc_val": 0.9, "mia": 0.10}
     g = {"acc_forget": 0.9, "acc_retain": 0.995, "acc_val": 0.9, "mia": 0.30}

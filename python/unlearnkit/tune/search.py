@@ -259,6 +259,7 @@ def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: st
     meta = {"dataset": dataset, "scenario": scenario, "seed": problem.seed, "seeds": list(seeds),
             "decisions": {m: d[1] for m, d in decisions.items()}, "max_rte": problem.max_rte,
             "retrain_seconds": problem.retrain_seconds, "cached_retrain_seconds": problem.cached_retrain_seconds,
+            "measured_retrain_seconds": problem.measured_retrain_seconds, "retrain_time": problem.retrain_time,
             "trials": trials, "cpus": cpus,
             "cpus_per_trial": cpus_per_trial, "wall_s": wall, "asha": asha, "gold": problem.gold,
             "original": problem.original, "methods": methods}
