@@ -79,6 +79,26 @@ def test_search_space_round_trips_from_metadata_into_ray_and_optuna(name):
         get_method(name)(**hp)
 
 
+@pytest.mark.parametrize("name", sorted(n for n in METHODS if "stop" in T.method_space(n)))
+def test_whole_class_scenarios_leave_val_match_out_of_the_space(name):
+    # the held-out rule refuses whole-class forgetting: a search there must not draw it
+    assert "val-match" in T.method_space(name)["stop"].choices
+    assert "val-match" in T.method_space(name, "random-10")["stop"].choices
+    assert "val-match" in T.method_space(name, "class-0-10")["stop"].choices  # class-partial: it applies
+    assert T.method_space(name, "class-0")["stop"].choices == ("none",)
+    assert T.ray_space(name, "class-3")["stop"].categories == ["none"]
+    assert T.start_point(name, {"stop": "val-match"}, "class-0")["stop"] == "none"
+    assert T.start_point(name, {"stop": "val-match"}, "random-10")["stop"] == "val-match"
+
+
+def test_a_none_default_starts_in_the_middle_of_its_range():
+    # DLFD's epsilon defaults to None (the method picks its ball); a recipe without it starts the
+    # search at the geometric middle of its log range, 1e-3..0.3
+    start = T.start_point("dlfd", {})
+    assert start["epsilon"] == pytest.approx((1e-3 * 0.3) ** 0.5)
+    assert T.start_point("dlfd", {"epsilon": 0.1})["epsilon"] == 0.1
+
+
 def test_integer_ranges_reach_both_ends():
     # Ray's randint excludes its upper bound; the declared range includes it
     dom = T.ray_domain(Space("int", 1, 3))

@@ -116,14 +116,14 @@ def search_method(problem: TuningProblem | list[TuningProblem], method: str, *, 
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
         sampler = TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 3)))
-        start = start_point(method, problem.recipes.get(method, {}))
+        start = start_point(method, problem.recipes.get(method, {}), problem.scenario)
         searcher = OptunaSearch(sampler=sampler, points_to_evaluate=[start])
         # grace 3: a trial is judged after 3 epochs at the earliest (one epoch of fine-tuning says little
         # about where it ends; on digits, grace 1 stopped 3-5 of 8 trials, the hand-made recipe among them)
         scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=10_000, grace_period=3, reduction_factor=3)
                      if asha else None)
         tuner = tune.Tuner(
-            trainable, param_space=ray_space(method),
+            trainable, param_space=ray_space(method, problem.scenario),
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", search_alg=searcher, scheduler=scheduler,
                                         num_samples=trials, max_concurrent_trials=max_concurrent,
                                         reuse_actors=True),  # no new process (torch import) per trial
@@ -253,7 +253,7 @@ def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: st
         if started_ray:
             ray.shutdown()
     wall = time.perf_counter() - t0
-    starts = {m: start_point(m, problem.recipes.get(m, {})) for m in methods}
+    starts = {m: start_point(m, problem.recipes.get(m, {}), scenario) for m in methods}
     decisions = {m: decide([r for r in rows if r["method"] == m], starts[m]) for m in methods}
     best = {m: d[0] for m, d in decisions.items()}
     meta = {"dataset": dataset, "scenario": scenario, "seed": problem.seed, "seeds": list(seeds),
