@@ -214,6 +214,26 @@ def test_a_cached_unit_far_from_retraining_timed_now_is_named(problem, recipes, 
     assert _unit({**meta, "retrain_time": "measure", "retrain_seconds": 59.6}).startswith("59.6 s: one epoch timed now")
 
 
+def test_a_trial_that_loses_more_retain_accuracy_than_allowed_is_infeasible(problem, recipes, cache):
+    import dataclasses
+
+    # a damaging point: gradient ascent at a large step; its retain drop, measured without a limit, is the oracle
+    config = {"lr": 0.01, "epochs": 1, "batch_size": 32}  # digits: ~14 points of retain accuracy lost
+    free = T.score_trial(problem, "neggrad", config, intermediate=False)
+    assert free["status"] == "ok"
+    drop = problem.original["acc_retain"] - free["acc_retain"]
+    assert drop > 0.02
+    tight = T.score_trial(dataclasses.replace(problem, max_retain_drop=drop / 2), "neggrad", config, intermediate=False)
+    assert tight["status"] == "infeasible" and tight["score"] == T.INFEASIBLE_SCORE
+    assert f"retain accuracy {100 * drop:.1f} points below the original's" in tight["error"]
+    assert tight["objective"] == pytest.approx(free["objective"])  # scored, then ruled out
+    loose = T.score_trial(dataclasses.replace(problem, max_retain_drop=drop + 0.01), "neggrad", config,
+                          intermediate=False)
+    assert loose["status"] == "ok"
+    with pytest.raises(ValueError, match=r"^max_retain_drop: expected None or a fraction in \[0, 1\].*got 5"):
+        T.prepare("digits", "random-10", ["finetune"], recipes=recipes, cache_dir=cache, max_retain_drop=5)
+
+
 def test_objective_is_mean_closed_and_falls_back_to_the_average_gap():
     o = {"acc_forget": 1.0, "acc_retain": 1.0, "acc_val": 0.9, "mia": 0.10}
     g = {"acc_forget": 0.9, "acc_retain": 0.995, "acc_val": 0.9, "mia": 0.30}

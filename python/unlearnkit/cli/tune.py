@@ -21,7 +21,8 @@ def cmd_tune(args) -> int:
                         max_rte=cfg.max_rte, num_cpus=cfg.num_cpus, cpus_per_trial=cfg.cpus_per_trial,
                         ray_address=args.ray_address, cache_dir=args.cache_dir,
                         recipes=str(args.recipes) if args.recipes else None, asha=cfg.asha,
-                        progress=not args.quiet, retrain_time=cfg.retrain_time)
+                        progress=not args.quiet, retrain_time=cfg.retrain_time,
+                        max_retain_drop=cfg.max_retain_drop)
     for m, b in result["best"].items():
         why = result["meta"]["decisions"][m]
         print(f"{m}: " + (f"{why} at {b['rte']:.3f} x retraining, {b['params']}" if b else why))

@@ -348,6 +348,8 @@ class TuneConfig:
         num_cpus: CPUs of the local Ray (None: all).
         cpus_per_trial: CPUs and torch threads per trial.
         retrain_time: the budget's unit: "measure" retraining now or take the "cache"d gold model's time.
+        max_retain_drop: a trial whose retain accuracy falls more than this (a fraction: 0.05 = 5
+            points) below the original's on a tuning seed is infeasible (None: no limit).
         asha: stop trials whose per-epoch objective falls behind (ASHA).
     """
 
@@ -367,6 +369,10 @@ class TuneConfig:
     retrain_time: str = option("measure", choices=("measure", "cache"),
                                help="the budget's unit: retraining time measured now (one epoch x epochs, a trial's "
                                     "threads) or the cached gold model's recorded time")
+    max_retain_drop: float | None = option(None, ge=0.0, le=1.0,
+                                           help="a trial whose retain accuracy falls more than this fraction "
+                                                "(0.05 = 5 points) below the original's on a tuning seed is "
+                                                "infeasible (default: no limit)")
     asha: bool = option(True, help="run every trial to the end (no early stopping)")
 
     def __post_init__(self):

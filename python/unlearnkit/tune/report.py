@@ -181,7 +181,10 @@ def report_markdown(rows: list[dict], best: dict[str, dict | None], starts: dict
              f"objective is the mean over them, the figures below are the first seed's), objective = mean closed "
              f"over UA, RA, TA, MIA on the "
              f"validation part of the test split, against that seed's gold model; trials over "
-             f"{meta['max_rte']:g} x retraining time ({_unit(meta)}) are infeasible. "
+             f"{meta['max_rte']:g} x retraining time ({_unit(meta)})"
+             + (f", or whose retain accuracy falls more than {100 * meta['max_retain_drop']:g} points below the "
+                f"original's," if meta.get("max_retain_drop") is not None else "")
+             + " are infeasible. "
              f"{meta['trials']} trials per method, Optuna TPE on Ray Tune"
              f"{', ASHA on per-epoch progress' if meta.get('asha') else ''}; "
              f"{meta['cpus']} CPU(s), {meta['cpus_per_trial']} per trial; search wall time {meta['wall_s']:.1f} s.", "",

@@ -204,7 +204,8 @@ def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: st
                seed: int | tuple[int, ...] | list[int] = (100, 101), max_rte: float = 0.2,
                num_cpus: int | None = None, cpus_per_trial: int = 1, ray_address: str | None = None,
                cache_dir=None, recipes: str | None = None, asha: bool = True,
-               progress: bool = False, retrain_time: str = "measure") -> dict:
+               progress: bool = False, retrain_time: str = "measure",
+               max_retain_drop: float | None = None) -> dict:
     """Tunes each of ``methods`` on ``dataset``/``scenario`` and writes ``<out_dir>/recipes.toml``,
     ``trials.csv``, ``report.md`` and ``objective.png``. Returns ``{"rows", "best", "meta", "paths"}``.
 
@@ -217,7 +218,8 @@ def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: st
         cpus_per_trial: CPUs (and torch threads) per trial; trials run concurrently on the rest.
         recipes: base recipes file (default: the shipped one).
         asha: stop trials whose per-epoch objective falls behind (ASHA).
-        retrain_time: the budget's unit: "measure" it now or take the "cache"d gold model's time
+        retrain_time: the budget's unit: "measure" it now or take the "cache"d gold model's time;
+            ``max_retain_drop``: a trial losing more retain accuracy than this fraction is infeasible
             (see ``tune.objective.prepare``).
     """
     import os
@@ -230,14 +232,15 @@ def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: st
     # every argument checked once, by the schema ``unlearnkit tune`` builds its flags from
     cfg = TuneConfig(dataset=dataset, scenario=scenario, methods=tuple(dict.fromkeys(methods)), tuning_seeds=seeds,
                      trials=trials, max_rte=max_rte, num_cpus=num_cpus, cpus_per_trial=cpus_per_trial,
-                     retrain_time=retrain_time, asha=asha)
+                     retrain_time=retrain_time, max_retain_drop=max_retain_drop, asha=asha)
     methods = list(cfg.methods)
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     problems = [prepare(dataset, scenario, methods, seed=s, max_rte=max_rte,
                         cache_dir=cache_dir or default_cache_dir(), recipes=recipes, progress=progress,
-                        threads=cpus_per_trial, retrain_time=retrain_time) for s in seeds]
+                        threads=cpus_per_trial, retrain_time=retrain_time, max_retain_drop=max_retain_drop)
+                for s in seeds]
     problem = problems[0]
     import ray
 
@@ -260,6 +263,7 @@ def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: st
             "decisions": {m: d[1] for m, d in decisions.items()}, "max_rte": problem.max_rte,
             "retrain_seconds": problem.retrain_seconds, "cached_retrain_seconds": problem.cached_retrain_seconds,
             "measured_retrain_seconds": problem.measured_retrain_seconds, "retrain_time": problem.retrain_time,
+            "max_retain_drop": problem.max_retain_drop,
             "trials": trials, "cpus": cpus,
             "cpus_per_trial": cpus_per_trial, "wall_s": wall, "asha": asha, "gold": problem.gold,
             "original": problem.original, "methods": methods}
@@ -268,7 +272,9 @@ def run_search(dataset: str, scenario: str, methods, *, trials: int, out_dir: st
     tree = tuned_recipes(dataset, scenario, {m: b["params"] for m, b in best.items() if b}, recipes,
                          previous=paths["recipes"])
     header = (f"unlearnkit tune --dataset {dataset} --scenario {scenario} --methods {','.join(methods)} "
-              f"--trials {trials} --tuning-seeds {','.join(map(str, seeds))} --max-rte {problem.max_rte:g}\n"
+              f"--trials {trials} --tuning-seeds {','.join(map(str, seeds))} --max-rte {problem.max_rte:g}"
+              + (f" --max-retain-drop {problem.max_retain_drop:g}" if problem.max_retain_drop is not None else "")
+              + "\n"
               f"Tuned on the mean over tuning seeds {list(seeds)} (validation data only); see report.md beside this file.")
     write_recipes(paths["recipes"], tree, header)
     write_trials_csv(rows, paths["trials"])
