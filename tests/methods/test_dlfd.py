@@ -5,9 +5,9 @@ The ball is checked on a hand-worked case (a linear model whose loss gradient ha
 at every pixel, so each sign step adds exactly alpha everywhere until the ball or the pixel range
 stops it) and on the digits model against the bound epsilon. Also: its defaults (the paper's), the
 need for unseen validation data, the synthesis raising the OT distance to the forget outputs (and
-ignoring it in reference-code mode), the forgetting score as the loss attack's distance from chance,
-and the monitor and synthesis logged by its recipe run on the memorising Fashion-MNIST subset
-(shared with ``test_muda_dlfd.py``)."""
+ignoring it in reference-code mode), the forgetting score as the loss attack's distance from chance.
+The monitor and synthesis logged by its recipe run on the memorising Fashion-MNIST subset are
+checked in ``test_muda_dlfd.py``, the one file that reads that run."""
 
 from __future__ import annotations
 
@@ -32,14 +32,6 @@ from unlearnkit.methods.dlfd import (
     score_noise,
     synthesize,
 )
-
-
-@pytest.fixture(scope="module")
-def run(subset_recipe_runs):
-    """``run(name)``: MUDA's or DLFD's recipe run on the memorising Fashion-MNIST subset (digits without
-    it), made once per session and shared with ``test_muda_dlfd.py`` (``subset_recipe_runs`` in
-    ``shared_fixtures.py``)."""
-    return subset_recipe_runs
 
 
 def _ot():
@@ -271,15 +263,6 @@ def test_forgetting_score_is_distance_of_the_loss_attack_from_chance(digits_mode
     # the same set on both sides: the attacker can do no better than chance (up to noise)
     fs_same, _ = forgetting_score(original, xt, yt, xt, yt, samples=100, splits=5, seed=0)
     assert fs_same < 0.12
-
-
-def test_dlfd_logs_forgetting_score_and_synthesis(run):
-    _, _, _, _, events = run("dlfd")
-    monitors = [e for e in events if e.phase == "monitor"]
-    assert monitors and all(0.0 <= e.logs["fs"] <= 0.5 for e in monitors)
-    synth = [e for e in events if e.phase == "synthesis"]
-    assert synth, "the recipe's forget_threshold should trigger the synthesis on this data"
-    assert all(e.logs["ot_last"] >= e.logs["ot_first"] - 1e-6 for e in synth)
 
 
 def test_dlfd_needs_validation_data_and_warns_when_the_attack_is_at_chance(digits_models):

@@ -30,8 +30,9 @@ FASHION = fashion_mnist_available()
 @pytest.fixture(scope="module")
 def run(subset_recipe_runs):
     """``run(name)``: MUDA's or DLFD's recipe run on the memorising Fashion-MNIST subset (digits without
-    it), made once per session and shared with ``test_muda.py`` and ``test_dlfd.py``
-    (``subset_recipe_runs`` in ``shared_fixtures.py``)."""
+    it), made once per session (``subset_recipe_runs`` in ``shared_fixtures.py``). Every test that
+    reads these runs is in this file: the test processes share nothing in memory, and a second file
+    on the other worker would repeat the runs (DLFD's alone takes ~35 s on one thread)."""
     return subset_recipe_runs
 
 
@@ -44,6 +45,24 @@ def run(subset_recipe_runs):
 def test_bad_hyperparameters_name_the_field(cls, field, value, match):
     with pytest.raises(ValueError, match=match):
         cls(**{field: value})
+
+
+def test_muda_logs_da_and_both_phases(run):
+    _, _, _, _, events = run("muda")
+    phases = {e.phase for e in events}
+    assert {"forget", "recover"} <= phases
+    das = [e.logs["da"] for e in events if e.phase == "forget"]
+    assert das and all(0.0 <= d <= 1.0 for d in das)
+    assert all("sd" in e.logs for e in events if e.phase == "recover")
+
+
+def test_dlfd_logs_forgetting_score_and_synthesis(run):
+    _, _, _, _, events = run("dlfd")
+    monitors = [e for e in events if e.phase == "monitor"]
+    assert monitors and all(0.0 <= e.logs["fs"] <= 0.5 for e in monitors)
+    synth = [e for e in events if e.phase == "synthesis"]
+    assert synth, "the recipe's forget_threshold should trigger the synthesis on this data"
+    assert all(e.logs["ot_last"] >= e.logs["ot_first"] - 1e-6 for e in synth)
 
 
 @pytest.mark.parametrize("name", ["muda", "dlfd"])
