@@ -234,6 +234,18 @@ def test_val_tolerance_makes_a_state_that_lost_generalisation_ineligible(synthet
     assert all("val_acc" not in e.logs for e in free.last_history if e.phase == "stop-check")
 
 
+def test_val_tolerance_reads_every_class_when_the_forget_set_holds_one(synthetic_sets):
+    # forget samples of class 1 only: the statistic's val subsample is class 1's, so the tolerance
+    # draws its own subsample of every class (here the whole 1000-sample validation set)
+    (xf, yf), retain, (xv, yv) = synthetic_sets
+    one = yf == 1
+    method = Fade(steps=5, stop="val-match", stop_every=5, stop_val_tol=0.0)
+    method.unlearn(Memo(), (xf[one], yf[one]), retain, test=(xv, yv))
+    first = [e.logs for e in method.last_history if e.phase == "stop-check"][0]
+    assert first["n_val"] == int((yv == 1).sum()) and first["n_val_all"] == len(yv)
+    assert first["val_acc"] == pytest.approx(_acc(Memo(), xv, yv))
+
+
 def test_val_tolerance_leaves_an_undamaged_run_as_it_was(synthetic_sets):
     # validation accuracy does not move under Fade, so a zero tolerance changes nothing: the same
     # subsamples (drawn before the new one), the same checks, the same kept step

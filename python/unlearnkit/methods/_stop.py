@@ -152,9 +152,11 @@ class ValMatch:
         self.forget = data.forget.take(f_idx)
         self.val = data.test.take(v_idx)
         self.retain = data.retain.take(r_idx)
-        # drawn after the others, so setting stop_val_tol leaves the forget/val/retain subsamples as they were
+        # stop_val_tol's all-class subsample: the val subsample itself when it already spans every class of
+        # the validation data (random forgetting: no second prediction per check); else one drawn after the
+        # others, so setting stop_val_tol leaves the forget/val/retain subsamples as they were
         self.val_all = (data.test.take(torch.randperm(len(y_v), generator=g)[:cap])
-                        if params.stop_val_tol is not None else None)
+                        if params.stop_val_tol is not None and len(v_pool) < len(y_v) else None)
         # class-conditional weights: the val subsample's class mix made equal to the forget subsample's
         yf, yv = self.forget.y.long(), self.val.y.long()
         share_f = torch.bincount(yf, minlength=int(yv.max()) + 1).double() / len(yf)
@@ -163,8 +165,7 @@ class ValMatch:
         self.w_val = w.numpy()
         self.rng = np.random.default_rng(int(ctx.seed) + 9_173)
         self.calls = self.checks = self.since_best = 0
-        s0, acc0 = self._measure(model)
-        self.val_acc0 = self._val_accuracy(model)
+        s0, acc0, self.val_acc0 = self._measure(model)
         lf, lv = self._last
         boot = []
         for _ in range(_BOOTSTRAP):
@@ -177,28 +178,28 @@ class ValMatch:
         self.best_state = copy.deepcopy(model.state_dict())
         self.best_d, self.best_step, self.best_s = abs(s0), 0, s0
         self.done = False
-        extra = {} if self.val_all is None else {"val_acc": self.val_acc0, "n_val_all": len(self.val_all.y)}
+        extra = {} if self.val_acc0 is None else {
+            "val_acc": self.val_acc0, "n_val_all": len((self.val if self.val_all is None else self.val_all).y)}
         ctx.log("stop-check", 0, None, s=s0, noise=self.noise, threshold=self.threshold, retain_acc=acc0,
                 eligible=True, n_forget=len(yf), n_val=len(yv), n_retain=len(self.retain.y), **extra)
 
-    def _val_accuracy(self, model) -> float | None:
-        """Accuracy on the all-class validation subsample (None when ``stop_val_tol`` is unset)."""
-        if self.val_all is None:
-            return None
-        was_training = model.training
-        logits = predict(model, self.val_all.x, precision=self.ctx.amp)
-        model.train(was_training)
-        return float((logits.argmax(1) == self.val_all.y).float().mean())
+    def _accuracy(self, model, sub) -> float:
+        logits = predict(model, sub.x, precision=self.ctx.amp)
+        return float((logits.argmax(1) == sub.y).float().mean())
 
-    def _measure(self, model) -> tuple[float, float]:
+    def _measure(self, model) -> tuple[float, float, float | None]:
+        """(s, retain accuracy, all-class validation accuracy or None when ``stop_val_tol`` is unset)."""
         was_training = model.training
         lf = _losses(model, self.forget.x, self.forget.y, self.ctx.amp)
         lv = _losses(model, self.val.x, self.val.y, self.ctx.amp)
-        logits = predict(model, self.retain.x, precision=self.ctx.amp)
-        acc = float((logits.argmax(1) == self.retain.y).float().mean())
+        acc = self._accuracy(model, self.retain)
+        val_acc = None
+        if self.p.stop_val_tol is not None:
+            # on the val subsample itself, a sample is right when its loss is < 0, as the statistic counts it
+            val_acc = float(np.mean(lv < 0)) if self.val_all is None else self._accuracy(model, self.val_all)
         model.train(was_training)
         self._last = (lf, lv)
-        return self._statistic(lf, lv, self.w_val), acc
+        return self._statistic(lf, lv, self.w_val), acc, val_acc
 
     def _statistic(self, lf: np.ndarray, lv: np.ndarray, wv: np.ndarray) -> float:
         if self.p.stop_statistic == "auc":
@@ -214,11 +215,10 @@ class ValMatch:
         if not force and self.calls % self.p.stop_every:
             return False
         self.checks += 1
-        s, acc = self._measure(model)
-        val_acc = self._val_accuracy(model)
+        s, acc, val_acc = self._measure(model)
         eligible = acc >= self.acc0 - self.p.stop_retain_tol
         if val_acc is not None:
-            assert self.val_acc0 is not None  # both set when stop_val_tol is
+            assert self.val_acc0 is not None and self.p.stop_val_tol is not None  # all set together
             eligible = eligible and val_acc >= self.val_acc0 - self.p.stop_val_tol
         d = abs(s)
         if eligible and d < self.best_d:

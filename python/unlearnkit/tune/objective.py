@@ -238,12 +238,19 @@ def prepare(dataset: str, scenario: str, methods, *, seed: int = DEFAULT_SEED, m
 CACHED_UNIT_RATIO = 1.5
 
 
+def cached_unit_ratio(cached: float, measured: float) -> tuple[float, bool]:
+    """(``cached / measured``, whether that is beyond ``CACHED_UNIT_RATIO`` either way): the two units
+    of the time budget compared, as ``check_cached_unit`` warns and ``report.md`` marks it."""
+    ratio = cached / measured if measured > 0 else float("inf")
+    return ratio, not 1 / CACHED_UNIT_RATIO <= ratio <= CACHED_UNIT_RATIO
+
+
 def check_cached_unit(cached: float, measured: float) -> float:
     """The ratio ``cached / measured`` of the two units of the time budget; warns (``UserWarning``)
     when it is beyond ``CACHED_UNIT_RATIO`` either way: the cached time was recorded under another
     load or on another machine, so a budget in it is that much looser (or tighter) than it says."""
-    ratio = cached / measured if measured > 0 else float("inf")
-    if not 1 / CACHED_UNIT_RATIO <= ratio <= CACHED_UNIT_RATIO:
+    ratio, off = cached_unit_ratio(cached, measured)
+    if off:
         import warnings
 
         warnings.warn(f"retrain_time: the cached gold model's training took {cached:.1f} s, {ratio:.2f} x "

@@ -156,18 +156,17 @@ def _fmt(v, spec=".3f") -> str:
 
 def _unit(meta: dict) -> str:
     """The time budget's unit as the report states it: which one was used, and the other beside it
-    (a ⚠ when they disagree by more than ``CACHED_UNIT_RATIO``)."""
-    from .objective import CACHED_UNIT_RATIO
+    (a ⚠ when they disagree by more than ``objective.CACHED_UNIT_RATIO``)."""
+    from .objective import cached_unit_ratio
 
     measured = meta.get("measured_retrain_seconds", meta["retrain_seconds"])
     cached = meta["cached_retrain_seconds"]
     if meta.get("retrain_time", "measure") == "measure":
         return (f"{meta['retrain_seconds']:.1f} s: one epoch timed now x the recipe's epochs; the cached gold model "
                 f"took {cached:.1f} s")
-    ratio = cached / measured if measured > 0 else float("inf")
+    ratio, off = cached_unit_ratio(cached, measured)
     warn = (f"; ⚠ {ratio:.2f} x retraining timed now: recorded under another load or machine, the budget is that "
-            f"much {'looser' if ratio > 1 else 'tighter'}" if not 1 / CACHED_UNIT_RATIO <= ratio <= CACHED_UNIT_RATIO
-            else "")
+            f"much {'looser' if ratio > 1 else 'tighter'}" if off else "")
     return (f"{meta['retrain_seconds']:.1f} s: the cached gold model's recorded training time; retraining timed now: "
             f"{measured:.1f} s{warn}")
 
