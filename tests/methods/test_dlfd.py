@@ -210,6 +210,27 @@ def test_checks_every_n_batches_and_the_ot_weight_schedule(digits_models):
     assert [e.logs["w"] for e in synth] == pytest.approx([k / (total - 1) for k in range(total)])
 
 
+def test_clean_weight_mixes_the_clean_batch_cross_entropy(digits_models):
+    # Hand-worked: with steps=0 the synthesised batch is the clean batch, so [x'; x] holds the batch
+    # twice (BatchNorm sees the same mean and biased variance) and the mix (1 - c) CE + c CE is CE(x):
+    # every clean_weight then takes the same steps, and the loss logged at each is the same.
+    base = dict(steps=0, forget_threshold=0.0, max_forgetting_score=0.5, check_every=1000)
+    runs = [_run_dlfd(digits_models, clean_weight=c, **base)[1] for c in (0.0, 0.7)]
+    a, b = ([e.logs["loss"] for e in ev if e.phase == "synthesis"] for ev in runs)
+    assert len(a) == len(b) > 10
+    np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-3)
+    # with a real synthesis the mix changes the steps: the logged loss is no longer the synthesised CE
+    moved = [_run_dlfd(digits_models, clean_weight=c, steps=2, alpha=0.05, epsilon=0.1, forget_threshold=0.0,
+                       max_forgetting_score=0.5, check_every=1000)[1] for c in (0.0, 0.7)]
+    la, lb = ([e.logs["loss"] for e in ev if e.phase == "synthesis"] for ev in moved)
+    assert la[0] != pytest.approx(lb[0], rel=1e-3)
+    # the paper's default adds nothing; a weight outside [0, 1] is refused naming the field
+    assert DLFDParams().clean_weight == 0.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="clean_weight"):
+            DLFD(clean_weight=bad)
+
+
 # --- defaults, validation data, the synthesis and the score, the recipe run's logs (from test_muda_dlfd.py)
 
 def test_dlfd_defaults_are_the_papers():

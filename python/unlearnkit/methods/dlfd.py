@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import categorical, integers, log_uniform, param
+from .._validation import categorical, integers, log_uniform, param, uniform
 from ..data.batches import BatchSource, TensorSource
 from ..losses import SinkhornLoss
 from ..metrics.membership import mia_forget_vs_test
@@ -76,7 +76,12 @@ class DLFDParams(StopParams):
     attack's shuffle splits; noise_resamples: bootstrap resamples of the fixed subsamples' losses
     on the model given, whose sd is the score's noise (measured once, logged); check_every:
     retain batches between forgetting-score checks (1 = every batch, the paper);
-    val_samples: validation subsample of the checkpoint choice.
+    val_samples: validation subsample of the checkpoint choice;
+    clean_weight: c in [0, 1], a synthesis step's loss is (1 - c) CE(synthesised) + c CE(clean
+    retain batch), a convex mix, so the step's scale does not grow with c (0: the paper, which
+    trains on the synthesised batch alone; 1: plain fine-tuning steps); the two batches share one
+    forward pass (one BatchNorm batch of 2B). Not in the paper: a mix that keeps the retain samples
+    themselves memorised while the synthesis moves the decision regions (issue 26).
     """
 
     epochs: int = param(1, ge=0, space=integers(1, 3))
@@ -107,6 +112,7 @@ class DLFDParams(StopParams):
     noise_resamples: int = param(10, ge=2)
     check_every: int = param(1, ge=1)
     val_samples: int = param(2000, ge=1)
+    clean_weight: float = param(0.0, ge=0, le=1, space=uniform(0.0, 0.95))
 
     def __post_init__(self):  # per-field constraints live in the field metadata (checked by Method)
         lo, hi = self.pixel_range
@@ -403,7 +409,12 @@ class DLFD(Method[DLFDParams]):
                     phase, extra = "finetune", {}
                 model.train()
                 with ctx.amp.autocast():
-                    loss = F.cross_entropy(model(x), y)
+                    if phase == "synthesis" and p.clean_weight > 0:
+                        # one forward over [synthesised; clean]: the convex mix of their CE means
+                        z, c = model(torch.cat([x, b.x])), p.clean_weight
+                        loss = (1 - c) * F.cross_entropy(z[: len(y)], y) + c * F.cross_entropy(z[len(y):], y)
+                    else:
+                        loss = F.cross_entropy(model(x), y)
                 ctx.amp.step(opt, loss)
                 step += 1
                 ctx.log(phase, step, total, loss=loss.detach(), **extra)
