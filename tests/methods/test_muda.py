@@ -207,3 +207,10 @@ def test_muda_logs_probe_curves_on_a_schedule(digits_models):
     off = MUDA(epochs=1, probe_every=0)
     off.unlearn(original, split.forget, split.retain, seed=0)
     assert not [e for e in off.last_history if e.phase == "probe"]
+    # the default: the stability curves only, one check before the first round and one after each
+    rounds = MUDA(epochs=3, recover_ratio=1, probe_samples=100)
+    assert rounds.params.probe_every is None
+    rounds.unlearn(original, split.forget, split.retain, test=split.val, seed=0)
+    probes = [e.logs for e in rounds.last_history if e.phase == "probe"]
+    assert [p["after"] for p in probes] == ["start", "round", "round", "end"]
+    assert [p.get("round") for p in probes[1:]] == [1, 2, 3]
