@@ -214,3 +214,27 @@ def test_muda_logs_probe_curves_on_a_schedule(digits_models):
     probes = [e.logs for e in rounds.last_history if e.phase == "probe"]
     assert [p["after"] for p in probes] == ["start", "round", "round", "end"]
     assert [p.get("round") for p in probes[1:]] == [1, 2, 3]
+
+
+def test_max_grad_norm_bounds_how_far_the_weights_move(digits_models):
+    # Hand-worked bound: with no weight decay, SGD with momentum mu moves the weights by lr * v per step,
+    # v = mu v + g, so |v| <= c / (1 - mu) when every clipped |g| <= c; over n steps the parameters move
+    # by at most n * lr * c / (1 - mu) in L2. Without clipping the same run moves far beyond that bound.
+    split, original, _ = digits_models
+    hp = dict(epochs=1, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0, recover_ratio=2, ce_cap=5.0)
+
+    def moved(**kw):
+        m = MUDA(**{**hp, **kw}, probe_every=0)
+        out = m.unlearn(original, split.forget, split.retain, test=split.val, seed=0)
+        steps = sum(e.phase in ("forget", "recover") for e in m.last_history)
+        delta = torch.cat([(a.detach() - b.detach()).flatten()
+                           for a, b in zip(out.parameters(), original.parameters(), strict=True)])
+        return float(delta.norm()), steps
+
+    clip = 1e-3
+    d, n = moved(max_grad_norm=clip)
+    assert 0 < d <= n * hp["lr"] * clip / (1 - hp["momentum"]) * (1 + 1e-4)
+    free, _ = moved()
+    assert free > 10 * n * hp["lr"] * clip / (1 - hp["momentum"])
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        MUDA(max_grad_norm=0.0)

@@ -71,7 +71,9 @@ class MUDAParams(StopParams):
     never. Each check fits a logistic-regression probe: every 10 steps they were 40% of a
     fashion-mnist-10k random-10 call (0.38 against 0.23 x retraining, the same weights out;
     docs/benchmarks.md, "MUDA (issue 25)"); probe_samples: samples per set in each check (a fixed
-    subsample).
+    subsample);
+    max_grad_norm: when set, each step's gradient (both phases) is rescaled to this L2 norm at most
+    (``torch.nn.utils.clip_grad_norm_``) before the SGD step; None: no clipping (the paper).
     """
 
     epochs: int = param(5, ge=0, space=integers(1, 5))
@@ -99,6 +101,7 @@ class MUDAParams(StopParams):
     phase_optimizers: bool = param(False, space=categorical(False, True))
     da_variant: str = param("projection", choices=DA_VARIANTS)
     probe_every: int | None = param(None, ge=0)
+    max_grad_norm: float | None = param(None, gt=0)
     probe_samples: int = param(500, ge=2)
 
 
@@ -140,6 +143,8 @@ class MUDA(Method[MUDAParams]):
             raise ValueError(f"test: expected validation samples (UnlearningSplit.val) for forget_loss={p.forget_loss!r} "
                              "(it pulls D_f toward unseen samples), got None")
         teacher = frozen_copy(model)
+        clip = None if p.max_grad_norm is None else (
+            lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm))
         da_loss = DimensionalAlignmentLoss(k=p.k, energy=p.energy, center=p.center, variant=p.da_variant)
         sd_loss = SelfDistillationLoss(temperature=p.temperature)
         opt_f = sgd(model, p.forget_lr if p.forget_lr is not None else p.lr, p.momentum, p.weight_decay)
@@ -202,7 +207,7 @@ class MUDA(Method[MUDAParams]):
                         assert val_target is not None, "set before the first epoch"
                         loss = loss + _match_quantiles(F.cross_entropy(model.head(z), b.y, reduction="none"),
                                                        val_target)
-                ctx.amp.step(opt_f, loss)
+                ctx.amp.step(opt_f, loss, before_step=clip)
                 step_f += 1
                 ctx.log("forget", step_f, p.epochs * forget_steps, loss=loss.detach(), ce=ce.detach(),
                         da=1.0 - float(l_da.detach()), epoch=epoch + 1)
@@ -222,7 +227,7 @@ class MUDA(Method[MUDAParams]):
                     ce = F.cross_entropy(out, b.y)
                     sd = sd_loss(out, t_out)
                     loss = ce + p.lambda_sd * sd
-                ctx.amp.step(opt_r, loss)
+                ctx.amp.step(opt_r, loss, before_step=clip)
                 step_r += 1
                 ctx.log("recover", step_r, p.epochs * recover_steps, loss=loss.detach(), ce=ce.detach(),
                         sd=sd.detach(), epoch=epoch + 1)
