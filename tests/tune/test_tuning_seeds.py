@@ -117,6 +117,23 @@ def test_tuned_values_go_to_their_scenarios_section(tmp_path):
                                                                                   "batch_size": 64}
 
 
+def test_tuned_values_go_where_the_exact_scenario_overrides(tmp_path):
+    # A method with values in the exact scenario's section (read last by method_recipe) gets its tuned
+    # values there: written to [methods], random-10's would be read and then overridden.
+    base = tmp_path / "base.toml"
+    base.write_text(SMALL + '[datasets.digits.scenarios."random-10".methods]\nfinetune = { epochs = 7 }\n'
+                    '[datasets.digits.scenarios."class-0".methods]\nfinetune = { lr = 0.5 }\n')
+    load_recipes.cache_clear()
+    for scenario in ("random-10", "class-0"):
+        tree = tuned_recipes("digits", scenario, {"finetune": {"epochs": 5, "lr": 0.3}}, str(base))
+        out = tmp_path / f"exact-{scenario}.toml"
+        write_recipes(out, tree, "test")
+        load_recipes.cache_clear()
+        assert method_recipe("digits", "finetune", str(out), scenario) == {"epochs": 5, "lr": 0.3, "batch_size": 64}
+    # the dataset's own values stay as they were for every other scenario
+    assert method_recipe("digits", "finetune", str(out), "random-30") == {"epochs": 2, "lr": 0.02, "batch_size": 64}
+
+
 def test_cli_parses_tuning_seeds():
     from unlearnkit.cli import build_parser
     from unlearnkit.cli._common import config_from_args

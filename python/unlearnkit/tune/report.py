@@ -89,7 +89,9 @@ def tuned_recipes(dataset: str, scenario: str, best: dict[str, dict], base_path:
     scenario (random-10), in ``scenarios."<scenario>".methods`` for another percentage of random
     forgetting (e.g. random-30, which must not overwrite random-10's values), in
     ``scenarios.<kind>.methods`` for the other kinds (class, class_partial, subclass, backdoor), as
-    ``method_recipe`` reads them."""
+    ``method_recipe`` reads them; where the exact scenario's section (``scenarios."random-10"``,
+    ``scenarios."class-0"``) already holds the method, there, since it overrides the others (values
+    written under it would be read and ignored)."""
     src = load_recipes(str(previous)) if previous and pathlib.Path(previous).exists() else load_recipes(base_path)
     if dataset not in src.get("datasets", {}):
         src = load_recipes(base_path)
@@ -100,8 +102,10 @@ def tuned_recipes(dataset: str, scenario: str, best: dict[str, dict], base_path:
     else:
         key = scenario if kind == "random" else kind
         table = section.setdefault("scenarios", {}).setdefault(key, {}).setdefault("methods", {})
+    exact = section.get("scenarios", {}).get(scenario, {}).get("methods", {})
     for method, params in best.items():
-        table[method] = {**table.get(method, {}), **params}
+        target = exact if method in exact else table
+        target[method] = {**target.get(method, {}), **params}
     return {"datasets": {dataset: section}}
 
 
