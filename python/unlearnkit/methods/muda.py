@@ -143,8 +143,12 @@ class MUDA(Method[MUDAParams]):
             raise ValueError(f"test: expected validation samples (UnlearningSplit.val) for forget_loss={p.forget_loss!r} "
                              "(it pulls D_f toward unseen samples), got None")
         teacher = frozen_copy(model)
-        clip = None if p.max_grad_norm is None else (
-            lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm))
+        clip = None
+        if p.max_grad_norm is not None:
+            max_norm = float(p.max_grad_norm)
+
+            def clip() -> None:  # before each SGD step, on the unscaled gradients (Precision.step)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         da_loss = DimensionalAlignmentLoss(k=p.k, energy=p.energy, center=p.center, variant=p.da_variant)
         sd_loss = SelfDistillationLoss(temperature=p.temperature)
         opt_f = sgd(model, p.forget_lr if p.forget_lr is not None else p.lr, p.momentum, p.weight_decay)
