@@ -132,6 +132,17 @@ def test_tuned_values_go_where_the_exact_scenario_overrides(tmp_path):
         assert method_recipe("digits", "finetune", str(out), scenario) == {"epochs": 5, "lr": 0.3, "batch_size": 64}
     # the dataset's own values stay as they were for every other scenario
     assert method_recipe("digits", "finetune", str(out), "random-30") == {"epochs": 2, "lr": 0.02, "batch_size": 64}
+    # the same for a kind's section read after [methods] (random-10 reads scenarios.random before its own)
+    base.write_text(SMALL + '[datasets.digits.scenarios.random.methods]\nfinetune = { epochs = 7 }\n')
+    load_recipes.cache_clear()
+    tree = tuned_recipes("digits", "random-10", {"finetune": {"epochs": 5}}, str(base))
+    write_recipes(out, tree, "test")
+    load_recipes.cache_clear()
+    assert method_recipe("digits", "finetune", str(out), "random-10")["epochs"] == 5
+    # random-30 writes its own section, read last: a kind's values above it are left alone
+    tree = tuned_recipes("digits", "random-30", {"finetune": {"epochs": 3}}, str(base))
+    assert tree["datasets"]["digits"]["scenarios"]["random-30"]["methods"]["finetune"] == {"epochs": 3}
+    assert tree["datasets"]["digits"]["scenarios"]["random"]["methods"]["finetune"] == {"epochs": 7}
 
 
 def test_cli_parses_tuning_seeds():

@@ -89,22 +89,27 @@ def tuned_recipes(dataset: str, scenario: str, best: dict[str, dict], base_path:
     scenario (random-10), in ``scenarios."<scenario>".methods`` for another percentage of random
     forgetting (e.g. random-30, which must not overwrite random-10's values), in
     ``scenarios.<kind>.methods`` for the other kinds (class, class_partial, subclass, backdoor), as
-    ``method_recipe`` reads them; where the exact scenario's section (``scenarios."random-10"``,
-    ``scenarios."class-0"``) already holds the method, there, since it overrides the others (values
-    written under it would be read and ignored)."""
+    ``method_recipe`` reads them. ``method_recipe`` reads ``methods``, then ``scenarios.<kind>``, then
+    ``scenarios."<scenario>"``, each overriding the one before: where a section read after that default
+    one already holds the method (e.g. MUDA's ``scenarios."random-10"``), the values go to the last such
+    section, since values written before it would be read and overridden."""
     src = load_recipes(str(previous)) if previous and pathlib.Path(previous).exists() else load_recipes(base_path)
     if dataset not in src.get("datasets", {}):
         src = load_recipes(base_path)
     section = copy.deepcopy(src["datasets"][dataset])
     kind = parse_scenario(scenario)["forget"]
-    if kind == "random" and scenario == DEFAULT_SCENARIO:
-        table = section.setdefault("methods", {})
-    else:
-        key = scenario if kind == "random" else kind
-        table = section.setdefault("scenarios", {}).setdefault(key, {}).setdefault("methods", {})
-    exact = section.get("scenarios", {}).get(scenario, {}).get("methods", {})
+    # the sections method_recipe reads, in its order (None: the dataset's own ``methods``), and the default one
+    order = [None, *dict.fromkeys((kind, scenario))]
+    default = None if kind == "random" and scenario == DEFAULT_SCENARIO else (scenario if kind == "random" else kind)
+
+    def table(key):
+        return section.setdefault("methods", {}) if key is None else (
+            section.setdefault("scenarios", {}).setdefault(key, {}).setdefault("methods", {}))
+
+    later = order[order.index(default) + 1:]
     for method, params in best.items():
-        target = exact if method in exact else table
+        holding = [k for k in later if method in section.get("scenarios", {}).get(k, {}).get("methods", {})]
+        target = table(holding[-1] if holding else default)
         target[method] = {**target.get(method, {}), **params}
     return {"datasets": {dataset: section}}
 
